@@ -1,0 +1,97 @@
+//! Runtime assembly: a validated [`Config`] becomes the running parts (TLS
+//! acceptor, backends, routes, gate). Nothing here decides anything about a
+//! request; it only wires.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::authn::static_tokens::StaticTokens;
+use crate::authn::x509::CertMapper;
+use crate::authn::{Authenticator, TokenAuthenticator};
+use crate::authz::static_rules::StaticRules;
+use crate::authz::{Authorizer, Authorizers};
+use crate::config::{Config, Limits};
+use crate::gate::{Gate, Route};
+use crate::proxy::{self, Upstream};
+use crate::tls::{self, ServingCert};
+
+/// Why the runtime could not be built from a valid config.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Serving certificate, key, client CA or CRL.
+    #[error(transparent)]
+    Tls(#[from] tls::Error),
+    /// An upstream CA file.
+    #[error(transparent)]
+    Upstream(#[from] proxy::SetupError),
+}
+
+/// Everything the server needs at runtime.
+pub struct App {
+    /// The request pipeline.
+    pub gate: Arc<Gate>,
+    /// The TLS configuration for new handshakes.
+    pub tls: Arc<tls::Acceptor>,
+    /// The serving certificate (shared with the TLS configuration).
+    pub serving_cert: Arc<ServingCert>,
+    /// Connection and timing limits.
+    pub limits: Limits,
+}
+
+impl App {
+    /// Loads TLS material and assembles the backends and routes of `config`.
+    pub async fn build(config: &Config) -> Result<Self, Error> {
+        let key = tls::load_certified_key(&config.tls.cert_file, &config.tls.key_file)?;
+        let serving_cert = Arc::new(ServingCert::new(key));
+        let tls = Arc::new(tls::Acceptor::new(tls::server_config(
+            &config.tls,
+            serving_cert.clone(),
+        )?));
+
+        let statics = &config.static_backend;
+        let mut tokens: Vec<Arc<dyn TokenAuthenticator>> = Vec::new();
+        if !statics.tokens.is_empty() {
+            tokens.push(Arc::new(StaticTokens::new(&statics.tokens)));
+        }
+        let mut authorizers: Vec<Arc<dyn Authorizer>> = Vec::new();
+        if !statics.allow.is_empty() {
+            authorizers.push(Arc::new(StaticRules::new(&statics.allow)));
+        }
+        let authn = Authenticator::new(CertMapper::new(&config.identity_rules), tokens);
+
+        let gate = Gate::new(
+            routes(config)?,
+            authn,
+            Authorizers::new(authorizers),
+            config.headers.clone(),
+        );
+        Ok(Self {
+            gate: Arc::new(gate),
+            tls,
+            serving_cert,
+            limits: config.limits.clone(),
+        })
+    }
+}
+
+/// One pooled client per distinct upstream CA file, shared by its routes.
+fn routes(config: &Config) -> Result<Vec<Route>, Error> {
+    let mut clients = HashMap::<Option<PathBuf>, _>::new();
+    let mut out = Vec::with_capacity(config.routes.len());
+    for r in &config.routes {
+        let client = match clients.get(&r.upstream_ca_file) {
+            Some(c) => Clone::clone(c),
+            None => {
+                let c = proxy::client(r.upstream_ca_file.as_deref())?;
+                clients.insert(r.upstream_ca_file.clone(), c.clone());
+                c
+            }
+        };
+        out.push(Route {
+            config: r.clone(),
+            upstream: Upstream::new(&r.upstream, client, config.limits.upstream_timeout),
+        });
+    }
+    Ok(out)
+}

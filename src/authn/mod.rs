@@ -1,0 +1,214 @@
+//! Authentication: who is asking.
+//!
+//! A verified client certificate that maps to an identity wins. Otherwise the
+//! bearer token, if any, goes through the token backends in order (static
+//! first, then the Kubernetes API), like the apiserver's union of
+//! authenticators. The result goes to [`crate::authz`].
+
+pub mod bearer;
+pub mod static_tokens;
+pub mod x509;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::HeaderMap;
+
+use crate::BoxFuture;
+use crate::backend::BackendError;
+use crate::identity::Identity;
+use bearer::{BearerToken, Malformed};
+use x509::{CertMapper, CertUnmapped};
+
+/// What the TLS layer learnt about the client certificate of a connection.
+pub type CertIdentity = Result<Arc<Identity>, CertUnmapped>;
+
+/// A bearer-token backend.
+pub trait TokenAuthenticator: Send + Sync {
+    /// `Ok(Some)`: the token is valid and names this identity. `Ok(None)`: this
+    /// backend does not accept it (the next backend is asked). `Err`: the
+    /// backend could not decide; the request fails with 503.
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a BearerToken,
+    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, BackendError>>;
+}
+
+/// Why a request is not authenticated.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Neither a client certificate nor a bearer token.
+    #[error("no client certificate or bearer token was presented")]
+    MissingCredentials,
+    /// A verified certificate that names nobody, and no bearer token.
+    #[error("{0}, and no bearer token was presented")]
+    CertUnmapped(CertUnmapped),
+    /// An `Authorization` header that cannot carry a token.
+    #[error("invalid Authorization header: {0}")]
+    InvalidToken(Malformed),
+    /// Every token backend declined the token.
+    #[error("the bearer token was not accepted")]
+    TokenRejected,
+    /// A token backend could not decide.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl Error {
+    /// The fixed log/metric reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "missing_credentials",
+            Self::CertUnmapped(_) => "cert_unmapped",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::TokenRejected => "token_rejected",
+            Self::Backend(e) => e.reason(),
+        }
+    }
+}
+
+/// The certificate rules and the token backends.
+pub struct Authenticator {
+    certs: CertMapper,
+    tokens: Vec<Arc<dyn TokenAuthenticator>>,
+}
+
+impl Authenticator {
+    /// Token backends are asked in the order given.
+    pub fn new(certs: CertMapper, tokens: Vec<Arc<dyn TokenAuthenticator>>) -> Self {
+        Self { certs, tokens }
+    }
+
+    /// Maps a connection's verified leaf certificate, once per connection.
+    pub fn map_cert(&self, leaf_der: &[u8]) -> CertIdentity {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.certs.map(leaf_der, now)
+    }
+
+    /// Establishes the identity of a request from its connection's
+    /// certificate and its headers.
+    pub async fn authenticate(
+        &self,
+        cert: Option<&CertIdentity>,
+        headers: &HeaderMap,
+    ) -> Result<Arc<Identity>, Error> {
+        // A verified, mapped certificate wins over any token.
+        let unmapped = match cert {
+            Some(Ok(id)) => return Ok(id.clone()),
+            Some(Err(why)) => Some(*why),
+            None => None,
+        };
+        // Otherwise the bearer token, refused early when malformed.
+        let Some(token) = bearer::extract(headers).map_err(Error::InvalidToken)? else {
+            return Err(unmapped.map_or(Error::MissingCredentials, Error::CertUnmapped));
+        };
+        for backend in &self.tokens {
+            if let Some(id) = backend.authenticate(&token).await? {
+                return Ok(id);
+            }
+        }
+        Err(Error::TokenRejected)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use http::HeaderValue;
+    use http::header::AUTHORIZATION;
+
+    use super::*;
+    use crate::identity::AuthMethod;
+
+    struct Fixed(Result<Option<Arc<Identity>>, BackendError>);
+
+    impl TokenAuthenticator for Fixed {
+        fn authenticate<'a>(
+            &'a self,
+            _: &'a BearerToken,
+        ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, BackendError>> {
+            Box::pin(std::future::ready(self.0.clone()))
+        }
+    }
+
+    fn id(user: &str, method: AuthMethod) -> Arc<Identity> {
+        Arc::new(Identity::new(
+            user.into(),
+            None,
+            vec![],
+            BTreeMap::new(),
+            method,
+        ))
+    }
+
+    fn bearer(t: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
+        );
+        h
+    }
+
+    #[tokio::test]
+    async fn certificate_wins_then_tokens_in_order_then_the_reason() {
+        let down = BackendError::Unreachable {
+            backend: "TokenReview",
+            detail: "connection refused".into(),
+        };
+        let none: Arc<dyn TokenAuthenticator> = Arc::new(Fixed(Ok(None)));
+        let bob: Arc<dyn TokenAuthenticator> =
+            Arc::new(Fixed(Ok(Some(id("bob", AuthMethod::Token)))));
+        let err: Arc<dyn TokenAuthenticator> = Arc::new(Fixed(Err(down.clone())));
+        let alice: CertIdentity = Ok(id("alice", AuthMethod::Mtls));
+        let unmapped: CertIdentity = Err(CertUnmapped::MultipleCommonNames);
+
+        let certs = || CertMapper::new(&[]);
+        let a = Authenticator::new(certs(), vec![none.clone(), bob.clone()]);
+        assert_eq!(
+            a.authenticate(Some(&alice), &bearer("t"))
+                .await
+                .unwrap()
+                .user,
+            "alice"
+        );
+        assert_eq!(
+            a.authenticate(Some(&unmapped), &bearer("t"))
+                .await
+                .unwrap()
+                .user,
+            "bob"
+        );
+        assert_eq!(
+            a.authenticate(None, &bearer("t")).await.unwrap().user,
+            "bob"
+        );
+        assert_eq!(
+            a.authenticate(Some(&unmapped), &HeaderMap::new()).await,
+            Err(Error::CertUnmapped(CertUnmapped::MultipleCommonNames))
+        );
+        assert_eq!(
+            a.authenticate(None, &HeaderMap::new()).await,
+            Err(Error::MissingCredentials)
+        );
+        assert_eq!(
+            a.authenticate(None, &bearer("")).await,
+            Err(Error::InvalidToken(Malformed::Empty))
+        );
+
+        let only_none = Authenticator::new(certs(), vec![none.clone()]);
+        assert_eq!(
+            only_none.authenticate(None, &bearer("t")).await,
+            Err(Error::TokenRejected)
+        );
+        // A backend error is never read as "rejected" or as "allowed".
+        let failing = Authenticator::new(certs(), vec![none, err, bob]);
+        assert_eq!(
+            failing.authenticate(None, &bearer("t")).await,
+            Err(Error::Backend(down))
+        );
+    }
+}

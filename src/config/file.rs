@@ -1,0 +1,264 @@
+//! The configuration file as the operator writes it (YAML).
+//!
+//! Every type here mirrors the file one-to-one and rejects unknown keys; defaults
+//! and cross-field checks live in [`super::Config`]'s conversion, never here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// Address of the TLS listener. Default `0.0.0.0:8443`.
+    pub listen: Option<SocketAddr>,
+    /// Serving certificate and client-certificate verification.
+    pub tls: Option<TlsFile>,
+    /// How a verified client certificate becomes an identity.
+    #[serde(default)]
+    pub identity: IdentityFile,
+    /// The embedded token and policy backend.
+    #[serde(rename = "static")]
+    pub static_backend: Option<StaticFile>,
+    /// Path-prefix routes to upstreams.
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
+    /// Names of the identity headers sent upstream.
+    #[serde(default)]
+    pub headers: HeadersFile,
+    /// Connection and timing limits.
+    #[serde(default)]
+    pub limits: LimitsFile,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogFile,
+}
+
+/// `tls:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// PEM serving certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key of the serving certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM bundle of CAs that client certificates must chain to. Unset: no
+    /// client certificates are requested.
+    pub client_ca_file: Option<PathBuf>,
+    /// PEM CRLs checked against client certificates.
+    #[serde(default)]
+    pub crl_files: Vec<PathBuf>,
+    /// Accept a client certificate whose issuer has no CRL in `crl_files`.
+    /// Default `false`: such certificates are refused when any CRL is given.
+    #[serde(default)]
+    pub allow_unknown_revocation: bool,
+    /// Lowest TLS version: `"1.2"` (default) or `"1.3"`.
+    pub min_version: Option<String>,
+}
+
+/// `identity:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityFile {
+    /// Ordered certificate rules; first match wins. Default `[spiffe: {}, common_name: {}]`.
+    pub rules: Option<Vec<RuleFile>>,
+}
+
+/// One entry of `identity.rules`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RuleFile {
+    /// `spiffe: {trust_domain: T}`: a SPIFFE URI SAN names a ServiceAccount.
+    Spiffe(SpiffeRuleFile),
+    /// `common_name: {}`: CN is the user, each O a group.
+    CommonName(CommonNameRuleFile),
+    /// `san: {type, pattern, user, groups}`: a SAN matching a glob.
+    San(SanRuleFile),
+}
+
+/// `spiffe:` rule body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpiffeRuleFile {
+    /// Only this trust domain; unset accepts any.
+    pub trust_domain: Option<String>,
+}
+
+/// `common_name:` rule body (no options yet).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommonNameRuleFile {}
+
+/// `san:` rule body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SanRuleFile {
+    /// `dns`, `uri` or `email`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Glob over the whole SAN value (`*` matches any run of characters).
+    pub pattern: String,
+    /// User name template; `{value}` is replaced by the SAN value.
+    pub user: String,
+    /// Groups given to the user.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// `static:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticFile {
+    /// Bearer tokens and the identities they stand for.
+    #[serde(default)]
+    pub tokens: Vec<StaticTokenFile>,
+    /// Allow rules; anything not allowed here goes to the next authorizer.
+    #[serde(default)]
+    pub allow: Vec<AllowFile>,
+}
+
+/// One entry of `static.tokens`. Exactly one of `token` and `token_sha256`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticTokenFile {
+    /// The token itself.
+    pub token: Option<SecretString>,
+    /// Hex SHA-256 of the token, so the file need not hold the secret.
+    pub token_sha256: Option<String>,
+    /// User name.
+    pub user: String,
+    /// Optional uid.
+    pub uid: Option<String>,
+    /// Groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// One entry of `static.allow`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowFile {
+    /// Applies to this user (exactly one of `user` and `group`).
+    pub user: Option<String>,
+    /// Applies to members of this group.
+    pub group: Option<String>,
+    /// Verbs (`get`, `create`, ...; `*` for all).
+    pub verbs: Vec<String>,
+    /// Non-resource path globs (`*` one segment, `**` any depth).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Resource rules, for routes that carry resource attributes.
+    #[serde(default)]
+    pub resources: Vec<ResourceRuleFile>,
+}
+
+/// One entry of `static.allow[].resources`; unset fields and `*` match anything.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceRuleFile {
+    /// API group (`""` is the core group).
+    pub group: Option<String>,
+    /// Resource, e.g. `services`.
+    pub resource: Option<String>,
+    /// Subresource, e.g. `proxy`.
+    pub subresource: Option<String>,
+    /// Namespace.
+    pub namespace: Option<String>,
+    /// Object name.
+    pub name: Option<String>,
+}
+
+/// One entry of `routes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    /// Path prefix, matched on whole segments; the longest match wins.
+    pub path_prefix: String,
+    /// `http://host:port` or `https://host:port`.
+    pub upstream: String,
+    /// PEM CA bundle for an https upstream; unset uses the system roots.
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Resource attributes to authorize instead of the request path.
+    pub resource: Option<ResourceAttributesFile>,
+}
+
+/// `routes[].resource`: the SubjectAccessReview resource attributes of a route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceAttributesFile {
+    /// Namespace.
+    pub namespace: Option<String>,
+    /// API group.
+    pub group: Option<String>,
+    /// API version.
+    pub version: Option<String>,
+    /// Resource.
+    pub resource: String,
+    /// Subresource.
+    pub subresource: Option<String>,
+    /// Object name.
+    pub name: Option<String>,
+}
+
+/// `headers:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadersFile {
+    /// Default `X-Remote-User`.
+    pub user: Option<String>,
+    /// Default `X-Remote-Group`.
+    pub group: Option<String>,
+    /// Default `X-Remote-Uid`.
+    pub uid: Option<String>,
+    /// Default `X-Remote-Extra-`.
+    pub extra_prefix: Option<String>,
+}
+
+/// `limits:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Concurrent connections; more are closed at accept. Default 10000.
+    pub max_connections: Option<usize>,
+    /// TLS handshake deadline. Default `10s`.
+    pub handshake_timeout: Option<HumanDuration>,
+    /// HTTP/1 request-head deadline, also the keep-alive idle limit. Default `10s`.
+    pub header_read_timeout: Option<HumanDuration>,
+    /// Deadline for the upstream's response headers. Default `30s`.
+    pub upstream_timeout: Option<HumanDuration>,
+    /// Largest request head in bytes. Default 32768.
+    pub max_header_bytes: Option<usize>,
+    /// HTTP/2 connections without a new request for this long are closed
+    /// gracefully. Default `60s`.
+    pub idle_timeout: Option<HumanDuration>,
+    /// How long shutdown waits for in-flight requests. Default `25s`.
+    pub shutdown_timeout: Option<HumanDuration>,
+}
+
+/// `log:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    /// `text` (default) or `json`.
+    pub format: Option<String>,
+    /// A tracing filter such as `info` or `authgate=debug`. Default `info`;
+    /// `RUST_LOG` overrides it.
+    pub level: Option<String>,
+}
+
+/// A duration written as `500ms`, `5s`, `2m` or `1h 30m`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+    }
+}

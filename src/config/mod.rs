@@ -1,0 +1,299 @@
+//! Validated configuration.
+//!
+//! [`file::File`] is what the operator wrote; [`Config`] is what authgate runs
+//! on: every default applied, every value typed, every cross-field rule
+//! checked. `TryFrom<File>` is the only way from one to the other, and each of
+//! its errors names the offending key. Runtime state (sockets, caches, clients)
+//! is built from a `Config` in [`crate::app`], never stored here.
+
+pub mod file;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use globset::Glob;
+use http::HeaderName;
+use http::Uri;
+
+use crate::authz::attributes::ResourceAttributes;
+
+pub use validate::parse_yaml;
+
+/// A configuration problem, naming the key (or file) and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed, has an unknown key or a value of the wrong type.
+    #[error("{0}")]
+    Parse(String),
+    /// A value is well-formed YAML but not acceptable.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// Dotted path of the key, e.g. `routes[0].upstream`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything authgate needs to run, validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// TLS listener address.
+    pub listen: SocketAddr,
+    /// Serving certificate and client-certificate verification.
+    pub tls: TlsConfig,
+    /// Certificate-to-identity rules, in order.
+    pub identity_rules: Vec<IdentityRule>,
+    /// The embedded token and policy backend (empty when not configured).
+    pub static_backend: StaticConfig,
+    /// Routes, in file order.
+    pub routes: Vec<RouteConfig>,
+    /// Names of the identity headers sent upstream.
+    pub headers: HeaderNames,
+    /// Connection and timing limits.
+    pub limits: Limits,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `tls:` validated.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// Serving chain (PEM).
+    pub cert_file: PathBuf,
+    /// Serving key (PEM).
+    pub key_file: PathBuf,
+    /// Client CA bundle; `None` means client certificates are not requested.
+    pub client_ca_file: Option<PathBuf>,
+    /// CRLs for client certificates.
+    pub crl_files: Vec<PathBuf>,
+    /// Accept client certificates whose issuer has no CRL loaded.
+    pub allow_unknown_revocation: bool,
+    /// Lowest accepted protocol version.
+    pub min_version: TlsVersion,
+}
+
+/// A TLS protocol version floor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+/// Which SAN type a `san` rule reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SanKind {
+    /// dNSName.
+    Dns,
+    /// uniformResourceIdentifier.
+    Uri,
+    /// rfc822Name.
+    Email,
+}
+
+/// One certificate-to-identity rule.
+#[derive(Clone, Debug)]
+pub enum IdentityRule {
+    /// SPIFFE URI SAN `spiffe://<td>/ns/<ns>/sa/<sa>` -> ServiceAccount user.
+    Spiffe {
+        /// Accept only this trust domain; `None` accepts any.
+        trust_domain: Option<String>,
+    },
+    /// Subject CN -> user, each O -> group.
+    CommonName,
+    /// A SAN of `kind` matching `pattern` -> `user` (with `{value}`) and `groups`.
+    San {
+        /// SAN type.
+        kind: SanKind,
+        /// Glob over the whole value.
+        pattern: Glob,
+        /// User template.
+        user: String,
+        /// Groups.
+        groups: Vec<String>,
+    },
+}
+
+/// `static:` validated.
+#[derive(Clone, Debug, Default)]
+pub struct StaticConfig {
+    /// Known tokens, by SHA-256 only.
+    pub tokens: Vec<StaticToken>,
+    /// Allow rules.
+    pub allow: Vec<AllowRule>,
+}
+
+/// A static token, held as its SHA-256.
+#[derive(Clone, Debug)]
+pub struct StaticToken {
+    /// SHA-256 of the token.
+    pub sha256: [u8; 32],
+    /// User name.
+    pub user: String,
+    /// Optional uid.
+    pub uid: Option<String>,
+    /// Groups.
+    pub groups: Vec<String>,
+}
+
+/// Whom an allow rule applies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subject {
+    /// A user by name (`*` for any authenticated user).
+    User(String),
+    /// Members of a group.
+    Group(String),
+}
+
+/// A static allow rule: `subject` may use `verbs` on `paths` or `resources`.
+#[derive(Clone, Debug)]
+pub struct AllowRule {
+    /// Whom it applies to.
+    pub subject: Subject,
+    /// Verbs; `*` matches any.
+    pub verbs: Vec<String>,
+    /// Non-resource path globs.
+    pub paths: Vec<Glob>,
+    /// Resource rules.
+    pub resources: Vec<ResourceRule>,
+}
+
+/// A resource pattern; `None` matches anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResourceRule {
+    /// API group.
+    pub group: Option<String>,
+    /// Resource.
+    pub resource: Option<String>,
+    /// Subresource.
+    pub subresource: Option<String>,
+    /// Namespace.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: Option<String>,
+}
+
+/// One route, validated.
+#[derive(Clone, Debug)]
+pub struct RouteConfig {
+    /// Normalised prefix (`/` or `/a/b`, no trailing slash).
+    pub path_prefix: String,
+    /// Scheme and authority of the upstream.
+    pub upstream: Uri,
+    /// CA bundle for an https upstream.
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Resource attributes authorized instead of the path.
+    pub resource: Option<ResourceAttributes>,
+}
+
+/// Identity header names.
+#[derive(Clone, Debug)]
+pub struct HeaderNames {
+    /// User header.
+    pub user: HeaderName,
+    /// Group header (one per group).
+    pub group: HeaderName,
+    /// Uid header.
+    pub uid: HeaderName,
+    /// Extra prefix, lower-case, e.g. `x-remote-extra-`.
+    pub extra_prefix: String,
+}
+
+impl Default for HeaderNames {
+    fn default() -> Self {
+        Self {
+            user: HeaderName::from_static("x-remote-user"),
+            group: HeaderName::from_static("x-remote-group"),
+            uid: HeaderName::from_static("x-remote-uid"),
+            extra_prefix: "x-remote-extra-".to_owned(),
+        }
+    }
+}
+
+/// Connection and timing limits.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Concurrent connections.
+    pub max_connections: usize,
+    /// TLS handshake deadline.
+    pub handshake_timeout: Duration,
+    /// HTTP/1 request-head deadline and keep-alive idle limit.
+    pub header_read_timeout: Duration,
+    /// Deadline for upstream response headers.
+    pub upstream_timeout: Duration,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// HTTP/2 connections with no new request for this long get GOAWAY.
+    pub idle_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            upstream_timeout: Duration::from_secs(30),
+            max_header_bytes: 32 * 1024,
+            idle_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(25),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// Tracing filter directive.
+    pub level: String,
+}
+
+impl Config {
+    /// Reads, parses and validates a YAML file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(&text)
+    }
+
+    /// Parses and validates YAML text.
+    pub fn from_yaml(text: &str) -> Result<Self, Error> {
+        Self::try_from(parse_yaml(text)?)
+    }
+}

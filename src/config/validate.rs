@@ -1,0 +1,399 @@
+//! `File` -> `Config`: defaults, types and cross-field rules, each error naming its key.
+
+use std::collections::HashSet;
+
+use globset::{Glob, GlobBuilder};
+use http::{HeaderName, Uri};
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+
+use super::file::{self, File};
+use super::{
+    AllowRule, Config, Error, HeaderNames, IdentityRule, Limits, LogConfig, LogFormat,
+    ResourceRule, RouteConfig, SanKind, StaticConfig, StaticToken, Subject, TlsConfig, TlsVersion,
+};
+use crate::authz::attributes::ResourceAttributes;
+use crate::routes::normalize_prefix;
+
+/// Parses YAML into the file shape; unknown keys and wrong types are errors
+/// carrying the line and column.
+pub fn parse_yaml(text: &str) -> Result<File, Error> {
+    serde_saphyr::from_str(text).map_err(|e| Error::Parse(e.to_string()))
+}
+
+impl TryFrom<File> for Config {
+    type Error = Error;
+
+    fn try_from(f: File) -> Result<Self, Error> {
+        let tls = f.tls.ok_or_else(|| Error::invalid("tls", "is required"))?;
+        Ok(Self {
+            listen: f.listen.unwrap_or_else(|| ([0, 0, 0, 0], 8443).into()),
+            tls: tls_config(tls)?,
+            identity_rules: identity_rules(f.identity.rules)?,
+            static_backend: static_config(f.static_backend.unwrap_or_default())?,
+            routes: routes(f.routes)?,
+            headers: header_names(f.headers)?,
+            limits: limits(f.limits)?,
+            log: log_config(f.log)?,
+        })
+    }
+}
+
+fn tls_config(t: file::TlsFile) -> Result<TlsConfig, Error> {
+    let min_version = match t.min_version.as_deref() {
+        None | Some("1.2") => TlsVersion::Tls12,
+        Some("1.3") => TlsVersion::Tls13,
+        Some(other) => {
+            return Err(Error::invalid(
+                "tls.min_version",
+                format!("{other:?} is not \"1.2\" or \"1.3\""),
+            ));
+        }
+    };
+    if !t.crl_files.is_empty() && t.client_ca_file.is_none() {
+        return Err(Error::invalid(
+            "tls.crl_files",
+            "needs tls.client_ca_file (CRLs apply to client certificates)",
+        ));
+    }
+    Ok(TlsConfig {
+        cert_file: t.cert_file,
+        key_file: t.key_file,
+        client_ca_file: t.client_ca_file,
+        crl_files: t.crl_files,
+        allow_unknown_revocation: t.allow_unknown_revocation,
+        min_version,
+    })
+}
+
+fn identity_rules(rules: Option<Vec<file::RuleFile>>) -> Result<Vec<IdentityRule>, Error> {
+    let Some(rules) = rules else {
+        return Ok(vec![
+            IdentityRule::Spiffe { trust_domain: None },
+            IdentityRule::CommonName,
+        ]);
+    };
+    rules
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| identity_rule(&format!("identity.rules[{i}]"), r))
+        .collect()
+}
+
+fn identity_rule(key: &str, rule: file::RuleFile) -> Result<IdentityRule, Error> {
+    Ok(match rule {
+        file::RuleFile::Spiffe(s) => {
+            if let Some(td) = &s.trust_domain {
+                let ok = !td.is_empty()
+                    && td.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b)
+                    });
+                if !ok {
+                    return Err(Error::invalid(
+                        format!("{key}.spiffe.trust_domain"),
+                        format!(
+                            "{td:?} is not a SPIFFE trust domain (lower-case letters, digits, '-', '.', '_')"
+                        ),
+                    ));
+                }
+            }
+            IdentityRule::Spiffe {
+                trust_domain: s.trust_domain,
+            }
+        }
+        file::RuleFile::CommonName(_) => IdentityRule::CommonName,
+        file::RuleFile::San(s) => {
+            let kind = match s.kind.as_str() {
+                "dns" => SanKind::Dns,
+                "uri" => SanKind::Uri,
+                "email" => SanKind::Email,
+                other => {
+                    return Err(Error::invalid(
+                        format!("{key}.san.type"),
+                        format!("{other:?} is not one of dns, uri, email"),
+                    ));
+                }
+            };
+            if s.user.trim().is_empty() {
+                return Err(Error::invalid(
+                    format!("{key}.san.user"),
+                    "must not be empty",
+                ));
+            }
+            IdentityRule::San {
+                kind,
+                pattern: glob(&format!("{key}.san.pattern"), &s.pattern, false)?,
+                user: s.user,
+                groups: s.groups,
+            }
+        }
+    })
+}
+
+fn glob(key: &str, pattern: &str, literal_separator: bool) -> Result<Glob, Error> {
+    GlobBuilder::new(pattern)
+        .literal_separator(literal_separator)
+        .build()
+        .map_err(|e| Error::invalid(key, format!("invalid glob {pattern:?}: {}", e.kind())))
+}
+
+fn static_config(s: file::StaticFile) -> Result<StaticConfig, Error> {
+    let mut seen = HashSet::new();
+    let mut tokens = Vec::with_capacity(s.tokens.len());
+    for (i, t) in s.tokens.into_iter().enumerate() {
+        let key = format!("static.tokens[{i}]");
+        let sha256 = match (&t.token, &t.token_sha256) {
+            (Some(tok), None) => {
+                let tok = tok.expose_secret();
+                if tok.is_empty() {
+                    return Err(Error::invalid(format!("{key}.token"), "must not be empty"));
+                }
+                Sha256::digest(tok.as_bytes()).into()
+            }
+            (None, Some(hex)) => parse_sha256(&format!("{key}.token_sha256"), hex)?,
+            _ => {
+                return Err(Error::invalid(
+                    key,
+                    "needs exactly one of token and token_sha256",
+                ));
+            }
+        };
+        if !seen.insert(sha256) {
+            return Err(Error::invalid(key, "duplicates an earlier token"));
+        }
+        if t.user.is_empty() {
+            return Err(Error::invalid(format!("{key}.user"), "must not be empty"));
+        }
+        tokens.push(StaticToken {
+            sha256,
+            user: t.user,
+            uid: t.uid,
+            groups: t.groups,
+        });
+    }
+    let allow = s
+        .allow
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| allow_rule(&format!("static.allow[{i}]"), a))
+        .collect::<Result<_, _>>()?;
+    Ok(StaticConfig { tokens, allow })
+}
+
+fn parse_sha256(key: &str, text: &str) -> Result<[u8; 32], Error> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut out)
+        .map_err(|_| Error::invalid(key, "must be 64 hexadecimal characters"))?;
+    Ok(out)
+}
+
+fn allow_rule(key: &str, a: file::AllowFile) -> Result<AllowRule, Error> {
+    let subject = match (a.user, a.group) {
+        (Some(u), None) => Subject::User(u),
+        (None, Some(g)) => Subject::Group(g),
+        _ => return Err(Error::invalid(key, "needs exactly one of user and group")),
+    };
+    if a.verbs.is_empty() {
+        return Err(Error::invalid(format!("{key}.verbs"), "must not be empty"));
+    }
+    if a.paths.is_empty() == a.resources.is_empty() {
+        return Err(Error::invalid(
+            key,
+            "needs exactly one of paths and resources",
+        ));
+    }
+    let paths = a
+        .paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let k = format!("{key}.paths[{i}]");
+            if !p.starts_with('/') && p != "*" && p != "**" {
+                return Err(Error::invalid(k, format!("{p:?} must start with '/'")));
+            }
+            glob(&k, p, true)
+        })
+        .collect::<Result<_, _>>()?;
+    let any = |v: Option<String>| v.filter(|s| s != "*");
+    let resources = a
+        .resources
+        .into_iter()
+        .map(|r| ResourceRule {
+            group: any(r.group),
+            resource: any(r.resource),
+            subresource: any(r.subresource),
+            namespace: any(r.namespace),
+            name: any(r.name),
+        })
+        .collect();
+    Ok(AllowRule {
+        subject,
+        verbs: a.verbs,
+        paths,
+        resources,
+    })
+}
+
+fn routes(rs: Vec<file::RouteFile>) -> Result<Vec<RouteConfig>, Error> {
+    if rs.is_empty() {
+        return Err(Error::invalid("routes", "needs at least one route"));
+    }
+    let mut seen = HashSet::new();
+    rs.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let key = format!("routes[{i}]");
+            let path_prefix = normalize_prefix(&r.path_prefix)
+                .map_err(|why| Error::invalid(format!("{key}.path_prefix"), why))?;
+            if !seen.insert(path_prefix.clone()) {
+                return Err(Error::invalid(
+                    format!("{key}.path_prefix"),
+                    format!("{path_prefix:?} is already used by an earlier route"),
+                ));
+            }
+            let upstream = upstream_uri(&format!("{key}.upstream"), &r.upstream)?;
+            if r.upstream_ca_file.is_some() && upstream.scheme_str() != Some("https") {
+                return Err(Error::invalid(
+                    format!("{key}.upstream_ca_file"),
+                    "is only used with an https upstream",
+                ));
+            }
+            Ok(RouteConfig {
+                path_prefix,
+                upstream,
+                upstream_ca_file: r.upstream_ca_file,
+                resource: r.resource.map(|a| ResourceAttributes {
+                    namespace: a.namespace.unwrap_or_default(),
+                    group: a.group.unwrap_or_default(),
+                    version: a.version.unwrap_or_default(),
+                    resource: a.resource,
+                    subresource: a.subresource.unwrap_or_default(),
+                    name: a.name.unwrap_or_default(),
+                }),
+            })
+        })
+        .collect()
+}
+
+fn upstream_uri(key: &str, text: &str) -> Result<Uri, Error> {
+    let uri: Uri = text
+        .parse()
+        .map_err(|e| Error::invalid(key, format!("{text:?} is not a URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => {
+            return Err(Error::invalid(
+                key,
+                format!("{text:?} must start with http:// or https://"),
+            ));
+        }
+    }
+    if uri.authority().is_none() {
+        return Err(Error::invalid(key, format!("{text:?} has no host")));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(Error::invalid(
+            key,
+            format!("{text:?} must not have a path or query (the request path is forwarded as is)"),
+        ));
+    }
+    Ok(uri)
+}
+
+fn header_names(h: file::HeadersFile) -> Result<HeaderNames, Error> {
+    let d = HeaderNames::default();
+    let name = |key: &str, v: Option<String>, default: HeaderName| match v {
+        None => Ok(default),
+        Some(s) => HeaderName::try_from(s.as_str())
+            .map_err(|_| Error::invalid(key, format!("{s:?} is not a valid header name"))),
+    };
+    let extra_prefix = match h.extra_prefix {
+        None => d.extra_prefix,
+        Some(p) => {
+            let probe = format!("{p}x");
+            HeaderName::try_from(probe.as_str()).map_err(|_| {
+                Error::invalid(
+                    "headers.extra_prefix",
+                    format!("{p:?} is not a valid header name prefix"),
+                )
+            })?;
+            p.to_ascii_lowercase()
+        }
+    };
+    Ok(HeaderNames {
+        user: name("headers.user", h.user, d.user)?,
+        group: name("headers.group", h.group, d.group)?,
+        uid: name("headers.uid", h.uid, d.uid)?,
+        extra_prefix,
+    })
+}
+
+fn limits(l: file::LimitsFile) -> Result<Limits, Error> {
+    let d = Limits::default();
+    let positive = |key: &str, v: Option<file::HumanDuration>, default| match v {
+        None => Ok(default),
+        Some(file::HumanDuration(v)) if v.is_zero() => {
+            Err(Error::invalid(key, "must be greater than zero"))
+        }
+        Some(file::HumanDuration(v)) => Ok(v),
+    };
+    let max_connections = l.max_connections.unwrap_or(d.max_connections);
+    if max_connections == 0 {
+        return Err(Error::invalid(
+            "limits.max_connections",
+            "must be at least 1",
+        ));
+    }
+    let max_header_bytes = l.max_header_bytes.unwrap_or(d.max_header_bytes);
+    if !(8192..=1024 * 1024).contains(&max_header_bytes) {
+        return Err(Error::invalid(
+            "limits.max_header_bytes",
+            "must be between 8192 and 1048576",
+        ));
+    }
+    Ok(Limits {
+        max_connections,
+        handshake_timeout: positive(
+            "limits.handshake_timeout",
+            l.handshake_timeout,
+            d.handshake_timeout,
+        )?,
+        header_read_timeout: positive(
+            "limits.header_read_timeout",
+            l.header_read_timeout,
+            d.header_read_timeout,
+        )?,
+        upstream_timeout: positive(
+            "limits.upstream_timeout",
+            l.upstream_timeout,
+            d.upstream_timeout,
+        )?,
+        max_header_bytes,
+        idle_timeout: positive("limits.idle_timeout", l.idle_timeout, d.idle_timeout)?,
+        shutdown_timeout: positive(
+            "limits.shutdown_timeout",
+            l.shutdown_timeout,
+            d.shutdown_timeout,
+        )?,
+    })
+}
+
+fn log_config(l: file::LogFile) -> Result<LogConfig, Error> {
+    let format = match l.format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            return Err(Error::invalid(
+                "log.format",
+                format!("{other:?} is not text or json"),
+            ));
+        }
+    };
+    Ok(LogConfig {
+        format,
+        level: l.level.unwrap_or_else(|| "info".to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,264 @@
+//! Header hygiene on the way to the upstream (pure).
+//!
+//! First remove everything a client could use to claim an identity or to
+//! steer the hop (identity headers in any casing, impersonation, forwarded
+//! client certificates, `Authorization`, hop-by-hop headers); only then add
+//! the identity authgate established.
+
+use http::header::{
+    AUTHORIZATION, CONNECTION, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::config::HeaderNames;
+use crate::identity::Identity;
+
+/// Prefixes of headers that carry identity or client-certificate claims.
+/// Header names are always lower-case in `http`, so this covers every casing.
+const SPOOFABLE_PREFIXES: &[&str] = &[
+    "x-remote-",
+    "impersonate-",
+    "x-forwarded-client-cert",
+    "client-cert",
+    "ssl-client-",
+    "x-ssl-client-",
+];
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+];
+
+/// RFC 3986 unreserved characters stay; everything else is %-escaped
+/// (the requestheader convention for `X-Remote-Extra-<key>`).
+const EXTRA_KEY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect();
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// Removes every header a client could use to claim an identity, plus
+/// `Authorization` and the configured identity header names.
+pub fn strip_spoofable(headers: &mut HeaderMap, names: &HeaderNames) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let k = k.as_str();
+            SPOOFABLE_PREFIXES.iter().any(|p| k.starts_with(p))
+                || k.starts_with(names.extra_prefix.as_str())
+        })
+        .cloned()
+        .collect();
+    for name in doomed
+        .iter()
+        .chain([&AUTHORIZATION, &names.user, &names.group, &names.uid])
+    {
+        headers.remove(name);
+    }
+}
+
+/// Sets the identity headers: user, one group header per group, uid, and one
+/// extra header per extra value.
+///
+/// Fails only if a name or value cannot be a header, which backends prevent by
+/// checking [`Identity::invalid_field`]; the caller then refuses the request.
+pub fn set_identity(
+    headers: &mut HeaderMap,
+    id: &Identity,
+    names: &HeaderNames,
+) -> Result<(), http::Error> {
+    headers.insert(names.user.clone(), value(&id.user)?);
+    for g in &id.groups {
+        headers.append(names.group.clone(), value(g)?);
+    }
+    if let Some(uid) = &id.uid {
+        headers.insert(names.uid.clone(), value(uid)?);
+    }
+    for (key, values) in &id.extra {
+        let name = format!(
+            "{}{}",
+            names.extra_prefix,
+            utf8_percent_encode(key, EXTRA_KEY)
+        );
+        let name = HeaderName::try_from(name)?;
+        for v in values {
+            headers.append(name.clone(), value(v)?);
+        }
+    }
+    Ok(())
+}
+
+fn value(s: &str) -> Result<HeaderValue, http::Error> {
+    Ok(HeaderValue::from_bytes(s.as_bytes())?)
+}
+
+/// Strip, then set: the whole rewrite for a request that passed authn and authz.
+/// An upgrade request keeps `Connection: upgrade` and its `Upgrade` header.
+pub fn rewrite(
+    headers: &mut HeaderMap,
+    id: &Identity,
+    names: &HeaderNames,
+) -> Result<(), http::Error> {
+    let upgrade = requested_upgrade(headers);
+    strip_hop_by_hop(headers);
+    if let Some(protocol) = upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(UPGRADE, protocol);
+    }
+    strip_spoofable(headers, names);
+    set_identity(headers, id, names)
+}
+
+/// The `Upgrade` value when `Connection` asks for an upgrade.
+fn requested_upgrade(h: &HeaderMap) -> Option<HeaderValue> {
+    let asked = h
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asked.then(|| h.get(UPGRADE).cloned()).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::identity::AuthMethod;
+
+    fn spoofed() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("X-Remote-User", "mallory"),
+            ("x-remote-group", "system:masters"),
+            ("X-REMOTE-EXTRA-scopes", "all"),
+            ("Impersonate-User", "admin"),
+            ("impersonate-group", "system:masters"),
+            ("X-Forwarded-Client-Cert", "Hash=abc"),
+            ("Client-Cert", ":AAAA:"),
+            ("Client-Cert-Chain", ":AAAA:"),
+            ("SSL-Client-Verify", "SUCCESS"),
+            ("Authorization", "Bearer secret"),
+            ("Connection", "keep-alive, X-Hop"),
+            ("X-Hop", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("Accept", "application/json"),
+        ] {
+            h.append(
+                HeaderName::try_from(k).unwrap(),
+                HeaderValue::from_static(v),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn spoofed_identity_headers_are_replaced_by_the_real_identity() {
+        let extra = BTreeMap::from([(
+            "authentication.kubernetes.io/credential-id".to_owned(),
+            vec!["X509SHA256=ab".to_owned()],
+        )]);
+        let id = Identity::new(
+            "alice".into(),
+            Some("u-1".into()),
+            vec!["dev".into()],
+            extra,
+            AuthMethod::Mtls,
+        );
+        let mut h = spoofed();
+        rewrite(&mut h, &id, &HeaderNames::default()).unwrap();
+        let mut got: Vec<(String, String)> = h
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        got.sort();
+        let want = [
+            ("accept", "application/json"),
+            (
+                "x-remote-extra-authentication.kubernetes.io%2fcredential-id",
+                "X509SHA256=ab",
+            ),
+            ("x-remote-group", "dev"),
+            ("x-remote-group", "system:authenticated"),
+            ("x-remote-uid", "u-1"),
+            ("x-remote-user", "alice"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn upgrade_requests_keep_their_upgrade_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("Upgrade, keep-alive"));
+        h.insert(UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+        let id = Identity::new(
+            "bob".into(),
+            None,
+            vec![],
+            BTreeMap::new(),
+            AuthMethod::Token,
+        );
+        rewrite(&mut h, &id, &HeaderNames::default()).unwrap();
+        assert_eq!(h.get(CONNECTION).unwrap(), "upgrade");
+        assert_eq!(h.get(UPGRADE).unwrap(), "SPDY/3.1");
+        let mut h = HeaderMap::new();
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        rewrite(&mut h, &id, &HeaderNames::default()).unwrap();
+        assert!(
+            h.get(UPGRADE).is_none(),
+            "Upgrade without Connection: upgrade is dropped"
+        );
+    }
+
+    #[test]
+    fn custom_header_names_are_stripped_and_used() {
+        let names = HeaderNames {
+            user: HeaderName::from_static("x-user"),
+            group: HeaderName::from_static("x-groups"),
+            uid: HeaderName::from_static("x-uid"),
+            extra_prefix: "x-extra-".into(),
+        };
+        let mut h = HeaderMap::new();
+        h.insert("x-user", HeaderValue::from_static("mallory"));
+        h.insert("x-extra-foo", HeaderValue::from_static("bar"));
+        let id = Identity::new(
+            "bob".into(),
+            None,
+            vec![],
+            BTreeMap::new(),
+            AuthMethod::Token,
+        );
+        rewrite(&mut h, &id, &names).unwrap();
+        assert_eq!(h.get("x-user").unwrap(), "bob");
+        assert!(h.get("x-extra-foo").is_none());
+        assert!(h.get("x-remote-user").is_none());
+    }
+}

@@ -1,0 +1,227 @@
+//! Forwarding an authorized request to its upstream over a pooled HTTP/1.1
+//! client: bodies stream both ways, HTTP/2 clients are downgraded, and
+//! protocol upgrades (WebSocket, SPDY for `kubectl exec`) are spliced through.
+
+pub mod headers;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HOST, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::ClientConfig;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tracing::debug;
+
+/// The body type of every response authgate sends.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+
+/// Why forwarding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Could not connect, or the connection failed before a response (502).
+    #[error("upstream {upstream} failed: {detail}")]
+    Unavailable {
+        /// The upstream authority.
+        upstream: String,
+        /// Cause.
+        detail: String,
+    },
+    /// No response headers within `limits.upstream_timeout` (504).
+    #[error("upstream {upstream} did not answer within {timeout:?}")]
+    Timeout {
+        /// The upstream authority.
+        upstream: String,
+        /// The limit.
+        timeout: Duration,
+    },
+}
+
+/// Building an upstream client failed (bad CA file).
+#[derive(Debug, thiserror::Error)]
+#[error("upstream CA file {path}: {reason}")]
+pub struct SetupError {
+    path: String,
+    reason: String,
+}
+
+/// One upstream: where to send requests and the client that sends them.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    scheme: Scheme,
+    authority: http::uri::Authority,
+    client: HttpClient,
+    timeout: Duration,
+}
+
+impl Upstream {
+    /// An upstream at `base` (scheme and authority), using `client`.
+    pub fn new(base: &Uri, client: HttpClient, timeout: Duration) -> Self {
+        Self {
+            scheme: base.scheme().cloned().unwrap_or(Scheme::HTTP),
+            authority: base
+                .authority()
+                .cloned()
+                .unwrap_or_else(|| http::uri::Authority::from_static("localhost")),
+            client,
+            timeout,
+        }
+    }
+
+    /// Sends `req` (headers already rewritten) to `path_and_query` on this
+    /// upstream and returns its response.
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        path_and_query: PathAndQuery,
+        client_addr: SocketAddr,
+    ) -> Result<Response<Body>, Error> {
+        let host = req.headers().get(HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::try_from(a.as_str()).ok())
+        });
+        let client_upgrade = req
+            .headers()
+            .contains_key(http::header::UPGRADE)
+            .then(|| hyper::upgrade::on(&mut req));
+        *req.uri_mut() = Uri::from_parts({
+            let mut p = http::uri::Parts::default();
+            p.scheme = Some(self.scheme.clone());
+            p.authority = Some(self.authority.clone());
+            p.path_and_query = Some(path_and_query);
+            p
+        })
+        .map_err(|e| self.unavailable(e))?;
+        // The pooled client speaks HTTP/1.1 and refuses HTTP/2-tagged requests.
+        *req.version_mut() = Version::HTTP_11;
+        set_forwarded(req.headers_mut(), host, client_addr);
+        let sent = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        let mut resp = sent
+            .map_err(|_| Error::Timeout {
+                upstream: self.authority.to_string(),
+                timeout: self.timeout,
+            })?
+            .map_err(|e| self.unavailable(e))?;
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            splice_upgrade(client_upgrade, hyper::upgrade::on(&mut resp));
+        } else {
+            headers::strip_hop_by_hop(resp.headers_mut());
+        }
+        Ok(resp.map(BodyExt::boxed))
+    }
+
+    fn unavailable(&self, e: impl std::error::Error) -> Error {
+        Error::Unavailable {
+            upstream: self.authority.to_string(),
+            detail: error_chain(&e),
+        }
+    }
+}
+
+/// An error and its sources, joined by `": "`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    s
+}
+
+/// `Host` comes from the upstream URI; the client's host and address travel
+/// in `X-Forwarded-*`.
+fn set_forwarded(h: &mut http::HeaderMap, host: Option<HeaderValue>, client: SocketAddr) {
+    h.remove(HOST);
+    if let Some(host) = host {
+        h.insert("x-forwarded-host", host);
+    }
+    h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    let ip = client.ip().to_string();
+    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::try_from(xff) {
+        h.insert("x-forwarded-for", v);
+    }
+}
+
+/// After a 101, copies bytes both ways between client and upstream until
+/// either side closes.
+fn splice_upgrade(client: Option<hyper::upgrade::OnUpgrade>, upstream: hyper::upgrade::OnUpgrade) {
+    let Some(client) = client else { return };
+    tokio::spawn(async move {
+        let (Ok(c), Ok(u)) = tokio::join!(client, upstream) else {
+            debug!("upgrade did not complete on both sides");
+            return;
+        };
+        let r = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(u)).await;
+        debug!(?r, "upgraded connection closed");
+    });
+}
+
+/// Builds the pooled client for upstreams, trusting `ca_file` or, without
+/// one, the system roots.
+pub fn client(ca_file: Option<&Path>) -> Result<HttpClient, SetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let setup = |path: &Path, reason: String| SetupError {
+        path: path.display().to_string(),
+        reason,
+    };
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| setup(Path::new("-"), e.to_string()))?;
+    let tls = match ca_file {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| setup(path, e.to_string()))?;
+            if certs.is_empty() {
+                return Err(setup(path, "no certificates found".into()));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| setup(path, e.to_string()))?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => {
+            use rustls_platform_verifier::BuilderVerifierExt;
+            builder
+                .with_platform_verifier()
+                .map_err(|e| setup(Path::new("(system roots)"), e.to_string()))?
+                .with_no_client_auth()
+        }
+    };
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(https))
+}

@@ -1,0 +1,225 @@
+//! Request paths and routes: normalise the path once, then pick the route
+//! with the longest whole-segment prefix.
+//!
+//! Authorization and forwarding both use the *normalised* path, so what is
+//! authorized is exactly what the upstream receives (`/api/../admin` can never
+//! be authorized as `/api/...` and served as `/admin`).
+
+use percent_encoding::percent_decode_str;
+
+use crate::config::RouteConfig;
+
+/// Why a request path was refused (400).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadPath {
+    /// Not origin-form (`*`, or no leading `/`).
+    #[error("request path must start with '/'")]
+    NotAbsolute,
+    /// An encoded `/`, `\`, NUL or control character, or a malformed `%` escape.
+    #[error("request path contains an encoded separator, control character or bad escape")]
+    Encoding,
+    /// `..` would climb above the root.
+    #[error("request path escapes the root with '..'")]
+    Escapes,
+}
+
+/// Normalises a request path: decodes percent-escapes of unreserved
+/// characters, rejects escapes that would change the path's structure,
+/// resolves `.` and `..`, and collapses repeated `/`. A trailing `/` is kept.
+pub fn normalize_path(raw: &str) -> Result<String, BadPath> {
+    if !raw.starts_with('/') {
+        return Err(BadPath::NotAbsolute);
+    }
+    let decoded = decode_unreserved(raw)?;
+    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let mut out: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop().ok_or(BadPath::Escapes)?;
+            }
+            s => out.push(s),
+        }
+    }
+    let mut path = String::with_capacity(decoded.len());
+    for seg in &out {
+        path.push('/');
+        path.push_str(seg);
+    }
+    if trailing || path.is_empty() {
+        path.push('/');
+    }
+    Ok(path)
+}
+
+/// Decodes `%XX` escapes of RFC 3986 unreserved characters and keeps every
+/// other escape upper-cased; refuses escapes of `/`, `\`, control characters
+/// and malformed escapes, which different servers decode differently.
+fn decode_unreserved(raw: &str) -> Result<String, BadPath> {
+    if !raw.contains('%') {
+        if raw.bytes().any(|b| b.is_ascii_control() || b == b'\\') {
+            return Err(BadPath::Encoding);
+        }
+        return Ok(raw.to_owned());
+    }
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii_control() || b == b'\\' {
+            return Err(BadPath::Encoding);
+        }
+        if b != b'%' {
+            out.push(char::from(b));
+            i += 1;
+            continue;
+        }
+        let hex = raw.get(i + 1..i + 3).ok_or(BadPath::Encoding)?;
+        let v = u8::from_str_radix(hex, 16).map_err(|_| BadPath::Encoding)?;
+        if v.is_ascii_alphanumeric() || b"-._~".contains(&v) {
+            out.push(char::from(v));
+        } else if v == b'/' || v == b'\\' || v.is_ascii_control() {
+            return Err(BadPath::Encoding);
+        } else {
+            out.push('%');
+            out.push_str(&hex.to_ascii_uppercase());
+        }
+        i += 3;
+    }
+    Ok(out)
+}
+
+/// Normalises a configured `path_prefix` (no trailing slash except for `/`).
+pub fn normalize_prefix(prefix: &str) -> Result<String, String> {
+    let p = normalize_path(prefix).map_err(|e| format!("{prefix:?}: {e}"))?;
+    if percent_decode_str(&p).decode_utf8().is_err() {
+        return Err(format!("{prefix:?} is not UTF-8"));
+    }
+    Ok(match p.trim_end_matches('/') {
+        "" => "/".to_owned(),
+        trimmed => trimmed.to_owned(),
+    })
+}
+
+/// Whether `prefix` (normalised) covers `path` on whole segments:
+/// `/api` covers `/api` and `/api/v1` but not `/apis`.
+pub fn covers(prefix: &str, path: &str) -> bool {
+    prefix == "/"
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The routes, ordered so the first covering prefix is the longest.
+#[derive(Debug)]
+pub struct RouteTable<T> {
+    routes: Vec<(String, T)>,
+}
+
+impl<T> RouteTable<T> {
+    /// Builds a table from `(prefix, value)` pairs.
+    pub fn new(mut routes: Vec<(String, T)>) -> Self {
+        routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+        Self { routes }
+    }
+
+    /// The route with the longest prefix covering `path`.
+    pub fn select(&self, path: &str) -> Option<&T> {
+        self.routes
+            .iter()
+            .find(|(prefix, _)| covers(prefix, path))
+            .map(|(_, v)| v)
+    }
+
+    /// Every route, longest prefix first.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.routes.iter().map(|(_, v)| v)
+    }
+}
+
+impl RouteTable<RouteConfig> {
+    /// Builds the table from validated route configs.
+    pub fn from_config(routes: &[RouteConfig]) -> Self {
+        Self::new(
+            routes
+                .iter()
+                .map(|r| (r.path_prefix.clone(), r.clone()))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_normalise_or_are_refused() {
+        let cases: &[(&str, Result<&str, BadPath>)] = &[
+            ("/", Ok("/")),
+            ("/api/v1", Ok("/api/v1")),
+            ("/api/v1/", Ok("/api/v1/")),
+            ("//api///v1", Ok("/api/v1")),
+            ("/api/./v1", Ok("/api/v1")),
+            ("/api/../admin", Ok("/admin")),
+            ("/api/%2e%2e/admin", Ok("/admin")),
+            ("/api/%2E%2E/admin", Ok("/admin")),
+            ("/api/.%2e/admin", Ok("/admin")),
+            ("/%61pi", Ok("/api")),
+            ("/a%20b", Ok("/a%20b")),
+            ("/a%3fb", Ok("/a%3Fb")),
+            ("/api/..", Ok("/")),
+            ("/..", Err(BadPath::Escapes)),
+            ("/a/../../b", Err(BadPath::Escapes)),
+            ("/api%2fv1", Err(BadPath::Encoding)),
+            ("/api%5cv1", Err(BadPath::Encoding)),
+            ("/api%00", Err(BadPath::Encoding)),
+            ("/api%zz", Err(BadPath::Encoding)),
+            ("/api%2", Err(BadPath::Encoding)),
+            ("/a\\b", Err(BadPath::Encoding)),
+            ("api", Err(BadPath::NotAbsolute)),
+            ("*", Err(BadPath::NotAbsolute)),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize_path(raw).as_deref(), want.as_deref(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn prefixes_cover_whole_segments_only() {
+        let cases = [
+            ("/", "/anything", true),
+            ("/api", "/api", true),
+            ("/api", "/api/v1", true),
+            ("/api", "/apis", false),
+            ("/api", "/", false),
+            ("/api/v1", "/api", false),
+        ];
+        for (prefix, path, want) in cases {
+            assert_eq!(covers(prefix, path), want, "{prefix} {path}");
+        }
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let t = RouteTable::new(vec![
+            ("/".to_owned(), "root"),
+            ("/api/v1".to_owned(), "v1"),
+            ("/api".to_owned(), "api"),
+        ]);
+        assert_eq!(t.select("/api/v1/pods"), Some(&"v1"));
+        assert_eq!(t.select("/api/v2"), Some(&"api"));
+        assert_eq!(t.select("/apis"), Some(&"root"));
+        let no_root = RouteTable::new(vec![("/api".to_owned(), "api")]);
+        assert_eq!(no_root.select("/metrics"), None);
+    }
+
+    #[test]
+    fn configured_prefixes_lose_trailing_slashes() {
+        assert_eq!(normalize_prefix("/api/").unwrap(), "/api");
+        assert_eq!(normalize_prefix("/").unwrap(), "/");
+        assert!(normalize_prefix("api").is_err());
+    }
+}

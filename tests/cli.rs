@@ -1,0 +1,253 @@
+//! The real `authgate` binary: check-config, certs, serve (with curl) and demo.
+
+#[cfg(test)]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_authgate");
+
+/// Kills the child when dropped, so no test leaves a server behind.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("local addr").port()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs a shell command line; returns (HTTP status, body).
+fn curl(cmdline: &str) -> (u16, String) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{cmdline} --max-time 10 -w '\\n%{{http_code}}'"))
+        .output()
+        .expect("run sh");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+fn authgate(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().expect("run authgate")
+}
+
+#[test]
+fn check_config_accepts_a_good_file_and_names_the_key_of_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, "tls: {cert_file: a, key_file: b}\nroutes: [{path_prefix: /, upstream: \"http://127.0.0.1:1\"}]\n").unwrap();
+    let out = authgate(&["check-config", "--config", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    let cases = [
+        (
+            "tls: {cert_file: a, key_file: b}\nroutes: [{path_prefix: /, upstream: \"ftp://x\"}]\n",
+            "routes[0].upstream",
+        ),
+        (
+            "tls: {cert_file: a, key_file: b, colour: red}\nroutes: []\n",
+            "unknown field `colour`",
+        ),
+        (
+            "tls: {cert_file: a, key_file: b}\nroutes: [{path_prefix: /, upstream: \"http://x\"}]\nlimits: {handshake_timeout: forever}\n",
+            "invalid duration",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, yaml).unwrap();
+        let out = authgate(&["check-config", "--config", bad.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "stderr {err:?} lacks {want:?}");
+    }
+    let out = authgate(&["check-config", "--config", "/nonexistent/authgate.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+fn write_serve_config(dir: &Path, port: u16, upstream: std::net::SocketAddr) -> std::path::PathBuf {
+    let d = dir.display();
+    let path = dir.join("authgate.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: \"127.0.0.1:{port}\"\ntls: {{cert_file: {d}/server.crt, key_file: {d}/server.key, client_ca_file: {d}/ca.crt}}\nstatic:\n  tokens: [{{token: {BOB_TOKEN}, user: bob, groups: [dev]}}]\n  allow: [{{group: dev, verbs: [get], paths: [\"/api/**\"]}}]\nroutes: [{{path_prefix: /, upstream: \"http://{upstream}\"}}]\nlimits: {{shutdown_timeout: 5s}}\n"
+        ),
+    )
+    .expect("write config");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certs_made_by_the_cli_work_with_curl_against_serve_and_sigterm_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert!(authgate(&["certs", "init", d]).status.success());
+    let out = authgate(&[
+        "certs", "client", d, "--name", "alice", "--cn", "alice", "--org", "dev", "--org", "qa",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let out = authgate(&[
+        "certs",
+        "client",
+        d,
+        "--name",
+        "bot",
+        "--uri",
+        "spiffe://cluster.local/ns/ci/sa/bot",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("alice.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(key_mode & 0o077, 0, "private keys are not world-readable");
+
+    let upstream = Upstream::start().await;
+    let port = free_port();
+    let config = write_serve_config(dir.path(), port, upstream.addr);
+    let mut child = Running(
+        Command::new(BIN)
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port);
+    let base = format!("curl -sS --cacert {d}/ca.crt https://localhost:{port}");
+    let (code, _) = tokio::task::spawn_blocking({
+        let cmd = format!("{base}/api/x --cert {d}/alice.crt --key {d}/alice.key");
+        move || curl(&cmd)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200);
+    let seen = upstream.last();
+    assert_eq!(seen.all("x-remote-user"), ["alice"]);
+    assert_eq!(
+        seen.all("x-remote-group"),
+        ["dev", "qa", "system:authenticated"]
+    );
+    let (code, _) = tokio::task::spawn_blocking({
+        let cmd = format!("{base}/api/x -H 'Authorization: Bearer {BOB_TOKEN}'");
+        move || curl(&cmd)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200);
+    let (code, body) = tokio::task::spawn_blocking({
+        let cmd = format!("{base}/api/x --cert {d}/bot.crt --key {d}/bot.key");
+        move || curl(&cmd)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 403, "the SPIFFE identity has no permission: {body}");
+    assert!(body.contains("system:serviceaccount:ci:bot"), "{body}");
+
+    // SIGTERM: graceful shutdown, exit code 0.
+    let pid = child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_refuses_to_start_on_unreadable_tls_files_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start().await;
+    let config = write_serve_config(dir.path(), free_port(), upstream.addr);
+    let out = authgate(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.crt"), "{err}");
+}
+
+#[test]
+fn demo_prints_curl_commands_that_each_do_what_they_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Running(
+        Command::new(BIN)
+            .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--dir"])
+            .arg(dir.path().join("certs"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut commands = Vec::new();
+    let mut expect = None;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+        if let Some(comment) = line.strip_prefix("# ") {
+            let code: u16 = comment.split("-> ").nth(1).unwrap()[..3].parse().unwrap();
+            expect = Some((code, comment.to_owned()));
+        } else if line.starts_with("curl ") {
+            commands.push((expect.take().unwrap(), line));
+        }
+    }
+    assert_eq!(commands.len(), 5, "{commands:?}");
+    wait_for_port(port);
+    let token = std::fs::read_to_string(dir.path().join("certs/demo.token")).unwrap();
+    for ((code, what), cmd) in commands {
+        assert!(
+            !cmd.contains(token.trim()),
+            "the demo must not print its token"
+        );
+        let (got, body) = curl(&cmd);
+        assert_eq!(got, code, "{what}: {cmd}\n{body}");
+        if what.contains("system:serviceaccount:default:reporter") {
+            assert!(
+                body.contains("system:serviceaccount:default:reporter"),
+                "{body}"
+            );
+        }
+        if code == 200 {
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert!(json["headers"]["x-remote-user"][0].is_string(), "{body}");
+            assert!(json["headers"].get("authorization").is_none(), "{body}");
+        }
+    }
+    drop(child);
+}

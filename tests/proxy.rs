@@ -1,0 +1,240 @@
+//! What reaches the upstream: header hygiene, path normalisation, routing,
+//! upgrades and upstream failures.
+
+#[cfg(test)]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn spoofed_identity_headers_in_any_casing_never_reach_the_upstream() {
+    let env = Env::start(|_| {}).await;
+    let spoofed = [
+        ("X-Remote-User", "mallory"),
+        ("x-remote-group", "system:masters"),
+        ("X-REMOTE-UID", "0"),
+        ("X-Remote-Extra-Scopes", "all"),
+        ("Impersonate-User", "admin"),
+        ("IMPERSONATE-GROUP", "system:masters"),
+        ("Impersonate-Extra-Foo", "bar"),
+        ("X-Forwarded-Client-Cert", "Hash=00;Subject=\"CN=admin\""),
+        ("Client-Cert", ":AAAA:"),
+        ("Client-Cert-Chain", ":AAAA:"),
+    ];
+    for client in [
+        env.client(),
+        env.cert_client("alice", &ClientOpts::cn("alice", &["dev"])),
+    ] {
+        let mut headers = spoofed.to_vec();
+        let auth = format!("Bearer {BOB_TOKEN}");
+        headers.push(("Authorization", &auth));
+        let r = client.get("/api/x", &headers).await.unwrap();
+        assert_eq!(r.status, 200);
+        let seen = env.upstream.last();
+        assert!(["bob", "alice"].contains(&seen.all("x-remote-user")[0].as_str()));
+        assert_eq!(seen.all("x-remote-user").len(), 1);
+        assert!(
+            !seen
+                .all("x-remote-group")
+                .contains(&"system:masters".to_owned())
+        );
+        for (name, _) in spoofed.iter().filter(|(n, _)| {
+            !n.eq_ignore_ascii_case("x-remote-user") && !n.eq_ignore_ascii_case("x-remote-group")
+        }) {
+            if name.eq_ignore_ascii_case("x-remote-uid") && seen.all("x-remote-user") == ["bob"] {
+                assert_eq!(seen.all("x-remote-uid"), ["1001"], "bob's real uid only");
+                continue;
+            }
+            assert!(
+                seen.headers.get(*name).is_none(),
+                "{name} reached the upstream"
+            );
+        }
+        assert!(seen.headers.get("authorization").is_none());
+    }
+}
+
+#[tokio::test]
+async fn dot_segments_and_encoded_dots_are_normalised_before_routing_and_authorization() {
+    let env = Env::start(|_| {}).await;
+    let c = env.client();
+    // bob may get /api/** but not /admin: every spelling of /admin is refused.
+    for path in [
+        "/api/../admin",
+        "/api/%2e%2e/admin",
+        "/api/%2E%2E/admin",
+        "//admin",
+        "/api/./../admin/",
+    ] {
+        let r = c.get_with_token(path, BOB_TOKEN).await.unwrap();
+        assert_eq!(r.status, 403, "{path}");
+    }
+    for path in ["/api%2fx", "/api/..%2f..%2fadmin", "/api/%00"] {
+        let r = c.get_with_token(path, BOB_TOKEN).await.unwrap();
+        assert_eq!(
+            (r.status.as_u16(), r.reason().as_str()),
+            (400, "bad_request"),
+            "{path}"
+        );
+    }
+    assert_eq!(env.upstream.count(), 0);
+    // What is forwarded is the normalised path that was authorized.
+    let r = c
+        .get_with_token("/admin/../api//x/./y?q=%2e", BOB_TOKEN)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(env.upstream.last().path, "/api/x/y?q=%2e");
+}
+
+#[tokio::test]
+async fn longest_prefix_route_wins_on_whole_segments() {
+    let pki = Pki::new();
+    let (a, b) = (Upstream::start().await, Upstream::start().await);
+    let mut y = Yaml::new(&pki, a.addr);
+    y.routes = format!(
+        "routes:\n  - {{path_prefix: /api, upstream: \"http://{}\"}}\n  - {{path_prefix: /api/special, upstream: \"http://{}\"}}\n",
+        a.addr, b.addr
+    );
+    let gate = Gate::start(&y.render()).await;
+    let c = gate.client(&pki);
+    assert_eq!(
+        c.get_with_token("/api/special/x", BOB_TOKEN)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!((a.count(), b.count()), (0, 1));
+    assert_eq!(
+        c.get_with_token("/api/specialist", BOB_TOKEN)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!((a.count(), b.count()), (1, 1));
+    let r = c.get_with_token("/apis/x", BOB_TOKEN).await.unwrap();
+    assert_eq!((r.status.as_u16(), r.reason().as_str()), (404, "no_route"));
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_and_never_leaks_its_address() {
+    let pki = Pki::new();
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let gate = Gate::start(&Yaml::new(&pki, dead).render()).await;
+    let r = gate
+        .client(&pki)
+        .get_with_token("/api/x", BOB_TOKEN)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.reason().as_str()),
+        (502, "upstream_error")
+    );
+    assert!(!String::from_utf8_lossy(&r.body).contains(&dead.port().to_string()));
+}
+
+#[tokio::test]
+async fn upgrade_requests_are_spliced_through_after_authorization() {
+    let env = Env::start(|_| {}).await;
+    let mut tls = env.client().connect().await.unwrap();
+    let head = format!(
+        "GET /api/exec HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nAuthorization: Bearer {BOB_TOKEN}\r\nX-Remote-User: mallory\r\n\r\n"
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(TIMEOUT, tls.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let resp = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(resp.starts_with("HTTP/1.1 101"), "{resp}");
+    tls.write_all(b"ping through the tunnel").await.unwrap();
+    let mut echoed = vec![0u8; 23];
+    tokio::time::timeout(TIMEOUT, tls.read_exact(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echoed, b"ping through the tunnel");
+    let seen = env.upstream.last();
+    assert_eq!(seen.all("x-remote-user"), ["bob"]);
+    assert_eq!(seen.all("upgrade"), ["SPDY/3.1"]);
+    assert!(seen.headers.get("authorization").is_none());
+}
+
+#[tokio::test]
+async fn unauthenticated_upgrade_is_refused_and_not_spliced() {
+    let env = Env::start(|_| {}).await;
+    let mut tls = env.client().connect().await.unwrap();
+    tls.write_all(b"GET /api/exec HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(TIMEOUT, tls.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 401"));
+    assert_eq!(env.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn idle_tls_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
+    let env = Env::start(|y| y.rest = "limits: {header_read_timeout: 1s}\n".into()).await;
+    let mut tls = env.client().connect().await.unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    let r = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await;
+    let elapsed = start.elapsed();
+    let closed = matches!(r, Ok(Ok(0)) | Ok(Err(_)));
+    assert!(closed, "connection still open after {elapsed:?}: {r:?}");
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn slow_tls_handshake_is_cut_at_the_handshake_timeout() {
+    let env = Env::start(|y| y.rest = "limits: {handshake_timeout: 1s}\n".into()).await;
+    let mut tcp = tokio::net::TcpStream::connect(env.gate.addr).await.unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 16];
+    let r = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "{r:?}");
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn connections_beyond_max_connections_are_closed_at_once() {
+    let env = Env::start(|y| y.rest = "limits: {max_connections: 2}\n".into()).await;
+    let _a = env.client().connect().await.unwrap();
+    let _b = env.client().connect().await.unwrap();
+    assert!(
+        env.client().connect().await.is_err(),
+        "third connection must be refused"
+    );
+    drop((_a, _b));
+    // Slots free up once the holders go away.
+    let mut ok = false;
+    for _ in 0..50 {
+        if env
+            .client()
+            .get_with_token("/api/x", BOB_TOKEN)
+            .await
+            .is_ok()
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "a slot never freed up");
+}

@@ -1,0 +1,100 @@
+//! Shared test support: a PKI, a recording upstream, clients, a running gate
+//! and a configuration builder. Each test file uses the parts it needs.
+#![allow(dead_code, unused_imports, unreachable_pub, missing_docs)]
+
+pub mod net;
+pub mod pki;
+
+use std::net::SocketAddr;
+
+pub use net::{Client, Gate, Resp, Seen, TIMEOUT, Upstream};
+pub use pki::{ClientCert, ClientOpts, Pki, Signer, Usage, Validity};
+
+/// Static token of `bob` (groups `dev`).
+pub const BOB_TOKEN: &str = "bob-token-7f3a9c";
+/// Static token of `carol` (no groups, no permissions).
+pub const CAROL_TOKEN: &str = "carol-token-51be02";
+
+/// The test configuration, in parts a test can replace.
+pub struct Yaml {
+    /// Lines added under `tls:` (indented by two spaces).
+    pub tls_extra: String,
+    /// The `identity:` section, or empty for the default rules.
+    pub identity: String,
+    /// The `static:` section.
+    pub statics: String,
+    /// The `routes:` section.
+    pub routes: String,
+    /// Anything else at top level (`limits:`, `headers:`, ...).
+    pub rest: String,
+    pki_dir: String,
+}
+
+impl Yaml {
+    /// Client certificates optional against the test root; bob and carol's
+    /// tokens; dev may get/create under /api, ops may do anything under
+    /// /admin; one route to `upstream`.
+    pub fn new(pki: &Pki, upstream: SocketAddr) -> Self {
+        Self {
+            tls_extra: format!("  client_ca_file: {}\n", pki.ca_file.display()),
+            identity: String::new(),
+            statics: format!(
+                "static:\n  tokens:\n    - {{token: {BOB_TOKEN}, user: bob, uid: \"1001\", groups: [dev]}}\n    - {{token: {CAROL_TOKEN}, user: carol}}\n  allow:\n    - {{group: dev, verbs: [get, create], paths: [\"/api/**\"]}}\n    - {{group: \"system:serviceaccounts:monitoring\", verbs: [get], paths: [\"/api/**\"]}}\n    - {{group: ops, verbs: [\"*\"], paths: [\"/admin\", \"/admin/**\"]}}\n"
+            ),
+            routes: format!("routes:\n  - {{path_prefix: /, upstream: \"http://{upstream}\"}}\n"),
+            rest: String::new(),
+            pki_dir: pki.path().display().to_string(),
+        }
+    }
+
+    /// The whole file.
+    pub fn render(&self) -> String {
+        format!(
+            "listen: \"127.0.0.1:0\"\ntls:\n  cert_file: {d}/server.crt\n  key_file: {d}/server.key\n{}{}{}{}{}",
+            self.tls_extra,
+            self.identity,
+            self.statics,
+            self.routes,
+            self.rest,
+            d = self.pki_dir,
+        )
+    }
+}
+
+/// A PKI, an upstream and a gate with the default test configuration.
+pub struct Env {
+    pub pki: Pki,
+    pub upstream: Upstream,
+    pub gate: Gate,
+}
+
+impl Env {
+    /// Starts everything with `Yaml::new` adjusted by `edit`.
+    pub async fn start(edit: impl FnOnce(&mut Yaml)) -> Self {
+        Self::start_with(|_, y| edit(y)).await
+    }
+
+    /// Like [`Env::start`], with the PKI at hand (to write CRLs and such).
+    pub async fn start_with(edit: impl FnOnce(&Pki, &mut Yaml)) -> Self {
+        let pki = Pki::new();
+        let upstream = Upstream::start().await;
+        let mut y = Yaml::new(&pki, upstream.addr);
+        edit(&pki, &mut y);
+        let gate = Gate::start(&y.render()).await;
+        Self {
+            pki,
+            upstream,
+            gate,
+        }
+    }
+
+    /// A client without a certificate.
+    pub fn client(&self) -> Client {
+        self.gate.client(&self.pki)
+    }
+
+    /// A client presenting a new certificate made with `opts`.
+    pub fn cert_client(&self, name: &str, opts: &ClientOpts) -> Client {
+        self.client().with_cert(&self.pki.client(name, opts))
+    }
+}
