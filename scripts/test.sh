@@ -7,3 +7,8 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked
+
+# The real kube-apiserver tier (first run builds kube-apiserver, ~6 min; cached after).
+if [[ "${AUTHGATE_SKIP_E2E:-0}" != 1 ]]; then
+    bash scripts/e2e.sh
+fi

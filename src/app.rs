@@ -7,12 +7,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::authn::static_tokens::StaticTokens;
+use crate::authn::token_review::TokenReviewer;
 use crate::authn::x509::CertMapper;
 use crate::authn::{Authenticator, TokenAuthenticator};
+use crate::authz::access_review::AccessReviewer;
 use crate::authz::static_rules::StaticRules;
 use crate::authz::{Authorizer, Authorizers};
-use crate::config::{Config, Limits};
+use crate::cache::KeyHasher;
+use crate::config::{Config, KubernetesConfig, Limits};
 use crate::gate::{Gate, Route};
+use crate::kubernetes::{self, ApiClient};
 use crate::proxy::{self, Upstream};
 use crate::tls::{self, ServingCert};
 
@@ -25,6 +29,9 @@ pub enum Error {
     /// An upstream CA file.
     #[error(transparent)]
     Upstream(#[from] proxy::SetupError),
+    /// The Kubernetes client.
+    #[error(transparent)]
+    Kubernetes(#[from] kubernetes::Error),
 }
 
 /// Everything the server needs at runtime.
@@ -37,6 +44,18 @@ pub struct App {
     pub serving_cert: Arc<ServingCert>,
     /// Connection and timing limits.
     pub limits: Limits,
+    /// The Kubernetes backend, when configured.
+    pub kubernetes: Option<KubeBackend>,
+}
+
+/// The running Kubernetes backend: the API client and the reviewers' caches.
+pub struct KubeBackend {
+    /// The API client (its last answer feeds readiness).
+    pub api: Arc<ApiClient>,
+    /// The TokenReview authenticator, if enabled.
+    pub token_review: Option<Arc<TokenReviewer>>,
+    /// The SubjectAccessReview authorizer, if enabled.
+    pub access_review: Option<Arc<AccessReviewer>>,
 }
 
 impl App {
@@ -58,6 +77,19 @@ impl App {
         if !statics.allow.is_empty() {
             authorizers.push(Arc::new(StaticRules::new(&statics.allow)));
         }
+        // Static first, then the API: the apiserver's union of authenticators.
+        let kube = match &config.kubernetes {
+            Some(k) => Some(kube_backend(k, kubernetes::client(k).await?)),
+            None => None,
+        };
+        if let Some(k) = &kube {
+            if let Some(tr) = &k.token_review {
+                tokens.push(tr.clone());
+            }
+            if let Some(ar) = &k.access_review {
+                authorizers.push(ar.clone());
+            }
+        }
         let authn = Authenticator::new(CertMapper::new(&config.identity_rules), tokens);
 
         let gate = Gate::new(
@@ -71,7 +103,25 @@ impl App {
             tls,
             serving_cert,
             limits: config.limits.clone(),
+            kubernetes: kube,
         })
+    }
+}
+
+/// The reviewers of `k`, sharing one API client and one key hasher.
+pub fn kube_backend(k: &KubernetesConfig, client: kube::Client) -> KubeBackend {
+    let api = ApiClient::new(client, k);
+    let keys = KeyHasher::random();
+    KubeBackend {
+        token_review: k
+            .token_review
+            .as_ref()
+            .map(|c| Arc::new(TokenReviewer::new(api.clone(), c, keys.clone()))),
+        access_review: k
+            .access_review
+            .as_ref()
+            .map(|c| Arc::new(AccessReviewer::new(api.clone(), c, keys.clone()))),
+        api,
     }
 }
 

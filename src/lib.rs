@@ -46,6 +46,10 @@ pub mod respond;
 
 pub mod backend;
 
+pub mod cache;
+
+pub mod kubernetes;
+
 pub mod app;
 
 pub mod pki;

@@ -35,6 +35,13 @@ fn wait_for_port(port: u16) {
     }
 }
 
+/// [`curl`] off the async runtime.
+async fn curl_async(cmdline: String) -> (u16, String) {
+    tokio::task::spawn_blocking(move || curl(&cmdline))
+        .await
+        .expect("curl task")
+}
+
 /// Runs a shell command line; returns (HTTP status, body).
 fn curl(cmdline: &str) -> (u16, String) {
     let out = Command::new("sh")
@@ -136,12 +143,10 @@ async fn certs_made_by_the_cli_work_with_curl_against_serve_and_sigterm_exits_0(
     );
     wait_for_port(port);
     let base = format!("curl -sS --cacert {d}/ca.crt https://localhost:{port}");
-    let (code, _) = tokio::task::spawn_blocking({
-        let cmd = format!("{base}/api/x --cert {d}/alice.crt --key {d}/alice.key");
-        move || curl(&cmd)
-    })
-    .await
-    .unwrap();
+    let (code, _) = curl_async(format!(
+        "{base}/api/x --cert {d}/alice.crt --key {d}/alice.key"
+    ))
+    .await;
     assert_eq!(code, 200);
     let seen = upstream.last();
     assert_eq!(seen.all("x-remote-user"), ["alice"]);
@@ -149,19 +154,13 @@ async fn certs_made_by_the_cli_work_with_curl_against_serve_and_sigterm_exits_0(
         seen.all("x-remote-group"),
         ["dev", "qa", "system:authenticated"]
     );
-    let (code, _) = tokio::task::spawn_blocking({
-        let cmd = format!("{base}/api/x -H 'Authorization: Bearer {BOB_TOKEN}'");
-        move || curl(&cmd)
-    })
-    .await
-    .unwrap();
+    let (code, _) = curl_async(format!(
+        "{base}/api/x -H 'Authorization: Bearer {BOB_TOKEN}'"
+    ))
+    .await;
     assert_eq!(code, 200);
-    let (code, body) = tokio::task::spawn_blocking({
-        let cmd = format!("{base}/api/x --cert {d}/bot.crt --key {d}/bot.key");
-        move || curl(&cmd)
-    })
-    .await
-    .unwrap();
+    let (code, body) =
+        curl_async(format!("{base}/api/x --cert {d}/bot.crt --key {d}/bot.key")).await;
     assert_eq!(code, 403, "the SPIFFE identity has no permission: {body}");
     assert!(body.contains("system:serviceaccount:ci:bot"), "{body}");
 

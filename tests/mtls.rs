@@ -80,55 +80,14 @@ async fn every_bad_certificate_fails_the_request_and_never_reaches_the_upstream(
             .push_str(&format!("  crl_files: [{}]\n", crl.display()));
     })
     .await;
-    let alice = |o: ClientOpts| ClientOpts {
-        cns: vec!["alice".into()],
-        orgs: vec!["dev".into()],
-        ..o
-    };
+    let alice = || ClientOpts::cn("alice", &["dev"]);
     let cases = [
-        (
-            "expired",
-            alice(ClientOpts {
-                validity: Validity::Expired,
-                ..Default::default()
-            }),
-        ),
-        (
-            "not-yet-valid",
-            alice(ClientOpts {
-                validity: Validity::NotYetValid,
-                ..Default::default()
-            }),
-        ),
-        (
-            "wrong-ca",
-            alice(ClientOpts {
-                signer: Signer::Foreign,
-                ..Default::default()
-            }),
-        ),
-        (
-            "server-eku",
-            alice(ClientOpts {
-                usage: Usage::ServerAuthOnly,
-                ..Default::default()
-            }),
-        ),
-        (
-            "revoked",
-            alice(ClientOpts {
-                serial: Some(666),
-                ..Default::default()
-            }),
-        ),
-        (
-            "revoked-by-root",
-            alice(ClientOpts {
-                serial: Some(667),
-                signer: Signer::Root,
-                ..Default::default()
-            }),
-        ),
+        ("expired", alice().validity(Validity::Expired)),
+        ("not-yet-valid", alice().validity(Validity::NotYetValid)),
+        ("wrong-ca", alice().signer(Signer::Foreign)),
+        ("server-eku", alice().usage(Usage::ServerAuthOnly)),
+        ("revoked", alice().serial(666)),
+        ("revoked-by-root", alice().serial(667).signer(Signer::Root)),
     ];
     for (name, opts) in cases {
         let r = env
@@ -150,19 +109,9 @@ async fn every_bad_certificate_fails_the_request_and_never_reaches_the_upstream(
         "no bad certificate reached the upstream"
     );
     // The server still serves good clients afterwards.
-    let good = env.cert_client(
-        "good",
-        &alice(ClientOpts {
-            serial: Some(42),
-            ..Default::default()
-        }),
-    );
+    let good = env.cert_client("good", &alice().serial(42));
     assert_eq!(good.get("/api/x", &[]).await.unwrap().status, 200);
-    let root_signed = alice(ClientOpts {
-        serial: Some(43),
-        signer: Signer::Root,
-        ..Default::default()
-    });
+    let root_signed = alice().serial(43).signer(Signer::Root);
     assert_eq!(
         env.cert_client("good2", &root_signed)
             .get("/api/x", &[])

@@ -7,6 +7,7 @@
 
 pub mod bearer;
 pub mod static_tokens;
+pub mod token_review;
 pub mod x509;
 
 use std::sync::Arc;

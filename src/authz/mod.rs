@@ -3,6 +3,7 @@
 //! Kubernetes API); the first that allows or denies decides, and when none
 //! has an opinion the answer is no.
 
+pub mod access_review;
 pub mod attributes;
 pub mod static_rules;
 

@@ -36,6 +36,80 @@ pub struct File {
     /// Logging.
     #[serde(default)]
     pub log: LogFile,
+    /// The Kubernetes API client used by the token and access reviewers.
+    pub kubernetes: Option<KubernetesFile>,
+    /// TokenReview authentication (needs `kubernetes`).
+    #[serde(default)]
+    pub token_review: TokenReviewFile,
+    /// SubjectAccessReview authorization (needs `kubernetes`).
+    #[serde(default)]
+    pub access_review: AccessReviewFile,
+}
+
+/// `kubernetes:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesFile {
+    /// Kubeconfig path. Unset: `KUBECONFIG`, `~/.kube/config`, then in-cluster.
+    pub kubeconfig: Option<PathBuf>,
+    /// Deadline of one API call, including waiting for a slot. Default `5s`.
+    pub timeout: Option<HumanDuration>,
+    /// Concurrent API calls. Default 64.
+    pub max_in_flight: Option<usize>,
+    /// Sustained API calls per second. Default 200.
+    pub qps: Option<f64>,
+    /// Calls allowed in a burst above `qps`. Default 400.
+    pub burst: Option<u32>,
+}
+
+/// `token_review:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenReviewFile {
+    /// Default `true` when `kubernetes` is set.
+    pub enabled: Option<bool>,
+    /// Audiences sent in `spec.audiences`; a result counts only if
+    /// `status.audiences` intersects them. Default: none (the API's default).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Result cache.
+    #[serde(default)]
+    pub cache: TokenCacheFile,
+}
+
+/// `token_review.cache:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCacheFile {
+    /// Entries kept. Default 10000; 0 disables caching (lookups still coalesce).
+    pub max_entries: Option<u64>,
+    /// How long an accepted token is trusted, capped by its JWT `exp`. Default `2m`.
+    pub ttl: Option<HumanDuration>,
+    /// How long a rejected token stays rejected. Default `10s`.
+    pub failure_ttl: Option<HumanDuration>,
+}
+
+/// `access_review:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessReviewFile {
+    /// Default `true` when `kubernetes` is set.
+    pub enabled: Option<bool>,
+    /// Decision cache.
+    #[serde(default)]
+    pub cache: AccessCacheFile,
+}
+
+/// `access_review.cache:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessCacheFile {
+    /// Entries kept. Default 10000; 0 disables caching (lookups still coalesce).
+    pub max_entries: Option<u64>,
+    /// How long an allow is kept. Default `5m`.
+    pub allow_ttl: Option<HumanDuration>,
+    /// How long a deny is kept. Default `30s`.
+    pub deny_ttl: Option<HumanDuration>,
 }
 
 /// `tls:`

@@ -73,6 +73,51 @@ pub struct Config {
     pub limits: Limits,
     /// Logging.
     pub log: LogConfig,
+    /// The Kubernetes backend, when configured.
+    pub kubernetes: Option<KubernetesConfig>,
+}
+
+/// `kubernetes:`, `token_review:` and `access_review:` validated.
+#[derive(Clone, Debug)]
+pub struct KubernetesConfig {
+    /// Kubeconfig path; `None` infers (KUBECONFIG, ~/.kube/config, in-cluster).
+    pub kubeconfig: Option<PathBuf>,
+    /// Deadline of one API call, including queueing for a slot or a rate token.
+    pub timeout: Duration,
+    /// Concurrent API calls.
+    pub max_in_flight: usize,
+    /// Sustained calls per second.
+    pub qps: f64,
+    /// Burst size.
+    pub burst: u32,
+    /// TokenReview, if enabled.
+    pub token_review: Option<TokenReviewConfig>,
+    /// SubjectAccessReview, if enabled.
+    pub access_review: Option<AccessReviewConfig>,
+}
+
+/// TokenReview settings.
+#[derive(Clone, Debug)]
+pub struct TokenReviewConfig {
+    /// `spec.audiences`; empty means the API's default audience.
+    pub audiences: Vec<String>,
+    /// Cache size (0 = no caching).
+    pub max_entries: u64,
+    /// Success TTL (capped by the JWT `exp`).
+    pub ttl: Duration,
+    /// Rejection TTL.
+    pub failure_ttl: Duration,
+}
+
+/// SubjectAccessReview settings.
+#[derive(Clone, Debug)]
+pub struct AccessReviewConfig {
+    /// Cache size (0 = no caching).
+    pub max_entries: u64,
+    /// Allow TTL.
+    pub allow_ttl: Duration,
+    /// Deny TTL.
+    pub deny_ttl: Duration,
 }
 
 /// `tls:` validated.

@@ -1,6 +1,7 @@
 //! `File` -> `Config`: defaults, types and cross-field rules, each error naming its key.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use globset::{Glob, GlobBuilder};
 use http::{HeaderName, Uri};
@@ -9,8 +10,9 @@ use sha2::{Digest, Sha256};
 
 use super::file::{self, File};
 use super::{
-    AllowRule, Config, Error, HeaderNames, IdentityRule, Limits, LogConfig, LogFormat,
-    ResourceRule, RouteConfig, SanKind, StaticConfig, StaticToken, Subject, TlsConfig, TlsVersion,
+    AccessReviewConfig, AllowRule, Config, Error, HeaderNames, IdentityRule, KubernetesConfig,
+    Limits, LogConfig, LogFormat, ResourceRule, RouteConfig, SanKind, StaticConfig, StaticToken,
+    Subject, TlsConfig, TlsVersion, TokenReviewConfig,
 };
 use crate::authz::attributes::ResourceAttributes;
 use crate::routes::normalize_prefix;
@@ -35,8 +37,107 @@ impl TryFrom<File> for Config {
             headers: header_names(f.headers)?,
             limits: limits(f.limits)?,
             log: log_config(f.log)?,
+            kubernetes: kubernetes(f.kubernetes, f.token_review, f.access_review)?,
         })
     }
+}
+
+fn duration(
+    key: &str,
+    v: Option<file::HumanDuration>,
+    default: Duration,
+) -> Result<Duration, Error> {
+    match v {
+        None => Ok(default),
+        Some(file::HumanDuration(v)) if v.is_zero() => {
+            Err(Error::invalid(key, "must be greater than zero"))
+        }
+        Some(file::HumanDuration(v)) => Ok(v),
+    }
+}
+
+fn kubernetes(
+    k: Option<file::KubernetesFile>,
+    tr: file::TokenReviewFile,
+    ar: file::AccessReviewFile,
+) -> Result<Option<KubernetesConfig>, Error> {
+    let Some(k) = k else {
+        for (key, on) in [
+            ("token_review.enabled", tr.enabled),
+            ("access_review.enabled", ar.enabled),
+        ] {
+            if on == Some(true) {
+                return Err(Error::invalid(key, "needs a kubernetes section"));
+            }
+        }
+        return Ok(None);
+    };
+    let max_in_flight = k.max_in_flight.unwrap_or(64);
+    if max_in_flight == 0 {
+        return Err(Error::invalid(
+            "kubernetes.max_in_flight",
+            "must be at least 1",
+        ));
+    }
+    let qps = k.qps.unwrap_or(200.0);
+    if !(qps.is_finite() && qps > 0.0) {
+        return Err(Error::invalid(
+            "kubernetes.qps",
+            "must be a positive number",
+        ));
+    }
+    let burst = k.burst.unwrap_or(400);
+    if burst == 0 {
+        return Err(Error::invalid("kubernetes.burst", "must be at least 1"));
+    }
+    let token_review = if tr.enabled.unwrap_or(true) {
+        let c = tr.cache;
+        if tr.audiences.iter().any(String::is_empty) {
+            return Err(Error::invalid(
+                "token_review.audiences",
+                "must not contain an empty audience",
+            ));
+        }
+        Some(TokenReviewConfig {
+            audiences: tr.audiences,
+            max_entries: c.max_entries.unwrap_or(10_000),
+            ttl: duration("token_review.cache.ttl", c.ttl, Duration::from_secs(120))?,
+            failure_ttl: duration(
+                "token_review.cache.failure_ttl",
+                c.failure_ttl,
+                Duration::from_secs(10),
+            )?,
+        })
+    } else {
+        None
+    };
+    let access_review = if ar.enabled.unwrap_or(true) {
+        let c = ar.cache;
+        Some(AccessReviewConfig {
+            max_entries: c.max_entries.unwrap_or(10_000),
+            allow_ttl: duration(
+                "access_review.cache.allow_ttl",
+                c.allow_ttl,
+                Duration::from_secs(300),
+            )?,
+            deny_ttl: duration(
+                "access_review.cache.deny_ttl",
+                c.deny_ttl,
+                Duration::from_secs(30),
+            )?,
+        })
+    } else {
+        None
+    };
+    Ok(Some(KubernetesConfig {
+        kubeconfig: k.kubeconfig,
+        timeout: duration("kubernetes.timeout", k.timeout, Duration::from_secs(5))?,
+        max_in_flight,
+        qps,
+        burst,
+        token_review,
+        access_review,
+    }))
 }
 
 fn tls_config(t: file::TlsFile) -> Result<TlsConfig, Error> {

@@ -2,11 +2,13 @@
 //! and a configuration builder. Each test file uses the parts it needs.
 #![allow(dead_code, unused_imports, unreachable_pub, missing_docs)]
 
+pub mod fake_api;
 pub mod net;
 pub mod pki;
 
 use std::net::SocketAddr;
 
+pub use fake_api::{Endpoint, FakeApi, Fault, Rule, TokenIdentity};
 pub use net::{Client, Gate, Resp, Seen, TIMEOUT, Upstream};
 pub use pki::{ClientCert, ClientOpts, Pki, Signer, Usage, Validity};
 

@@ -157,6 +157,11 @@ impl Gate {
         authgate::install_crypto_provider();
         let config = Config::from_yaml(yaml).unwrap_or_else(|e| panic!("test config: {e}\n{yaml}"));
         let app = Arc::new(App::build(&config).await.expect("app builds"));
+        Self::serve(app).await
+    }
+
+    /// Serves an already built app.
+    pub async fn serve(app: Arc<App>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -294,6 +299,22 @@ impl Client {
             .map_err(|e| format!("handshake: {e}"))
     }
 
+    /// One HTTP/2 connection for many concurrent requests.
+    pub async fn h2_session(&self) -> H2Session {
+        let tls = self
+            .clone()
+            .http2()
+            .connect()
+            .await
+            .expect("TLS connection");
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .expect("h2 handshake");
+        tokio::spawn(conn);
+        H2Session { send }
+    }
+
     /// `GET path` with extra headers.
     pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Result<Resp, String> {
         let mut b = Request::get(path);
@@ -344,6 +365,39 @@ impl Client {
                 headers: parts.headers,
                 body,
             })
+        };
+        tokio::time::timeout(TIMEOUT, fut)
+            .await
+            .map_err(|_| "request timed out".to_owned())?
+    }
+}
+
+/// A multiplexed HTTP/2 connection (cloneable; clones share the connection).
+#[derive(Clone)]
+pub struct H2Session {
+    send: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+}
+
+impl H2Session {
+    /// `GET path` with a bearer token; the status only.
+    pub async fn get_with_token(&mut self, path: &str, token: &str) -> Result<StatusCode, String> {
+        let req = Request::get(format!("https://localhost{path}"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let fut = async {
+            self.send.ready().await.map_err(|e| e.to_string())?;
+            let resp = self
+                .send
+                .send_request(req)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = resp.status();
+            resp.into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(status)
         };
         tokio::time::timeout(TIMEOUT, fut)
             .await

@@ -83,6 +83,29 @@ impl ClientOpts {
         }
     }
 
+    /// Signed by `s`.
+    pub fn signer(self, signer: Signer) -> Self {
+        Self { signer, ..self }
+    }
+
+    /// With EKU `usage`.
+    pub fn usage(self, usage: Usage) -> Self {
+        Self { usage, ..self }
+    }
+
+    /// Valid `validity`.
+    pub fn validity(self, validity: Validity) -> Self {
+        Self { validity, ..self }
+    }
+
+    /// With serial number `serial`.
+    pub fn serial(self, serial: u64) -> Self {
+        Self {
+            serial: Some(serial),
+            ..self
+        }
+    }
+
     /// SPIFFE SVID: a URI SAN only.
     pub fn spiffe(uri: &str) -> Self {
         Self {

@@ -73,6 +73,7 @@ fn ok(user: &str, groups: &[&str]) -> Result<(String, Vec<String>), CertUnmapped
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one table of cases")]
 fn default_rules_map_spiffe_then_common_name() {
     let m = mapper("");
     let spiffe = ["spiffe://cluster.local/ns/monitoring/sa/prometheus"];

@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 
 const MINIMAL: &str = "tls: {cert_file: c.crt, key_file: k.key}\nroutes: [{path_prefix: /, upstream: \"http://127.0.0.1:8080\"}]\n";
 
@@ -21,10 +22,7 @@ fn minimal_config_gets_every_default() {
     ));
     assert_eq!(c.headers.user, "x-remote-user");
     assert_eq!(c.limits.max_connections, 10_000);
-    assert_eq!(
-        c.limits.handshake_timeout,
-        std::time::Duration::from_secs(10)
-    );
+    assert_eq!(c.limits.handshake_timeout, Duration::from_secs(10));
     assert_eq!(c.log.format, LogFormat::Text);
     assert_eq!(c.routes[0].path_prefix, "/");
 }
@@ -63,14 +61,8 @@ log: {format: json, level: debug}
     assert_eq!(c.routes[0].resource.as_ref().unwrap().subresource, "proxy");
     assert_eq!(c.headers.user, "x-user");
     assert_eq!(c.headers.extra_prefix, "x-extra-");
-    assert_eq!(
-        c.limits.handshake_timeout,
-        std::time::Duration::from_millis(1500)
-    );
-    assert_eq!(
-        c.limits.upstream_timeout,
-        std::time::Duration::from_secs(60)
-    );
+    assert_eq!(c.limits.handshake_timeout, Duration::from_millis(1500));
+    assert_eq!(c.limits.upstream_timeout, Duration::from_secs(60));
     assert_eq!(c.log.format, LogFormat::Json);
 }
 

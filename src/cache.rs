@@ -1,0 +1,292 @@
+//! The review cache shared by the token and access reviewers.
+//!
+//! - Keys are HMAC-SHA256 under a random per-process key ([`KeyHasher`]), so
+//!   neither tokens nor precomputable hashes of them are ever stored.
+//! - Entries are bounded (moka, TinyLFU) and carry their own TTL, so an
+//!   accepted token can expire with its JWT and a deny can be shorter than an
+//!   allow.
+//! - Concurrent lookups of one key share one fetch. The fetch runs in its own
+//!   task with its own deadline, so a caller that goes away (client
+//!   disconnect) does not cancel it for the others.
+//! - Errors are never stored: the next lookup fetches again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use futures_util::future::Shared;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::BoxFuture;
+use crate::backend::BackendError;
+
+/// A cache key: HMAC-SHA256 of the length-prefixed parts.
+pub type Key = [u8; 32];
+
+/// Derives cache keys under a secret drawn once per process.
+#[derive(Clone)]
+pub struct KeyHasher {
+    mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for KeyHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyHasher([REDACTED])")
+    }
+}
+
+impl KeyHasher {
+    /// A hasher with a fresh random key.
+    pub fn random() -> Self {
+        let mut secret = [0u8; 32];
+        // ring's SystemRandom only fails when the OS has no entropy source at
+        // all; a zero key would still not store raw tokens.
+        let _ = crate::tls::provider().secure_random.fill(&mut secret);
+        Self {
+            mac: <Hmac<Sha256> as KeyInit>::new_from_slice(&secret)
+                .unwrap_or_else(|_| unreachable!()),
+        }
+    }
+
+    /// HMAC over each part prefixed by its length, so `("ab", "c")` and
+    /// `("a", "bc")` differ.
+    pub fn key(&self, parts: &[&[u8]]) -> Key {
+        let mut b = self.builder();
+        for p in parts {
+            b.part(p);
+        }
+        b.finish()
+    }
+
+    /// Starts a key to be fed part by part.
+    pub fn builder(&self) -> KeyBuilder {
+        KeyBuilder(self.mac.clone())
+    }
+}
+
+/// A key being built; see [`KeyHasher::key`].
+pub struct KeyBuilder(Hmac<Sha256>);
+
+impl KeyBuilder {
+    /// Adds one length-prefixed part.
+    pub fn part(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0.update(&(bytes.len() as u64).to_be_bytes());
+        self.0.update(bytes);
+        self
+    }
+
+    /// The key.
+    pub fn finish(self) -> Key {
+        self.0.finalize().into_bytes().into()
+    }
+}
+
+/// Counters of one cache (read by metrics).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Answered from the cache.
+    pub hits: AtomicU64,
+    /// Not in the cache: started a fetch.
+    pub misses: AtomicU64,
+    /// Not in the cache: joined a fetch already under way.
+    pub coalesced: AtomicU64,
+    /// Fetches that ended in an error (not stored).
+    pub errors: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Timed<V> {
+    value: V,
+    ttl: Duration,
+}
+
+struct TtlFromEntry;
+
+impl<V> moka::Expiry<Key, Timed<V>> for TtlFromEntry {
+    fn expire_after_create(&self, _: &Key, entry: &Timed<V>, _: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+type Flight<V> = Shared<BoxFuture<'static, Result<V, BackendError>>>;
+
+/// A bounded, coalescing, per-entry-TTL cache of review results.
+pub struct ReviewCache<V: Clone + Send + Sync + 'static> {
+    inner: Arc<Inner<V>>,
+}
+
+struct Inner<V: Clone + Send + Sync + 'static> {
+    backend: &'static str,
+    store: Option<moka::future::Cache<Key, Timed<V>>>,
+    flights: Mutex<HashMap<Key, Flight<V>>>,
+    stats: Stats,
+}
+
+/// Removes a finished flight from the table when its task ends.
+struct Landing<V: Clone + Send + Sync + 'static> {
+    inner: Arc<Inner<V>>,
+    key: Key,
+}
+
+impl<V: Clone + Send + Sync + 'static> Drop for Landing<V> {
+    fn drop(&mut self) {
+        self.inner
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Clone for ReviewCache<V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
+    /// Holds at most `max_entries` results of `backend` (named in errors);
+    /// 0 stores nothing but still coalesces concurrent lookups.
+    pub fn new(backend: &'static str, max_entries: u64) -> Self {
+        let store = (max_entries > 0).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(max_entries)
+                .expire_after(TtlFromEntry)
+                .build()
+        });
+        Self {
+            inner: Arc::new(Inner {
+                backend,
+                store,
+                flights: Mutex::new(HashMap::new()),
+                stats: Stats::default(),
+            }),
+        }
+    }
+
+    /// The cached value for `key`, or the result of `fetch`, shared with every
+    /// concurrent caller of the same key. `fetch` yields the value and how long
+    /// to keep it (zero: do not keep).
+    pub async fn get_or_fetch<F>(&self, key: Key, fetch: F) -> Result<V, BackendError>
+    where
+        F: FnOnce() -> BoxFuture<'static, Result<(V, Duration), BackendError>>,
+    {
+        let inner = &self.inner;
+        if let Some(store) = &inner.store
+            && let Some(hit) = store.get(&key).await
+        {
+            inner.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit.value);
+        }
+        let mut fetch = Some(fetch);
+        let flight = {
+            let mut flights = inner.flights.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(f) = flights.get(&key) {
+                inner.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                Some(f.clone())
+            } else if inner.store.as_ref().is_some_and(|s| s.contains_key(&key)) {
+                // A flight finished between our miss and taking the lock.
+                None
+            } else {
+                inner.stats.misses.fetch_add(1, Ordering::Relaxed);
+                let start = fetch.take().unwrap_or_else(|| unreachable!());
+                let f = self.launch(key, start());
+                flights.insert(key, f.clone());
+                Some(f)
+            }
+        };
+        match (flight, fetch) {
+            (Some(f), _) => f.await,
+            (None, Some(fetch)) => Box::pin(self.get_or_fetch(key, fetch)).await,
+            (None, None) => unreachable!("fetch is only taken when a flight starts"),
+        }
+    }
+
+    /// Runs `fut` in its own task: it completes even if every caller goes
+    /// away. A panic in it becomes an error, never a value.
+    fn launch(
+        &self,
+        key: Key,
+        fut: BoxFuture<'static, Result<(V, Duration), BackendError>>,
+    ) -> Flight<V> {
+        let inner = self.inner.clone();
+        let backend = inner.backend;
+        let task = tokio::spawn(async move {
+            // Leaves the flight table however the task ends, panics included.
+            let _landing = Landing {
+                inner: inner.clone(),
+                key,
+            };
+            let result = fut.await;
+            match &result {
+                Ok((value, ttl)) if !ttl.is_zero() => {
+                    if let Some(store) = &inner.store {
+                        store
+                            .insert(
+                                key,
+                                Timed {
+                                    value: value.clone(),
+                                    ttl: *ttl,
+                                },
+                            )
+                            .await;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    inner.stats.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            result.map(|(v, _)| v)
+        });
+        let joined: BoxFuture<'static, Result<V, BackendError>> = Box::pin(async move {
+            task.await.unwrap_or_else(|_| {
+                Err(BackendError::BadResponse {
+                    backend,
+                    detail: "the review task panicked".into(),
+                })
+            })
+        });
+        joined.shared()
+    }
+
+    /// Drops every stored result.
+    pub fn clear(&self) {
+        if let Some(store) = &self.inner.store {
+            store.invalidate_all();
+        }
+    }
+
+    /// Approximate number of stored results.
+    pub fn len(&self) -> u64 {
+        self.inner
+            .store
+            .as_ref()
+            .map_or(0, moka::future::Cache::entry_count)
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Applies moka's pending evictions (tests and metrics).
+    pub async fn sync(&self) {
+        if let Some(store) = &self.inner.store {
+            store.run_pending_tasks().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+use std::sync::atomic::AtomicUsize;
+
+use super::*;
+
+fn counting(
+    calls: &Arc<AtomicUsize>,
+    result: Result<(u32, Duration), BackendError>,
+    delay: Duration,
+) -> impl FnOnce() -> BoxFuture<'static, Result<(u32, Duration), BackendError>> + use<> {
+    let calls = calls.clone();
+    move || {
+        Box::pin(async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            result
+        })
+    }
+}
+
+fn down() -> BackendError {
+    BackendError::Unreachable {
+        backend: "test",
+        detail: "down".into(),
+    }
+}
+
+#[test]
+fn keys_are_keyed_and_length_prefixed() {
+    let h = KeyHasher::random();
+    assert_eq!(h.key(&[b"ab", b"c"]), h.key(&[b"ab", b"c"]));
+    assert_ne!(h.key(&[b"ab", b"c"]), h.key(&[b"a", b"bc"]));
+    assert_ne!(
+        h.key(&[b"ab"]),
+        KeyHasher::random().key(&[b"ab"]),
+        "keys differ per process key"
+    );
+    let plain: [u8; 32] = <Sha256 as sha2::Digest>::digest(b"ab").into();
+    assert_ne!(h.key(&[b"ab"]), plain);
+}
+
+#[tokio::test]
+async fn concurrent_lookups_share_one_fetch_and_later_ones_hit() {
+    let cache = ReviewCache::new("test", 100);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let key = [1u8; 32];
+    let mut joins = Vec::new();
+    for _ in 0..50 {
+        let cache = cache.clone();
+        let fetch = counting(
+            &calls,
+            Ok((7, Duration::from_secs(60))),
+            Duration::from_millis(50),
+        );
+        joins.push(tokio::spawn(
+            async move { cache.get_or_fetch(key, fetch).await },
+        ));
+    }
+    for j in joins {
+        assert_eq!(j.await.unwrap(), Ok(7));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let fetch = counting(&calls, Ok((8, Duration::from_secs(60))), Duration::ZERO);
+    assert_eq!(cache.get_or_fetch(key, fetch).await, Ok(7));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.stats().misses.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        cache.stats().coalesced.load(Ordering::Relaxed)
+            + cache.stats().hits.load(Ordering::Relaxed),
+        50
+    );
+}
+
+#[tokio::test]
+async fn errors_are_shared_but_never_stored() {
+    let cache = ReviewCache::new("test", 100);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let key = [2u8; 32];
+    assert_eq!(
+        cache
+            .get_or_fetch(key, counting(&calls, Err(down()), Duration::ZERO))
+            .await,
+        Err(down())
+    );
+    let ok = counting(&calls, Ok((1, Duration::from_secs(60))), Duration::ZERO);
+    assert_eq!(cache.get_or_fetch(key, ok).await, Ok(1));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn entries_expire_after_their_own_ttl_and_zero_ttl_is_not_stored() {
+    let cache = ReviewCache::new("test", 100);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (short, zero) = ([3u8; 32], [4u8; 32]);
+    for _ in 0..2 {
+        let f = counting(&calls, Ok((1, Duration::from_millis(200))), Duration::ZERO);
+        cache.get_or_fetch(short, f).await.unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cache
+        .get_or_fetch(
+            short,
+            counting(&calls, Ok((1, Duration::from_secs(9))), Duration::ZERO),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "expired entry fetched again"
+    );
+    for _ in 0..2 {
+        cache
+            .get_or_fetch(
+                zero,
+                counting(&calls, Ok((1, Duration::ZERO)), Duration::ZERO),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "zero TTL is never stored");
+}
+
+#[tokio::test]
+async fn a_caller_that_goes_away_does_not_cancel_the_shared_fetch() {
+    let cache = ReviewCache::new("test", 100);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let key = [5u8; 32];
+    let first = {
+        let cache = cache.clone();
+        let f = counting(
+            &calls,
+            Ok((9, Duration::from_secs(60))),
+            Duration::from_millis(100),
+        );
+        tokio::spawn(async move { cache.get_or_fetch(key, f).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = {
+        let cache = cache.clone();
+        let f = counting(&calls, Ok((0, Duration::from_secs(60))), Duration::ZERO);
+        tokio::spawn(async move { cache.get_or_fetch(key, f).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    first.abort();
+    assert_eq!(second.await.unwrap(), Ok(9));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_panicking_fetch_is_an_error_and_the_key_recovers() {
+    let cache: ReviewCache<u32> = ReviewCache::new("test", 100);
+    let key = [6u8; 32];
+    let r = cache
+        .get_or_fetch(key, || Box::pin(async { panic!("boom") }))
+        .await;
+    assert!(matches!(r, Err(BackendError::BadResponse { .. })), "{r:?}");
+    let r = cache
+        .get_or_fetch(key, || Box::pin(async { Ok((3, Duration::from_secs(5))) }))
+        .await;
+    assert_eq!(r, Ok(3));
+}
+
+#[tokio::test]
+async fn capacity_is_bounded() {
+    let cache = ReviewCache::new("test", 100);
+    for i in 0..2_000u32 {
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(&i.to_be_bytes());
+        cache
+            .get_or_fetch(key, move || {
+                Box::pin(async move { Ok((i, Duration::from_secs(60))) })
+            })
+            .await
+            .unwrap();
+    }
+    cache.sync().await;
+    assert!(cache.len() <= 100, "{}", cache.len());
+}

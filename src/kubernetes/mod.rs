@@ -1,0 +1,303 @@
+//! The Kubernetes API as a decision backend: one kube client, a cap on
+//! concurrent calls, a client-side rate limit and a deadline per call.
+//!
+//! Calls are raw `POST`s through [`kube::Client::send`] so that the status
+//! code and `Retry-After` of a 429 are visible, and so that a response body
+//! (which echoes the token of a TokenReview) is never logged: bodies are
+//! parsed into envelopes that read `status` only, and parse errors are
+//! reported by position, never by content. kube's own retry is off; a failed
+//! call is a 503 for the client, who may retry.
+
+pub mod rate;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::backend::BackendError;
+use crate::config::KubernetesConfig;
+use rate::RateLimiter;
+
+/// Largest API response body read.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// The client could not be configured.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kubeconfig file is unusable.
+    #[error("kubernetes.kubeconfig {path}: {source}")]
+    Kubeconfig {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: kube::config::KubeconfigError,
+    },
+    /// Neither KUBECONFIG, ~/.kube/config nor in-cluster configuration works.
+    #[error("no Kubernetes configuration found (set kubernetes.kubeconfig): {0}")]
+    Infer(#[from] kube::config::InferConfigError),
+    /// kube refused the configuration.
+    #[error("cannot build the Kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+}
+
+/// Builds a kube client from `cfg`. The transport is kube's own layers (base URI, auth with token
+/// refresh, extra headers) over a pooled hyper client whose sockets set
+/// `TCP_NODELAY` (kube's default connector does not, which costs a delayed-ACK
+/// round trip per review). No retry layer: our caller decides.
+pub async fn client(cfg: &KubernetesConfig) -> Result<kube::Client, Error> {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use kube::client::ConfigExt;
+    use tower::ServiceBuilder;
+
+    let config = config(cfg).await?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(config.connect_timeout);
+    let https = config.rustls_https_connector_with_connector(http)?;
+    let pool = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(cfg.max_in_flight)
+        .build(https);
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(pool);
+    Ok(kube::Client::new(service, config.default_namespace))
+}
+
+/// The kube configuration: the kubeconfig file if given, else inferred.
+async fn config(cfg: &KubernetesConfig) -> Result<kube::Config, Error> {
+    let mut config = match &cfg.kubeconfig {
+        Some(path) => {
+            let wrap = |source| Error::Kubeconfig {
+                path: path.clone(),
+                source,
+            };
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(wrap)?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(wrap)?
+        }
+        None => kube::Config::infer().await?,
+    };
+    // Every call runs under our own deadline (`ApiClient::create`), so a slow
+    // API is a `Timeout` (503 backend_timeout); connecting is bounded too.
+    config.connect_timeout = Some(cfg.timeout);
+    Ok(config)
+}
+
+/// A Kubernetes API object as returned by a create: only the fields a review
+/// needs. Everything else, including the echoed spec, is skipped unread.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<S> {
+    api_version: Option<String>,
+    kind: Option<String>,
+    status: Option<S>,
+}
+
+/// A `metav1.Status` error body: only its code-like fields.
+#[derive(Deserialize, Default)]
+struct StatusBody {
+    reason: Option<String>,
+    message: Option<String>,
+}
+
+/// The API client shared by the reviewers.
+pub struct ApiClient {
+    client: kube::Client,
+    slots: Semaphore,
+    limiter: RateLimiter,
+    timeout: Duration,
+    last_success: AtomicI64,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiClient {
+    /// Wraps `client` with the limits of `cfg`.
+    pub fn new(client: kube::Client, cfg: &KubernetesConfig) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            slots: Semaphore::new(cfg.max_in_flight),
+            limiter: RateLimiter::new(cfg.qps, cfg.burst),
+            timeout: cfg.timeout,
+            last_success: AtomicI64::new(0),
+        })
+    }
+
+    /// Unix time (seconds) of the last call the API answered (any status
+    /// below 500), 0 if none.
+    pub fn last_success(&self) -> i64 {
+        self.last_success.load(Ordering::Relaxed)
+    }
+
+    /// POSTs `body` to `path` and returns the `status` of the created object,
+    /// which must be `api_version`/`kind`. The whole call, including waiting
+    /// for a slot and a rate token, ends by `self.timeout`.
+    pub async fn create<S: DeserializeOwned>(
+        &self,
+        backend: &'static str,
+        path: &str,
+        api_version: &str,
+        kind: &str,
+        body: Vec<u8>,
+    ) -> Result<S, BackendError> {
+        let deadline = Instant::now() + self.timeout;
+        let timeout = || BackendError::Timeout { backend };
+        let _slot = tokio::time::timeout_at(deadline, self.slots.acquire())
+            .await
+            .map_err(|_| timeout())?
+            .map_err(|_| timeout())?;
+        if Instant::now() >= deadline {
+            return Err(timeout());
+        }
+        if !self.limiter.acquire(deadline).await {
+            return Err(BackendError::Throttled {
+                backend,
+                retry_after: None,
+            });
+        }
+        let req = Request::post(path)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json")
+            .body(kube::client::Body::from(body))
+            .map_err(|e| bad(backend, format!("cannot build request: {e}")))?;
+        let call = async {
+            let resp = self
+                .client
+                .send(req)
+                .await
+                .map_err(|e| unreachable(backend, &e))?;
+            let (parts, body) = resp.into_parts();
+            let bytes = Limited::new(body, MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| unreachable(backend, &*e))?
+                .to_bytes();
+            Ok::<_, BackendError>((parts, bytes))
+        };
+        let (parts, bytes) = tokio::time::timeout_at(deadline, call)
+            .await
+            .map_err(|_| timeout())??;
+        if !parts.status.is_server_error() {
+            self.last_success.store(unix_now(), Ordering::Relaxed);
+        }
+        check_status(backend, parts.status, &parts.headers, &bytes)?;
+        let env: Envelope<S> = serde_json::from_slice(&bytes).map_err(|e| {
+            bad(
+                backend,
+                format!(
+                    "malformed JSON ({:?} at line {} column {})",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })?;
+        if env.api_version.as_deref() != Some(api_version) || env.kind.as_deref() != Some(kind) {
+            return Err(bad(
+                backend,
+                format!(
+                    "expected {api_version} {kind}, got {} {}",
+                    env.api_version.as_deref().unwrap_or("?"),
+                    env.kind.as_deref().unwrap_or("?")
+                ),
+            ));
+        }
+        env.status
+            .ok_or_else(|| bad(backend, "the answer has no status".into()))
+    }
+}
+
+/// Maps a non-2xx answer to an error.
+fn check_status(
+    backend: &'static str,
+    code: StatusCode,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<(), BackendError> {
+    if code.is_success() {
+        return Ok(());
+    }
+    if code == StatusCode::TOO_MANY_REQUESTS {
+        let retry_after = headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        return Err(BackendError::Throttled {
+            backend,
+            retry_after,
+        });
+    }
+    let status: StatusBody = serde_json::from_slice(body).unwrap_or_default();
+    let reason = status.reason.unwrap_or_default();
+    if code.is_server_error() {
+        return Err(BackendError::Unreachable {
+            backend,
+            detail: format!("HTTP {} {reason}", code.as_u16()),
+        });
+    }
+    // 401/403: authgate's own credentials are refused; the message names
+    // authgate's identity and the resource, never the reviewed token.
+    let message = match code {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => status.message.unwrap_or_default(),
+        _ => String::new(),
+    };
+    Err(bad(
+        backend,
+        format!("HTTP {} {reason} {message}", code.as_u16())
+            .trim_end()
+            .to_owned(),
+    ))
+}
+
+fn bad(backend: &'static str, detail: String) -> BackendError {
+    BackendError::BadResponse { backend, detail }
+}
+
+/// A transport failure; a timeout anywhere in the chain is a `Timeout`.
+fn unreachable(backend: &'static str, e: &(dyn std::error::Error + 'static)) -> BackendError {
+    let mut detail = e.to_string();
+    let mut timed_out = false;
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(cause) = next {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        if !std::ptr::addr_eq(cause, e) {
+            detail.push_str(": ");
+            detail.push_str(&cause.to_string());
+        }
+        next = cause.source();
+    }
+    if timed_out {
+        return BackendError::Timeout { backend };
+    }
+    BackendError::Unreachable { backend, detail }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,118 @@
+//! A panic anywhere in a decision ends in 503, never in a forwarded request,
+//! and the server keeps serving.
+
+#[cfg(test)]
+mod support;
+
+use std::sync::Arc;
+
+use authgate::BoxFuture;
+use authgate::app::App;
+use authgate::authn::bearer::BearerToken;
+use authgate::authn::x509::CertMapper;
+use authgate::authn::{Authenticator, TokenAuthenticator};
+use authgate::authz::attributes::Attributes;
+use authgate::authz::{Authorizer, Authorizers, Decision};
+use authgate::backend::BackendError;
+use authgate::config::{Config, IdentityRule};
+use authgate::gate::{Gate as Pipeline, Route};
+use authgate::identity::Identity;
+use authgate::proxy::{self, Upstream as ProxyUpstream};
+use support::*;
+
+struct PanicsOn(&'static str);
+
+impl TokenAuthenticator for PanicsOn {
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a BearerToken,
+    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, BackendError>> {
+        let bad = token.expose() == self.0;
+        Box::pin(async move {
+            assert!(!bad, "token backend bug");
+            Ok(None)
+        })
+    }
+}
+
+struct PanicsForUser(&'static str);
+
+impl Authorizer for PanicsForUser {
+    fn authorize<'a>(
+        &'a self,
+        id: &'a Identity,
+        _: &'a Attributes,
+    ) -> BoxFuture<'a, Result<Decision, BackendError>> {
+        let bad = id.user == self.0;
+        Box::pin(async move {
+            assert!(!bad, "authorizer bug");
+            Ok(Decision::Allow)
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_authenticator_or_authorizer_gives_503_and_nothing_is_forwarded() {
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    let config = Config::from_yaml(&Yaml::new(&pki, upstream.addr).render()).unwrap();
+    let built = App::build(&config).await.unwrap();
+    let route = Route {
+        config: config.routes[0].clone(),
+        upstream: ProxyUpstream::new(
+            &config.routes[0].upstream,
+            proxy::client(None).unwrap(),
+            config.limits.upstream_timeout,
+        ),
+    };
+    let authn = Authenticator::new(
+        CertMapper::new(&[IdentityRule::CommonName]),
+        vec![
+            Arc::new(PanicsOn("boom-token")),
+            Arc::new(authgate::authn::static_tokens::StaticTokens::new(
+                &config.static_backend.tokens,
+            )),
+        ],
+    );
+    let authz = Authorizers::new(vec![Arc::new(PanicsForUser("mallory"))]);
+    let app = App {
+        gate: Arc::new(Pipeline::new(
+            vec![route],
+            authn,
+            authz,
+            config.headers.clone(),
+        )),
+        ..built
+    };
+    let gate = Gate::serve(Arc::new(app)).await;
+
+    let r = gate
+        .client(&pki)
+        .get_with_token("/api/x", "boom-token")
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.reason().as_str()),
+        (503, "internal_error")
+    );
+    assert_eq!(r.headers["retry-after"], "1");
+    assert!(!String::from_utf8_lossy(&r.body).contains("boom-token"));
+    let mallory = gate
+        .client(&pki)
+        .with_cert(&pki.client("mallory", &ClientOpts::cn("mallory", &[])));
+    let r = mallory.get("/api/x", &[]).await.unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.reason().as_str()),
+        (503, "internal_error")
+    );
+    assert_eq!(upstream.count(), 0);
+
+    // The same connection-level machinery keeps serving everyone else.
+    let r = gate
+        .client(&pki)
+        .get_with_token("/api/x", BOB_TOKEN)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(upstream.count(), 1);
+}

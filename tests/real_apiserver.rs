@@ -1,0 +1,346 @@
+//! End to end against a real kube-apiserver + etcd (scripts/e2e.sh starts
+//! them and sets AUTHGATE_E2E_DIR): ServiceAccounts, Roles and RoleBindings
+//! made with kubectl, tokens from `kubectl create token`, and the authgate
+//! binary in between.
+
+#[cfg(test)]
+mod support;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_authgate");
+const AUDIENCE: &str = "https://authgate.e2e";
+
+struct Cluster {
+    env: HashMap<String, String>,
+}
+
+impl Cluster {
+    fn from_env() -> Self {
+        let dir = std::env::var("AUTHGATE_E2E_DIR").expect("AUTHGATE_E2E_DIR (run scripts/e2e.sh)");
+        let text = std::fs::read_to_string(Path::new(&dir).join("env")).expect("DIR/env");
+        let env = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| {
+                (
+                    k.trim().to_owned(),
+                    v.trim().trim_matches(['"', '\'']).to_owned(),
+                )
+            })
+            .collect();
+        Self { env }
+    }
+
+    fn get(&self, key: &str) -> &str {
+        self.env
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} missing from DIR/env"))
+    }
+
+    /// Runs kubectl as the cluster admin; panics with its stderr on failure.
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.get("ADMIN_KUBECONFIG"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("e2e setup")
+                .write_all(input.as_bytes())
+                .expect("e2e setup");
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("e2e setup");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("e2e setup")
+    }
+
+    /// A ServiceAccount token from `kubectl create token`; with an older
+    /// kubectl (Debian's 1.20 has no `create token`), the same TokenRequest
+    /// through `kubectl create --raw`.
+    fn token(&self, ns: &str, sa: &str, audience: Option<&str>) -> String {
+        let mut args = vec!["-n", ns, "create", "token", sa, "--duration", "1h"];
+        if let Some(a) = audience {
+            args.extend(["--audience", a]);
+        }
+        if let Some(out) = self.try_kubectl(&args, None) {
+            return out.trim().to_owned();
+        }
+        let audiences = audience.map_or_else(|| "null".to_owned(), |a| format!("[\"{a}\"]"));
+        let request = format!(
+            r#"{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{{"audiences":{audiences},"expirationSeconds":3600}}}}"#
+        );
+        let uri = format!("/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token");
+        let out = self.kubectl(&["create", "--raw", &uri, "-f", "-"], Some(&request));
+        let v: serde_json::Value = serde_json::from_str(&out).expect("TokenRequest answer");
+        v["status"]["token"]
+            .as_str()
+            .expect("status.token")
+            .to_owned()
+    }
+
+    fn try_kubectl(&self, args: &[&str], stdin: Option<&str>) -> Option<String> {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.get("ADMIN_KUBECONFIG"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("kubectl output");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// The authgate binary serving one config; killed on drop.
+struct Authgate {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Authgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_authgate(
+    pki: &Pki,
+    upstream: &Upstream,
+    ns: &str,
+    kubeconfig: &str,
+    audiences: &[&str],
+) -> Authgate {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("e2e setup")
+        .local_addr()
+        .expect("e2e setup")
+        .port();
+    let d = pki.path().display();
+    let audiences = audiences
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let yaml = format!(
+        "listen: \"127.0.0.1:{port}\"\ntls: {{cert_file: {d}/server.crt, key_file: {d}/server.key, client_ca_file: {d}/ca.crt}}\nroutes:\n  - path_prefix: /\n    upstream: \"http://{}\"\n    resource: {{namespace: {ns}, resource: services, subresource: proxy, name: web}}\nkubernetes: {{kubeconfig: {kubeconfig}, timeout: 5s}}\ntoken_review: {{audiences: [{audiences}]}}\n",
+        upstream.addr
+    );
+    let path: PathBuf = pki.path().join(format!("authgate-{port}.yaml"));
+    std::fs::write(&path, yaml).expect("e2e setup");
+    let child = Command::new(BIN)
+        .args(["serve", "--config", path.to_str().expect("e2e setup")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("e2e setup");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "authgate did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Authgate { child, port }
+}
+
+fn setup_namespace(c: &Cluster) -> String {
+    let ns = format!("e2e-{}", std::process::id());
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: {ns}}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: bot, namespace: {ns}}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: other, namespace: {ns}}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: not-a-delegator, namespace: {ns}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: web-proxy, namespace: {ns}}}
+rules:
+  - {{apiGroups: [""], resources: ["services/proxy"], resourceNames: ["web"], verbs: ["get", "create"]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: bot-web-proxy, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: web-proxy}}
+subjects:
+  - {{kind: ServiceAccount, name: bot, namespace: {ns}}}
+"#
+    );
+    c.kubectl(&["apply", "-f", "-"], Some(&manifest));
+    ns
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real kube-apiserver (scripts/e2e.sh)"]
+async fn tokens_and_spiffe_certs_of_one_serviceaccount_share_one_rolebinding() {
+    let cluster = Cluster::from_env();
+    let ns = setup_namespace(&cluster);
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    let gateway = cluster.get("GATEWAY_KUBECONFIG").to_owned();
+    let gate = run_authgate(&pki, &upstream, &ns, &gateway, &[]);
+    let client = Client::new(([127, 0, 0, 1], gate.port).into(), &pki.ca_der);
+
+    // A ServiceAccount token from `kubectl create token`, allowed by the RoleBinding.
+    let bot = cluster.token(&ns, "bot", None);
+    let r = client.get_with_token("/anything", &bot).await.unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let seen = upstream.last();
+    let user = format!("system:serviceaccount:{ns}:bot");
+    assert_eq!(seen.all("x-remote-user"), std::slice::from_ref(&user));
+    let groups = seen.all("x-remote-group");
+    for g in [
+        "system:serviceaccounts",
+        &format!("system:serviceaccounts:{ns}"),
+        "system:authenticated",
+    ] {
+        assert!(
+            groups.iter().any(|have| have == g),
+            "{g} missing from {groups:?}"
+        );
+    }
+    assert!(seen.headers.get("authorization").is_none());
+
+    // Another ServiceAccount without the binding: 403.
+    let other = cluster.token(&ns, "other", None);
+    let r = client.get_with_token("/anything", &other).await.unwrap();
+    assert_eq!((r.status.as_u16(), r.reason().as_str()), (403, "forbidden"));
+
+    // The migration story: a SPIFFE certificate of the same ServiceAccount is
+    // the same user, authorized by the same RoleBinding; no token needed.
+    let svid = pki.client(
+        "bot-svid",
+        &ClientOpts::spiffe(&format!("spiffe://cluster.local/ns/{ns}/sa/bot")),
+    );
+    let r = client
+        .clone()
+        .with_cert(&svid)
+        .get("/anything", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(upstream.last().all("x-remote-user"), [user]);
+    let other_svid = pki.client(
+        "other-svid",
+        &ClientOpts::spiffe(&format!("spiffe://cluster.local/ns/{ns}/sa/other")),
+    );
+    let r = client
+        .clone()
+        .with_cert(&other_svid)
+        .get("/anything", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+
+    // Invalid tokens are rejected by the real TokenReview.
+    let r = client
+        .get_with_token("/anything", "not.a.token")
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.reason().as_str()),
+        (401, "token_rejected")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real kube-apiserver (scripts/e2e.sh)"]
+async fn an_audience_bound_token_is_accepted_only_where_that_audience_is_configured() {
+    let cluster = Cluster::from_env();
+    let ns = setup_namespace(&cluster);
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    let gateway = cluster.get("GATEWAY_KUBECONFIG").to_owned();
+    let bound = cluster.token(&ns, "bot", Some(AUDIENCE));
+    let default = cluster.token(&ns, "bot", None);
+
+    let plain = run_authgate(&pki, &upstream, &ns, &gateway, &[]);
+    let c = Client::new(([127, 0, 0, 1], plain.port).into(), &pki.ca_der);
+    let r = c.get_with_token("/x", &bound).await.unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.reason().as_str()),
+        (401, "token_rejected")
+    );
+    assert_eq!(c.get_with_token("/x", &default).await.unwrap().status, 200);
+    drop(plain);
+
+    let scoped = run_authgate(&pki, &upstream, &ns, &gateway, &[AUDIENCE]);
+    let c = Client::new(([127, 0, 0, 1], scoped.port).into(), &pki.ca_der);
+    assert_eq!(c.get_with_token("/x", &bound).await.unwrap().status, 200);
+    let r = c.get_with_token("/x", &default).await.unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.reason().as_str()),
+        (401, "token_rejected")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real kube-apiserver (scripts/e2e.sh)"]
+async fn a_gateway_without_auth_delegator_fails_closed_with_503() {
+    let cluster = Cluster::from_env();
+    let ns = setup_namespace(&cluster);
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    // A kubeconfig for a ServiceAccount that may not create reviews.
+    let own = cluster.token(&ns, "not-a-delegator", None);
+    let kubeconfig = pki.path().join("weak.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{}\", certificate-authority: {}}}}}]\nusers: [{{name: u, user: {{token: {own}}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n",
+            cluster.get("APISERVER_URL"),
+            cluster.get("APISERVER_CA"),
+        ),
+    )
+    .unwrap();
+    let gate = run_authgate(&pki, &upstream, &ns, kubeconfig.to_str().unwrap(), &[]);
+    let c = Client::new(([127, 0, 0, 1], gate.port).into(), &pki.ca_der);
+    let bot = cluster.token(&ns, "bot", None);
+    let r = c.get_with_token("/x", &bot).await.unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.reason().as_str()),
+        (503, "backend_error")
+    );
+    assert_eq!(upstream.count(), 0);
+}

@@ -1,0 +1,147 @@
+//! Tokens are secrets: the real binary, logging at trace level in both
+//! formats, never writes a raw token, whatever path the request takes.
+
+#[cfg(test)]
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_authgate");
+
+/// Kills the server if the test fails half-way.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+async fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_raw_token_appears_in_trace_logs_on_any_path() {
+    for format in ["text", "json"] {
+        let pki = Pki::new();
+        let api = FakeApi::start(&pki).await;
+        api.allow(
+            Rule::group("system:serviceaccounts")
+                .verb("get")
+                .path("/api/*"),
+        );
+        let upstream = Upstream::start().await;
+        let port = free_port();
+        let mut y = Yaml::new(&pki, upstream.addr);
+        y.rest = format!(
+            "listen: \"127.0.0.1:{port}\"\nkubernetes: {{kubeconfig: {}, timeout: 1s}}\nlog: {{format: {format}, level: trace}}\n",
+            api.kubeconfig.display()
+        );
+        let config = pki.path().join("authgate.yaml");
+        std::fs::write(&config, y.render().replace("listen: \"127.0.0.1:0\"\n", "")).unwrap();
+        let log = pki.path().join("stderr.log");
+        let mut child = KillOnDrop(
+            Command::new(BIN)
+                .args(["serve", "--config", config.to_str().unwrap()])
+                .env("RUST_LOG", "trace")
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+                .spawn()
+                .unwrap(),
+        );
+        wait_for_port(port).await;
+        let c = Client::new(([127, 0, 0, 1], port).into(), &pki.ca_der);
+
+        let good = "SECRETgood7c1f";
+        api.add_token(
+            good,
+            "system:serviceaccount:demo:bot",
+            &["system:serviceaccounts"],
+        );
+        let mut secrets = vec![good.to_owned(), BOB_TOKEN.to_owned()];
+        assert_eq!(c.get_with_token("/api/x", good).await.unwrap().status, 200);
+        assert_eq!(c.get_with_token("/api/x", good).await.unwrap().status, 200);
+        assert_eq!(
+            c.clone()
+                .http2()
+                .get_with_token("/api/x", good)
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+        assert_eq!(
+            c.get_with_token("/api/x", BOB_TOKEN).await.unwrap().status,
+            200
+        );
+        let faults = [
+            Fault::None,
+            Fault::ServerError,
+            Fault::TooManyRequests {
+                retry_after_secs: 1,
+            },
+            Fault::MalformedJson,
+            Fault::WrongKind,
+            Fault::Hang,
+            Fault::HangMidResponse,
+        ];
+        for (i, fault) in faults.into_iter().enumerate() {
+            api.set_fault(Endpoint::TokenReview, fault);
+            let t = format!("SECRETfault{i}x9q");
+            c.get_with_token("/api/x", &t).await.unwrap();
+            secrets.push(t);
+        }
+        api.set_fault(Endpoint::TokenReview, Fault::None);
+        for header in [
+            "Bearer SECRETbad a",
+            "Basic SECRETbasic",
+            "Bearer SECRET~ok SECRETtwo",
+        ] {
+            let r = c.get("/api/x", &[("authorization", header)]).await.unwrap();
+            assert_eq!(r.status, 401, "{header}");
+        }
+        secrets.extend(["SECRETbad", "SECRETbasic", "SECRET~ok", "SECRETtwo"].map(String::from));
+
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.0.id().to_string()])
+            .status();
+        let _ = child.0.wait();
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            logged.len() > 10_000,
+            "trace logging is on ({} bytes)",
+            logged.len()
+        );
+        assert!(
+            logged.contains("token_rejected") || logged.contains("backend_"),
+            "access lines are there"
+        );
+        for s in &secrets {
+            assert!(
+                !logged.contains(s.as_str()),
+                "{format}: token {s:?} appears in the log"
+            );
+        }
+        assert!(
+            !logged.contains("SECRET"),
+            "{format}: no fragment of any token appears in the log"
+        );
+    }
+}
