@@ -1,10 +1,14 @@
 //! Runtime assembly: a validated [`Config`] becomes the running parts (TLS
-//! acceptor, backends, routes, gate). Nothing here decides anything about a
-//! request; it only wires.
+//! acceptor and reloader, backends, routes, gate, metrics, health). Nothing
+//! here decides anything about a request; it only wires.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::authn::static_tokens::StaticTokens;
 use crate::authn::token_review::TokenReviewer;
@@ -14,11 +18,12 @@ use crate::authz::access_review::AccessReviewer;
 use crate::authz::static_rules::StaticRules;
 use crate::authz::{Authorizer, Authorizers};
 use crate::cache::KeyHasher;
-use crate::config::{Config, KubernetesConfig, Limits};
+use crate::config::{AdminConfig, Config, KubernetesConfig, Limits, TlsConfig};
 use crate::gate::{Gate, Route};
 use crate::kubernetes::{self, ApiClient};
+use crate::metrics::Metrics;
 use crate::proxy::{self, Upstream};
-use crate::tls::{self, ServingCert};
+use crate::tls::{self, reload::Reloader};
 
 /// Why the runtime could not be built from a valid config.
 #[derive(Debug, thiserror::Error)]
@@ -38,14 +43,22 @@ pub enum Error {
 pub struct App {
     /// The request pipeline.
     pub gate: Arc<Gate>,
-    /// The TLS configuration for new handshakes.
+    /// The TLS material for new handshakes.
     pub tls: Arc<tls::Acceptor>,
-    /// The serving certificate (shared with the TLS configuration).
-    pub serving_cert: Arc<ServingCert>,
+    /// Reloads `tls` when its files change.
+    pub reloader: Arc<Reloader>,
     /// Connection and timing limits.
     pub limits: Limits,
     /// The Kubernetes backend, when configured.
     pub kubernetes: Option<KubeBackend>,
+    /// Metric handles.
+    pub metrics: Metrics,
+    /// Liveness and readiness state.
+    pub health: Arc<Health>,
+    /// Admin listener settings.
+    pub admin: AdminConfig,
+    /// TLS settings (reload interval).
+    pub tls_config: TlsConfig,
 }
 
 /// The running Kubernetes backend: the API client and the reviewers' caches.
@@ -58,15 +71,34 @@ pub struct KubeBackend {
     pub access_review: Option<Arc<AccessReviewer>>,
 }
 
+/// Process state that readiness reports.
+#[derive(Debug, Default)]
+pub struct Health {
+    draining: AtomicBool,
+}
+
+impl Health {
+    /// From now on, readiness is false (shutdown has begun).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
 impl App {
     /// Loads TLS material and assembles the backends and routes of `config`.
     pub async fn build(config: &Config) -> Result<Self, Error> {
-        let key = tls::load_certified_key(&config.tls.cert_file, &config.tls.key_file)?;
-        let serving_cert = Arc::new(ServingCert::new(key));
-        let tls = Arc::new(tls::Acceptor::new(tls::server_config(
-            &config.tls,
-            serving_cert.clone(),
-        )?));
+        let metrics = Metrics::new();
+        let acceptor = Arc::new(tls::Acceptor::new(tls::load(&config.tls)?));
+        let reloader = Arc::new(Reloader::new(
+            config.tls.clone(),
+            acceptor.clone(),
+            metrics.clone(),
+        ));
 
         let statics = &config.static_backend;
         let mut tokens: Vec<Arc<dyn TokenAuthenticator>> = Vec::new();
@@ -79,15 +111,17 @@ impl App {
         }
         // Static first, then the API: the apiserver's union of authenticators.
         let kube = match &config.kubernetes {
-            Some(k) => Some(kube_backend(k, kubernetes::client(k).await?)),
+            Some(k) => Some(kube_backend(k, kubernetes::client(k).await?, &metrics)),
             None => None,
         };
         if let Some(k) = &kube {
             if let Some(tr) = &k.token_review {
                 tokens.push(tr.clone());
+                metrics.register_cache("token", Arc::new(tr.cache().clone()));
             }
             if let Some(ar) = &k.access_review {
                 authorizers.push(ar.clone());
+                metrics.register_cache("access", Arc::new(ar.cache().clone()));
             }
         }
         let authn = Authenticator::new(CertMapper::new(&config.identity_rules), tokens);
@@ -97,20 +131,51 @@ impl App {
             authn,
             Authorizers::new(authorizers),
             config.headers.clone(),
+            &config.paths,
+            metrics.clone(),
         );
         Ok(Self {
             gate: Arc::new(gate),
-            tls,
-            serving_cert,
+            tls: acceptor,
+            reloader,
             limits: config.limits.clone(),
             kubernetes: kube,
+            metrics,
+            health: Arc::new(Health::default()),
+            admin: config.admin.clone(),
+            tls_config: config.tls.clone(),
         })
+    }
+
+    /// Starts the background work (TLS reload, API probe) until `stop`.
+    pub fn spawn_background(&self, stop: &CancellationToken) {
+        tokio::spawn(
+            self.reloader
+                .clone()
+                .run(self.tls_config.reload_interval, stop.clone()),
+        );
+        if let Some(k) = &self.kubernetes {
+            let every = (self.admin.api_ready_window / 3).max(Duration::from_secs(1));
+            tokio::spawn(k.api.clone().probe_every(every, stop.clone()));
+        }
+    }
+
+    /// Empties the review caches: all entries, or those about `user`.
+    pub fn flush_caches(&self, user: Option<&str>) {
+        if let Some(k) = &self.kubernetes {
+            if let Some(tr) = &k.token_review {
+                tr.flush(user);
+            }
+            if let Some(ar) = &k.access_review {
+                ar.flush(user);
+            }
+        }
     }
 }
 
 /// The reviewers of `k`, sharing one API client and one key hasher.
-pub fn kube_backend(k: &KubernetesConfig, client: kube::Client) -> KubeBackend {
-    let api = ApiClient::new(client, k);
+pub fn kube_backend(k: &KubernetesConfig, client: kube::Client, metrics: &Metrics) -> KubeBackend {
+    let api = ApiClient::new(client, k, metrics.clone());
     let keys = KeyHasher::random();
     KubeBackend {
         token_review: k

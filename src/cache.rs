@@ -84,6 +84,85 @@ impl KeyBuilder {
     }
 }
 
+/// Which review cache a lookup went to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// TokenReview results.
+    Token,
+    /// SubjectAccessReview decisions.
+    Access,
+}
+
+impl Kind {
+    /// The API kind, as named in errors.
+    pub fn backend(self) -> &'static str {
+        match self {
+            Self::Token => "TokenReview",
+            Self::Access => "SubjectAccessReview",
+        }
+    }
+}
+
+/// What a cache did for one lookup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lookup {
+    /// Not consulted.
+    #[default]
+    None,
+    /// Answered from the cache.
+    Hit,
+    /// Started an API call.
+    Miss,
+    /// Joined an API call already under way.
+    Coalesced,
+}
+
+impl Lookup {
+    /// The lower-case name used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Coalesced => "coalesced",
+        }
+    }
+}
+
+/// The lookups made while serving one request (for the access log).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lookups {
+    /// The token cache.
+    pub token: Lookup,
+    /// The access cache.
+    pub access: Lookup,
+}
+
+tokio::task_local! {
+    static LOOKUPS: std::cell::Cell<Lookups>;
+}
+
+/// Runs `f`, recording what the caches did for it.
+pub async fn traced<F: Future>(f: F) -> (F::Output, Lookups) {
+    LOOKUPS
+        .scope(std::cell::Cell::new(Lookups::default()), async {
+            let out = f.await;
+            (out, LOOKUPS.with(std::cell::Cell::get))
+        })
+        .await
+}
+
+fn note(kind: Kind, lookup: Lookup) {
+    let _ = LOOKUPS.try_with(|c| {
+        let mut l = c.get();
+        match kind {
+            Kind::Token => l.token = lookup,
+            Kind::Access => l.access = lookup,
+        }
+        c.set(l);
+    });
+}
+
 /// Counters of one cache (read by metrics).
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -119,7 +198,7 @@ pub struct ReviewCache<V: Clone + Send + Sync + 'static> {
 }
 
 struct Inner<V: Clone + Send + Sync + 'static> {
-    backend: &'static str,
+    kind: Kind,
     store: Option<moka::future::Cache<Key, Timed<V>>>,
     flights: Mutex<HashMap<Key, Flight<V>>>,
     stats: Stats,
@@ -141,6 +220,24 @@ impl<V: Clone + Send + Sync + 'static> Drop for Landing<V> {
     }
 }
 
+impl<V: Clone + Send + Sync + 'static> std::fmt::Debug for ReviewCache<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReviewCache")
+            .field("kind", &self.inner.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> crate::metrics::CacheSource for ReviewCache<V> {
+    fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    fn entries(&self) -> u64 {
+        self.len()
+    }
+}
+
 impl<V: Clone + Send + Sync + 'static> Clone for ReviewCache<V> {
     fn clone(&self) -> Self {
         Self {
@@ -150,18 +247,19 @@ impl<V: Clone + Send + Sync + 'static> Clone for ReviewCache<V> {
 }
 
 impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
-    /// Holds at most `max_entries` results of `backend` (named in errors);
-    /// 0 stores nothing but still coalesces concurrent lookups.
-    pub fn new(backend: &'static str, max_entries: u64) -> Self {
+    /// Holds at most `max_entries` results of `kind`; 0 stores nothing but
+    /// still coalesces concurrent lookups.
+    pub fn new(kind: Kind, max_entries: u64) -> Self {
         let store = (max_entries > 0).then(|| {
             moka::future::Cache::builder()
                 .max_capacity(max_entries)
                 .expire_after(TtlFromEntry)
+                .support_invalidation_closures()
                 .build()
         });
         Self {
             inner: Arc::new(Inner {
-                backend,
+                kind,
                 store,
                 flights: Mutex::new(HashMap::new()),
                 stats: Stats::default(),
@@ -181,6 +279,7 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
             && let Some(hit) = store.get(&key).await
         {
             inner.stats.hits.fetch_add(1, Ordering::Relaxed);
+            note(inner.kind, Lookup::Hit);
             return Ok(hit.value);
         }
         let mut fetch = Some(fetch);
@@ -188,12 +287,14 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
             let mut flights = inner.flights.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(f) = flights.get(&key) {
                 inner.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                note(inner.kind, Lookup::Coalesced);
                 Some(f.clone())
             } else if inner.store.as_ref().is_some_and(|s| s.contains_key(&key)) {
                 // A flight finished between our miss and taking the lock.
                 None
             } else {
                 inner.stats.misses.fetch_add(1, Ordering::Relaxed);
+                note(inner.kind, Lookup::Miss);
                 let start = fetch.take().unwrap_or_else(|| unreachable!());
                 let f = self.launch(key, start());
                 flights.insert(key, f.clone());
@@ -215,7 +316,7 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
         fut: BoxFuture<'static, Result<(V, Duration), BackendError>>,
     ) -> Flight<V> {
         let inner = self.inner.clone();
-        let backend = inner.backend;
+        let backend = inner.kind.backend();
         let task = tokio::spawn(async move {
             // Leaves the flight table however the task ends, panics included.
             let _landing = Landing {
@@ -259,6 +360,14 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
     pub fn clear(&self) {
         if let Some(store) = &self.inner.store {
             store.invalidate_all();
+        }
+    }
+
+    /// Drops the stored results for which `doomed` is true.
+    pub fn clear_if(&self, doomed: impl Fn(&V) -> bool + Send + Sync + 'static) {
+        if let Some(store) = &self.inner.store {
+            // Fails only without `support_invalidation_closures`, set in `new`.
+            let _ = store.invalidate_entries_if(move |_, entry| doomed(&entry.value));
         }
     }
 

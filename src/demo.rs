@@ -76,6 +76,7 @@ static:
     - {{group: admins, verbs: ["*"], paths: ["/admin", "/admin/**"]}}
 routes:
   - {{path_prefix: /, upstream: "http://{upstream}"}}
+admin: {{listen: "off"}}
 "#
     );
     let config = Config::from_yaml(&yaml)?;

@@ -10,17 +10,19 @@ use std::time::Instant;
 
 use futures_util::FutureExt;
 use http::uri::PathAndQuery;
-use http::{Method, Request, Response};
+use http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
-use tracing::info;
 
-use crate::authn::{self, Authenticator, CertIdentity};
+use crate::authn::{self, Authenticator, CertIdentity, x509};
 use crate::authz::{self, Authorizers};
-use crate::config::{HeaderNames, RouteConfig};
-use crate::identity::Identity;
+use crate::config::{HeaderNames, PathRules, RouteConfig};
+use crate::identity::{AuthMethod, Identity};
+use crate::metrics::Metrics;
 use crate::proxy::{self, Body, Upstream};
 use crate::respond;
 use crate::routes::{RouteTable, normalize_path};
+use crate::{audit, cache};
+use globset::{GlobSet, GlobSetBuilder};
 
 /// Why a request was not forwarded (or forwarding failed).
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,9 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The client certificate's identity, if a certificate was presented.
     pub cert: Option<CertIdentity>,
+    /// The client certificate as an Envoy `X-Forwarded-Client-Cert` value,
+    /// when `headers.forward_client_cert` is `xfcc`.
+    pub xfcc: Option<HeaderValue>,
 }
 
 /// A configured route.
@@ -84,12 +89,32 @@ pub struct Gate {
     authn: Authenticator,
     authz: Authorizers,
     headers: HeaderNames,
+    /// When set, only matching paths are served.
+    allow_paths: Option<GlobSet>,
+    /// Paths served without authentication or authorization.
+    unauthenticated_paths: Option<GlobSet>,
+    metrics: Metrics,
+}
+
+/// A set of validated globs; `None` when empty.
+fn glob_set(globs: &[globset::Glob]) -> Option<GlobSet> {
+    if globs.is_empty() {
+        return None;
+    }
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        b.add(g.clone());
+    }
+    // Every glob compiled on its own during validation; a set of them builds.
+    // Should it not, an empty set matches nothing: for the allow-list that
+    // closes every path, for public paths it makes none public.
+    Some(b.build().unwrap_or_else(|_| GlobSet::empty()))
 }
 
 /// What the access log records about a request as it moves along.
 #[derive(Default)]
-struct Trail {
-    route: Option<String>,
+struct Trail<'g> {
+    route: Option<&'g str>,
     identity: Option<Arc<Identity>>,
 }
 
@@ -100,6 +125,8 @@ impl Gate {
         authn: Authenticator,
         authz: Authorizers,
         headers: HeaderNames,
+        paths: &PathRules,
+        metrics: Metrics,
     ) -> Self {
         let routes = routes
             .into_iter()
@@ -110,6 +137,9 @@ impl Gate {
             authn,
             authz,
             headers,
+            allow_paths: glob_set(&paths.allow),
+            unauthenticated_paths: glob_set(&paths.unauthenticated),
+            metrics,
         }
     }
 
@@ -119,6 +149,10 @@ impl Gate {
         ConnInfo {
             peer,
             cert: leaf_der.map(|der| self.authn.map_cert(der)),
+            xfcc: leaf_der
+                .filter(|_| self.headers.forward_client_cert)
+                .and_then(x509::xfcc)
+                .and_then(|v| HeaderValue::try_from(v).ok()),
         }
     }
 
@@ -128,40 +162,56 @@ impl Gate {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let mut trail = Trail::default();
-        let result = AssertUnwindSafe(self.pass(conn, req, &mut trail))
-            .catch_unwind()
-            .await
-            .unwrap_or(Err(Error::Internal("request handler panicked")));
+        let pass = AssertUnwindSafe(self.pass(conn, req, &mut trail)).catch_unwind();
+        let (result, lookups) = cache::traced(pass).await;
+        let result = result.unwrap_or(Err(Error::Internal("request handler panicked")));
         let (resp, reason, detail) = match result {
             Ok(r) => (r, "allowed", None),
             Err(e) => (respond::error_response(&e), e.reason(), Some(e.to_string())),
         };
-        let user = trail.identity.as_ref().map_or("", |i| i.user.as_str());
-        let auth = trail
-            .identity
-            .as_ref()
-            .map_or("none", |i| i.method.as_str());
-        info!(
-            target: "authgate::access",
-            peer = %conn.peer,
-            %method,
-            path,
-            route = trail.route.as_deref().unwrap_or(""),
-            user,
-            auth,
-            status = resp.status().as_u16(),
-            reason,
-            detail = detail.as_deref().unwrap_or(""),
-            latency_us = start.elapsed().as_micros() as u64,
+        audit::record(
+            &self.metrics,
+            &audit::Record {
+                peer: conn.peer,
+                method: &method,
+                path: &path,
+                route: trail.route,
+                identity: trail.identity.as_deref(),
+                status: resp.status().as_u16(),
+                reason,
+                detail: detail.as_deref(),
+                latency: start.elapsed(),
+                lookups,
+            },
         );
         resp
     }
 
-    async fn pass(
+    /// Authenticates and authorizes a request for `verb` on the non-resource
+    /// `path` without forwarding it (the admin endpoints use this).
+    pub async fn check(
         &self,
         conn: &ConnInfo,
+        headers: &http::HeaderMap,
+        verb: &str,
+        path: &str,
+    ) -> Result<Arc<Identity>, Error> {
+        let id = self.authn.authenticate(conn.cert.as_ref(), headers).await?;
+        let attrs = authz::attributes::Attributes {
+            verb: verb.to_owned(),
+            target: authz::attributes::Target::NonResource {
+                path: path.to_owned(),
+            },
+        };
+        self.authz.authorize(&id, &attrs).await?;
+        Ok(id)
+    }
+
+    async fn pass<'g>(
+        &'g self,
+        conn: &ConnInfo,
         mut req: Request<Incoming>,
-        trail: &mut Trail,
+        trail: &mut Trail<'g>,
     ) -> Result<Response<Body>, Error> {
         // 1. Which route? The path is normalised once; authorization and the
         //    upstream both see the normalised form.
@@ -170,7 +220,26 @@ impl Gate {
             .routes
             .select(&path)
             .ok_or_else(|| Error::NoRoute(path.clone()))?;
-        trail.route = Some(route.config.path_prefix.clone());
+        trail.route = Some(&route.config.path_prefix);
+        if self
+            .allow_paths
+            .as_ref()
+            .is_some_and(|allow| !allow.is_match(&path))
+        {
+            return Err(Error::NoRoute(path));
+        }
+        // Explicitly public paths skip authn and authz, and carry no identity.
+        if self
+            .unauthenticated_paths
+            .as_ref()
+            .is_some_and(|p| p.is_match(&path))
+        {
+            proxy::headers::sanitize(req.headers_mut(), &self.headers);
+            return Ok(route
+                .upstream
+                .forward(req, path_and_query, conn.peer)
+                .await?);
+        }
 
         // 2. Who is asking? A mapped client certificate, else the bearer token.
         let id = self
@@ -187,6 +256,9 @@ impl Gate {
         // 4. Forward, carrying authgate's identity headers and no client-sent ones.
         proxy::headers::rewrite(req.headers_mut(), &id, &self.headers)
             .map_err(|_| Error::Internal("identity cannot be expressed as headers"))?;
+        if let (Some(xfcc), AuthMethod::Mtls) = (&conn.xfcc, id.method) {
+            req.headers_mut().insert(proxy::headers::XFCC, xfcc.clone());
+        }
         Ok(route
             .upstream
             .forward(req, path_and_query, conn.peer)

@@ -44,6 +44,12 @@ pub mod proxy;
 
 pub mod respond;
 
+pub mod audit;
+
+pub mod metrics;
+
+pub mod admin;
+
 pub mod backend;
 
 pub mod cache;

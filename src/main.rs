@@ -7,10 +7,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use authgate::app::App;
-use authgate::config::{Config, LogConfig, LogFormat};
-use authgate::{demo, pki, server};
+use authgate::config::krp::{self, KrpFlags};
+use authgate::config::{self, Config, LogConfig, LogFormat};
+use authgate::{admin, demo, pki, server};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
@@ -27,11 +29,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server.
+    /// Run the server. kube-rbac-proxy's flags are accepted too (they
+    /// override the file), so a sidecar's args can stay as they are.
     Serve {
         /// YAML configuration file.
         #[arg(long, env = "AUTHGATE_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        krp: Box<KrpFlags>,
     },
     /// Validate a configuration file: exit 0, or exit 2 naming the key and reason.
     CheckConfig {
@@ -92,11 +97,24 @@ enum CertsCommand {
 
 fn main() -> ExitCode {
     authgate::install_crypto_provider();
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("serve")
+        && let Err(why) = krp::refuse_unsupported(&args[2..])
+    {
+        let _ = writeln!(std::io::stderr(), "authgate: {why}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::CheckConfig { config } => return check_config(&config),
         Command::Certs { command } => certs(command),
-        Command::Serve { config } => runtime().and_then(|rt| rt.block_on(serve(config))),
+        Command::Serve { config, krp } => match serve_config(config.as_deref(), *krp) {
+            Ok(config) => runtime().and_then(|rt| rt.block_on(serve(config))),
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "authgate: {e}");
+                return ExitCode::from(2);
+            }
+        },
         Command::Demo { listen, dir } => {
             runtime().and_then(|rt| rt.block_on(run_demo(listen, dir)))
         }
@@ -170,13 +188,56 @@ fn certs(command: CertsCommand) -> Result {
     Ok(())
 }
 
-async fn serve(path: PathBuf) -> Result {
-    let config = Config::load(&path)?;
+/// The configuration of `serve`: the file (if any) with kube-rbac-proxy
+/// flags applied on top, validated.
+fn serve_config(path: Option<&std::path::Path>, krp: KrpFlags) -> Result<Config, config::Error> {
+    let file = match path {
+        Some(p) => config::read_file(p)?,
+        None if krp.any() => config::file::File::default(),
+        None => {
+            return Err(config::Error::invalid(
+                "--config",
+                "is required (or kube-rbac-proxy flags such as --upstream and --tls-cert-file)",
+            ));
+        }
+    };
+    Config::try_from(krp.apply(file)?)
+}
+
+async fn serve(config: Config) -> Result {
     init_logging(&config.log);
     let app = Arc::new(App::build(&config).await?);
     let listener = TcpListener::bind(config.listen).await?;
+    let stop = CancellationToken::new();
+    app.spawn_background(&stop);
+    if let Some(addr) = config.admin.listen {
+        let admin_listener = TcpListener::bind(addr).await?;
+        info!(admin = %admin_listener.local_addr()?, "admin listening");
+        tokio::spawn(admin::run(
+            admin_listener,
+            app.clone(),
+            stop.clone().cancelled_owned(),
+        ));
+    }
     info!(listen = %listener.local_addr()?, "authgate serving");
-    server::run(listener, app, shutdown_signal()).await;
+    // Readiness turns false first; after `shutdown_delay` the listener closes
+    // and in-flight requests get `shutdown_timeout` to finish.
+    let health = app.health.clone();
+    let delay = app.limits.shutdown_delay;
+    let shutdown = async move {
+        shutdown_signal().await;
+        health.start_draining();
+        if !delay.is_zero() {
+            info!(
+                ?delay,
+                "readiness is now false; waiting before closing the listener"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    };
+    server::run(listener, app, shutdown).await;
+    stop.cancel();
+    info!("stopped");
     Ok(())
 }
 

@@ -5,6 +5,8 @@
 //! authorized is exactly what the upstream receives (`/api/../admin` can never
 //! be authorized as `/api/...` and served as `/admin`).
 
+use std::collections::HashMap;
+
 use percent_encoding::percent_decode_str;
 
 use crate::config::RouteConfig;
@@ -112,30 +114,40 @@ pub fn covers(prefix: &str, path: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// The routes, ordered so the first covering prefix is the longest.
+/// The routes by prefix. A lookup walks the path's own prefixes from the
+/// longest down (`/a/b/c`, `/a/b`, `/a`, `/`), so it costs one hash probe per
+/// path segment however many routes there are.
 #[derive(Debug)]
 pub struct RouteTable<T> {
-    routes: Vec<(String, T)>,
+    by_prefix: HashMap<String, T>,
 }
 
 impl<T> RouteTable<T> {
-    /// Builds a table from `(prefix, value)` pairs.
-    pub fn new(mut routes: Vec<(String, T)>) -> Self {
-        routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
-        Self { routes }
+    /// Builds a table from `(normalised prefix, value)` pairs; a later
+    /// duplicate prefix replaces an earlier one (config validation forbids them).
+    pub fn new(routes: Vec<(String, T)>) -> Self {
+        Self {
+            by_prefix: routes.into_iter().collect(),
+        }
     }
 
-    /// The route with the longest prefix covering `path`.
+    /// The route with the longest prefix covering the normalised `path`.
     pub fn select(&self, path: &str) -> Option<&T> {
-        self.routes
-            .iter()
-            .find(|(prefix, _)| covers(prefix, path))
-            .map(|(_, v)| v)
+        let mut candidate = path.trim_end_matches('/');
+        loop {
+            if candidate.is_empty() {
+                return self.by_prefix.get("/");
+            }
+            if let Some(v) = self.by_prefix.get(candidate) {
+                return Some(v);
+            }
+            candidate = &candidate[..candidate.rfind('/').unwrap_or(0)];
+        }
     }
 
-    /// Every route, longest prefix first.
+    /// Every route, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.routes.iter().map(|(_, v)| v)
+        self.by_prefix.values()
     }
 }
 
@@ -212,8 +224,13 @@ mod tests {
         assert_eq!(t.select("/api/v1/pods"), Some(&"v1"));
         assert_eq!(t.select("/api/v2"), Some(&"api"));
         assert_eq!(t.select("/apis"), Some(&"root"));
+        assert_eq!(t.select("/api/v1"), Some(&"v1"));
+        assert_eq!(t.select("/api/v1/"), Some(&"v1"));
+        assert_eq!(t.select("/"), Some(&"root"));
         let no_root = RouteTable::new(vec![("/api".to_owned(), "api")]);
         assert_eq!(no_root.select("/metrics"), None);
+        assert_eq!(no_root.select("/"), None);
+        assert_eq!(no_root.select("/api"), Some(&"api"));
     }
 
     #[test]

@@ -22,8 +22,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
 use crate::app::App;
 use crate::config::Limits;
+use crate::metrics::ReasonLabel;
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting, lets
 /// in-flight requests finish for up to `limits.shutdown_timeout`, and returns.
@@ -80,17 +84,28 @@ async fn serve_connection(app: &App, tcp: TcpStream, peer: SocketAddr, cancel: C
     let tls = match tokio::time::timeout(app.limits.handshake_timeout, handshake).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            debug!(%peer, error = %e, "TLS handshake failed");
+            let reason = handshake_failure(&e);
+            debug!(%peer, error = %e, reason, "TLS handshake failed");
+            count(&app.metrics.handshake_failures, reason);
             return;
         }
         Err(_) => {
             debug!(%peer, "TLS handshake timed out");
+            count(&app.metrics.handshake_failures, "timeout");
             return;
         }
     };
     let (_, session) = tls.get_ref();
     let h2 = session.alpn_protocol() == Some(b"h2");
     let leaf = session.peer_certificates().and_then(|c| c.first());
+    match leaf.and_then(|l| crate::authn::x509::not_after(l)) {
+        Some(not_after) => {
+            count(&app.metrics.handshakes, "client_cert");
+            let left = not_after.saturating_sub(crate::tls::unix_now());
+            app.metrics.client_cert_expiry.observe(left as f64);
+        }
+        None => count(&app.metrics.handshakes, "no_client_cert"),
+    }
     let conn = Arc::new(app.gate.conn_info(peer, leaf.map(AsRef::as_ref)));
     let gate = app.gate.clone();
     let activity = Arc::new(Activity::default());
@@ -115,6 +130,38 @@ async fn serve_connection(app: &App, tcp: TcpStream, peer: SocketAddr, cancel: C
     };
     if let Err(e) = result {
         debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+fn count(family: &Family<ReasonLabel, Counter>, reason: &'static str) {
+    family.get_or_create(&ReasonLabel { reason }).inc();
+}
+
+/// The metric reason of a failed handshake.
+fn handshake_failure(e: &std::io::Error) -> &'static str {
+    use rustls::{CertificateError as C, Error as E};
+    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<E>()) else {
+        return match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => "eof",
+            _ => "io",
+        };
+    };
+    match tls {
+        E::InvalidCertificate(c) => match c {
+            C::Expired | C::ExpiredContext { .. } => "expired",
+            C::NotValidYet | C::NotValidYetContext { .. } => "not_yet_valid",
+            C::Revoked => "revoked",
+            C::UnknownIssuer => "unknown_ca",
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => "bad_eku",
+            _ => "bad_certificate",
+        },
+        E::NoCertificatesPresented => "no_cert",
+        E::PeerIncompatible(_) => "incompatible",
+        E::AlertReceived(_) => "alert_received",
+        E::InvalidMessage(_)
+        | E::InappropriateMessage { .. }
+        | E::InappropriateHandshakeMessage { .. } => "protocol",
+        _ => "other",
     }
 }
 

@@ -98,7 +98,7 @@ fn write_serve_config(dir: &Path, port: u16, upstream: std::net::SocketAddr) -> 
     std::fs::write(
         &path,
         format!(
-            "listen: \"127.0.0.1:{port}\"\ntls: {{cert_file: {d}/server.crt, key_file: {d}/server.key, client_ca_file: {d}/ca.crt}}\nstatic:\n  tokens: [{{token: {BOB_TOKEN}, user: bob, groups: [dev]}}]\n  allow: [{{group: dev, verbs: [get], paths: [\"/api/**\"]}}]\nroutes: [{{path_prefix: /, upstream: \"http://{upstream}\"}}]\nlimits: {{shutdown_timeout: 5s}}\n"
+            "listen: \"127.0.0.1:{port}\"\ntls: {{cert_file: {d}/server.crt, key_file: {d}/server.key, client_ca_file: {d}/ca.crt}}\nstatic:\n  tokens: [{{token: {BOB_TOKEN}, user: bob, groups: [dev]}}]\n  allow: [{{group: dev, verbs: [get], paths: [\"/api/**\"]}}]\nroutes: [{{path_prefix: /, upstream: \"http://{upstream}\"}}]\nlimits: {{shutdown_timeout: 5s}}\nadmin: {{listen: \"off\"}}\n"
         ),
     )
     .expect("write config");
@@ -249,4 +249,71 @@ fn demo_prints_curl_commands_that_each_do_what_they_say() {
         }
     }
     drop(child);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_a_slow_request_refuses_new_connections_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert!(authgate(&["certs", "init", d]).status.success());
+    let upstream = Upstream::start().await;
+    let (port, admin_port) = (free_port(), free_port());
+    let config = write_serve_config(dir.path(), port, upstream.addr);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = text.replace(
+        "admin: {listen: \"off\"}",
+        &format!("admin: {{listen: \"127.0.0.1:{admin_port}\"}}"),
+    );
+    text = text.replace(
+        "limits: {shutdown_timeout: 5s}",
+        "limits: {shutdown_timeout: 5s, shutdown_delay: 1s}",
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut child = Running(
+        Command::new(BIN)
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port);
+    wait_for_port(admin_port);
+    let base = format!("curl -sS --cacert {d}/ca.crt https://localhost:{port}");
+    let slow = tokio::spawn(curl_async(format!(
+        "{base}/api/slow -H 'Authorization: Bearer {BOB_TOKEN}'"
+    )));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Readiness goes false first, while the listener still accepts during shutdown_delay.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (code, body) = curl_async(format!("curl -sS http://127.0.0.1:{admin_port}/readyz")).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("draining"), "{body}");
+    // The in-flight request completes.
+    let (code, _) = slow.await.unwrap();
+    assert_eq!(code, 200);
+    // After the delay, new connections are refused.
+    while sent.elapsed() < Duration::from_millis(1300) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "listener still open"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0));
 }

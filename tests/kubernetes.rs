@@ -553,7 +553,10 @@ async fn refused_gateway_credentials_are_503_backend_error() {
         (r.status.as_u16(), r.reason().as_str()),
         (503, "backend_error")
     );
-    assert_eq!(api.unauthorized(), 1);
+    assert!(
+        api.unauthorized() >= 1,
+        "the API refused authgate's own credentials"
+    );
     assert_eq!(upstream.count(), 0);
 }
 

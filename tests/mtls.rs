@@ -76,8 +76,11 @@ async fn san_rule_maps_a_dns_name_through_its_template() {
 async fn every_bad_certificate_fails_the_request_and_never_reaches_the_upstream() {
     let env = Env::start_with(|pki, y| {
         let crl = pki.crl_file("revoked.crl", &[666, 667]);
-        y.tls_extra
-            .push_str(&format!("  crl_files: [{}]\n", crl.display()));
+        y.tls_extra = format!(
+            "  client_ca_file: {}\n  crl_files: [{}]\n",
+            pki.bundle_file.display(),
+            crl.display()
+        );
     })
     .await;
     let alice = || ClientOpts::cn("alice", &["dev"]);

@@ -81,6 +81,8 @@ async fn a_panicking_authenticator_or_authorizer_gives_503_and_nothing_is_forwar
             authn,
             authz,
             config.headers.clone(),
+            &config.paths,
+            built.metrics.clone(),
         )),
         ..built
     };

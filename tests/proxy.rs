@@ -238,3 +238,54 @@ async fn connections_beyond_max_connections_are_closed_at_once() {
     }
     assert!(ok, "a slot never freed up");
 }
+
+#[tokio::test]
+async fn xfcc_carries_the_verified_certificate_only_when_configured() {
+    let env = Env::start(|y| y.rest = "headers: {forward_client_cert: xfcc}\n".into()).await;
+    let opts = ClientOpts {
+        uris: vec!["https://id.example/alice".into()],
+        dns: vec!["api.web.svc".into()],
+        ..ClientOpts::cn("alice", &["dev"])
+    };
+    let cert = env.pki.client("alice", &opts);
+    let forged = [("x-forwarded-client-cert", "Hash=00;Subject=\"CN=admin\"")];
+    let r = env
+        .client()
+        .with_cert(&cert)
+        .get("/api/x", &forged)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let xfcc = env.upstream.last().all("x-forwarded-client-cert");
+    assert_eq!(xfcc.len(), 1, "{xfcc:?}");
+    let want_hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&cert.chain[0]))
+    };
+    assert!(
+        xfcc[0].starts_with(&format!("Hash={want_hash};Subject=\"")),
+        "{}",
+        xfcc[0]
+    );
+    assert!(xfcc[0].contains("CN=alice"), "{}", xfcc[0]);
+    assert!(
+        xfcc[0].contains(";URI=https://id.example/alice;DNS=api.web.svc"),
+        "{}",
+        xfcc[0]
+    );
+    // A token client gets no XFCC, and its forged one is stripped.
+    let auth = format!("Bearer {BOB_TOKEN}");
+    let r = env
+        .client()
+        .get("/api/x", &[forged[0], ("authorization", &auth)])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        env.upstream
+            .last()
+            .headers
+            .get("x-forwarded-client-cert")
+            .is_none()
+    );
+}

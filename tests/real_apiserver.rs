@@ -155,7 +155,7 @@ fn run_authgate(
         .collect::<Vec<_>>()
         .join(", ");
     let yaml = format!(
-        "listen: \"127.0.0.1:{port}\"\ntls: {{cert_file: {d}/server.crt, key_file: {d}/server.key, client_ca_file: {d}/ca.crt}}\nroutes:\n  - path_prefix: /\n    upstream: \"http://{}\"\n    resource: {{namespace: {ns}, resource: services, subresource: proxy, name: web}}\nkubernetes: {{kubeconfig: {kubeconfig}, timeout: 5s}}\ntoken_review: {{audiences: [{audiences}]}}\n",
+        "listen: \"127.0.0.1:{port}\"\ntls: {{cert_file: {d}/server.crt, key_file: {d}/server.key, client_ca_file: {d}/ca.crt}}\nroutes:\n  - path_prefix: /\n    upstream: \"http://{}\"\n    resource: {{namespace: {ns}, resource: services, subresource: proxy, name: web}}\nkubernetes: {{kubeconfig: {kubeconfig}, timeout: 5s}}\ntoken_review: {{audiences: [{audiences}]}}\nadmin: {{listen: \"off\"}}\n",
         upstream.addr
     );
     let path: PathBuf = pki.path().join(format!("authgate-{port}.yaml"));

@@ -51,7 +51,7 @@ async fn no_raw_token_appears_in_trace_logs_on_any_path() {
         let port = free_port();
         let mut y = Yaml::new(&pki, upstream.addr);
         y.rest = format!(
-            "listen: \"127.0.0.1:{port}\"\nkubernetes: {{kubeconfig: {}, timeout: 1s}}\nlog: {{format: {format}, level: trace}}\n",
+            "listen: \"127.0.0.1:{port}\"\nkubernetes: {{kubeconfig: {}, timeout: 1s}}\nlog: {{format: {format}, level: trace}}\nadmin: {{listen: \"off\"}}\n",
             api.kubeconfig.display()
         );
         let config = pki.path().join("authgate.yaml");
@@ -143,5 +143,65 @@ async fn no_raw_token_appears_in_trace_logs_on_any_path() {
             !logged.contains("SECRET"),
             "{format}: no fragment of any token appears in the log"
         );
+        if format == "json" {
+            check_access_lines(&logged);
+        }
     }
+}
+
+/// Every access line is one JSON object with the documented fields, and the
+/// reasons come from the fixed taxonomy.
+fn check_access_lines(logged: &str) {
+    let lines: Vec<serde_json::Value> = logged
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "authgate::access")
+        .collect();
+    assert!(lines.len() >= 10, "{} access lines", lines.len());
+    let taxonomy = [
+        "allowed",
+        "missing_credentials",
+        "invalid_token",
+        "token_rejected",
+        "cert_unmapped",
+        "forbidden",
+        "backend_timeout",
+        "backend_throttled",
+        "backend_unreachable",
+        "backend_error",
+        "upstream_error",
+        "upstream_timeout",
+    ];
+    for l in &lines {
+        for field in [
+            "timestamp",
+            "peer",
+            "method",
+            "path",
+            "route",
+            "user",
+            "groups",
+            "auth",
+            "status",
+            "reason",
+            "latency_us",
+            "token_cache",
+            "access_cache",
+        ] {
+            assert!(!l[field].is_null(), "field {field} missing in {l}");
+        }
+        let reason = l["reason"].as_str().expect("reason");
+        assert!(
+            taxonomy.contains(&reason),
+            "reason {reason} is not in the taxonomy"
+        );
+    }
+    let first_ok = lines
+        .iter()
+        .find(|l| l["reason"] == "allowed")
+        .expect("an allowed line");
+    assert_eq!(first_ok["user"], "system:serviceaccount:demo:bot");
+    assert_eq!(first_ok["token_cache"], "miss");
+    let cached = lines.iter().filter(|l| l["token_cache"] == "hit").count();
+    assert!(cached >= 2, "cache hits are flagged ({cached})");
 }

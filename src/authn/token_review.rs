@@ -16,7 +16,7 @@ use super::TokenAuthenticator;
 use super::bearer::BearerToken;
 use crate::BoxFuture;
 use crate::backend::BackendError;
-use crate::cache::{KeyHasher, ReviewCache};
+use crate::cache::{KeyHasher, Kind, ReviewCache};
 use crate::config::TokenReviewConfig;
 use crate::identity::{AuthMethod, Identity};
 use crate::kubernetes::ApiClient;
@@ -43,7 +43,7 @@ impl TokenReviewer {
     pub fn new(api: Arc<ApiClient>, cfg: &TokenReviewConfig, keys: KeyHasher) -> Self {
         Self {
             api,
-            cache: ReviewCache::new(BACKEND, cfg.max_entries),
+            cache: ReviewCache::new(Kind::Token, cfg.max_entries),
             keys,
             settings: Arc::new(Settings {
                 audiences: cfg.audiences.clone(),
@@ -56,6 +56,18 @@ impl TokenReviewer {
     /// The result cache (for metrics and flushing).
     pub fn cache(&self) -> &ReviewCache<Option<Arc<Identity>>> {
         &self.cache
+    }
+
+    /// Drops cached results: all of them, or the tokens of `user`.
+    pub fn flush(&self, user: Option<&str>) {
+        match user {
+            None => self.cache.clear(),
+            Some(u) => {
+                let u = u.to_owned();
+                self.cache
+                    .clear_if(move |id| id.as_ref().is_some_and(|id| id.user == u));
+            }
+        }
     }
 }
 

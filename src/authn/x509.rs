@@ -158,6 +158,42 @@ impl Rule {
     }
 }
 
+/// The leaf's notAfter (Unix seconds), for expiry metrics.
+pub fn not_after(leaf_der: &[u8]) -> Option<i64> {
+    let (_, cert) = X509Certificate::from_der(leaf_der).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+/// An Envoy-style `X-Forwarded-Client-Cert` element for the leaf:
+/// `Hash=<hex sha256 of DER>;Subject="<DN>";URI=<uri>;DNS=<dns>`.
+pub fn xfcc(leaf_der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(leaf_der).ok()?;
+    let names = names(&cert).ok()?;
+    let mut out = format!("Hash={}", hex::encode(Sha256::digest(leaf_der)));
+    let subject = cert
+        .subject()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    out.push_str(&format!(";Subject=\"{subject}\""));
+    for u in &names.uris {
+        out.push_str(&format!(";URI={}", xfcc_value(u)));
+    }
+    for d in &names.dns {
+        out.push_str(&format!(";DNS={}", xfcc_value(d)));
+    }
+    Some(out)
+}
+
+/// Quotes an XFCC value that holds `,`, `;`, `=` or `"`.
+fn xfcc_value(v: &str) -> String {
+    if v.contains([',', ';', '=', '"']) {
+        format!("\"{}\"", v.replace('"', "\\\""))
+    } else {
+        v.to_owned()
+    }
+}
+
 /// SPIFFE ID `spiffe://<td>/ns/<ns>/sa/<sa>` -> the ServiceAccount's user and groups.
 fn spiffe(
     n: &Names<'_>,

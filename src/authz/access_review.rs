@@ -18,7 +18,7 @@ use super::attributes::{Attributes, Target};
 use super::{Authorizer, Decision};
 use crate::BoxFuture;
 use crate::backend::BackendError;
-use crate::cache::{Key, KeyHasher, ReviewCache};
+use crate::cache::{Key, KeyHasher, Kind, ReviewCache};
 use crate::config::AccessReviewConfig;
 use crate::identity::Identity;
 use crate::kubernetes::ApiClient;
@@ -29,7 +29,7 @@ const PATH: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
 /// The cached SubjectAccessReview authorizer.
 pub struct AccessReviewer {
     api: Arc<ApiClient>,
-    cache: ReviewCache<Decision>,
+    cache: ReviewCache<(Decision, Arc<str>)>,
     keys: KeyHasher,
     allow_ttl: Duration,
     deny_ttl: Duration,
@@ -40,16 +40,28 @@ impl AccessReviewer {
     pub fn new(api: Arc<ApiClient>, cfg: &AccessReviewConfig, keys: KeyHasher) -> Self {
         Self {
             api,
-            cache: ReviewCache::new(BACKEND, cfg.max_entries),
+            cache: ReviewCache::new(Kind::Access, cfg.max_entries),
             keys,
             allow_ttl: cfg.allow_ttl,
             deny_ttl: cfg.deny_ttl,
         }
     }
 
-    /// The decision cache (for metrics and flushing).
-    pub fn cache(&self) -> &ReviewCache<Decision> {
+    /// The decision cache (for metrics and flushing); each decision is kept
+    /// with the user it is about.
+    pub fn cache(&self) -> &ReviewCache<(Decision, Arc<str>)> {
         &self.cache
+    }
+
+    /// Drops cached decisions: all of them, or those about `user`.
+    pub fn flush(&self, user: Option<&str>) {
+        match user {
+            None => self.cache.clear(),
+            Some(u) => {
+                let u: Arc<str> = Arc::from(u);
+                self.cache.clear_if(move |(_, about)| *about == u);
+            }
+        }
     }
 }
 
@@ -62,19 +74,26 @@ impl Authorizer for AccessReviewer {
         let key = cache_key(&self.keys, id, attrs);
         let api = self.api.clone();
         let (allow_ttl, deny_ttl) = (self.allow_ttl, self.deny_ttl);
-        Box::pin(self.cache.get_or_fetch(key, move || {
-            // Built only on a miss: a cache hit allocates nothing here.
-            let spec = spec(id, attrs);
-            Box::pin(async move {
-                let decision = review(&api, spec).await?;
-                let ttl = if decision == Decision::Allow {
-                    allow_ttl
-                } else {
-                    deny_ttl
-                };
-                Ok((decision, ttl))
-            })
-        }))
+        Box::pin(async move {
+            let (decision, _) = self
+                .cache
+                .get_or_fetch(key, move || {
+                    // Built only on a miss: a cache hit allocates nothing here.
+                    let spec = spec(id, attrs);
+                    let user: Arc<str> = Arc::from(id.user.as_str());
+                    Box::pin(async move {
+                        let decision = review(&api, spec).await?;
+                        let ttl = if decision == Decision::Allow {
+                            allow_ttl
+                        } else {
+                            deny_ttl
+                        };
+                        Ok(((decision, user), ttl))
+                    })
+                })
+                .await?;
+            Ok(decision)
+        })
     }
 }
 

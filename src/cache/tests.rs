@@ -40,7 +40,7 @@ fn keys_are_keyed_and_length_prefixed() {
 
 #[tokio::test]
 async fn concurrent_lookups_share_one_fetch_and_later_ones_hit() {
-    let cache = ReviewCache::new("test", 100);
+    let cache = ReviewCache::new(Kind::Token, 100);
     let calls = Arc::new(AtomicUsize::new(0));
     let key = [1u8; 32];
     let mut joins = Vec::new();
@@ -72,7 +72,7 @@ async fn concurrent_lookups_share_one_fetch_and_later_ones_hit() {
 
 #[tokio::test]
 async fn errors_are_shared_but_never_stored() {
-    let cache = ReviewCache::new("test", 100);
+    let cache = ReviewCache::new(Kind::Token, 100);
     let calls = Arc::new(AtomicUsize::new(0));
     let key = [2u8; 32];
     assert_eq!(
@@ -88,7 +88,7 @@ async fn errors_are_shared_but_never_stored() {
 
 #[tokio::test]
 async fn entries_expire_after_their_own_ttl_and_zero_ttl_is_not_stored() {
-    let cache = ReviewCache::new("test", 100);
+    let cache = ReviewCache::new(Kind::Token, 100);
     let calls = Arc::new(AtomicUsize::new(0));
     let (short, zero) = ([3u8; 32], [4u8; 32]);
     for _ in 0..2 {
@@ -123,7 +123,7 @@ async fn entries_expire_after_their_own_ttl_and_zero_ttl_is_not_stored() {
 
 #[tokio::test]
 async fn a_caller_that_goes_away_does_not_cancel_the_shared_fetch() {
-    let cache = ReviewCache::new("test", 100);
+    let cache = ReviewCache::new(Kind::Token, 100);
     let calls = Arc::new(AtomicUsize::new(0));
     let key = [5u8; 32];
     let first = {
@@ -149,7 +149,7 @@ async fn a_caller_that_goes_away_does_not_cancel_the_shared_fetch() {
 
 #[tokio::test]
 async fn a_panicking_fetch_is_an_error_and_the_key_recovers() {
-    let cache: ReviewCache<u32> = ReviewCache::new("test", 100);
+    let cache: ReviewCache<u32> = ReviewCache::new(Kind::Token, 100);
     let key = [6u8; 32];
     let r = cache
         .get_or_fetch(key, || Box::pin(async { panic!("boom") }))
@@ -163,7 +163,7 @@ async fn a_panicking_fetch_is_an_error_and_the_key_recovers() {
 
 #[tokio::test]
 async fn capacity_is_bounded() {
-    let cache = ReviewCache::new("test", 100);
+    let cache = ReviewCache::new(Kind::Token, 100);
     for i in 0..2_000u32 {
         let mut key = [0u8; 32];
         key[..4].copy_from_slice(&i.to_be_bytes());
@@ -176,4 +176,35 @@ async fn capacity_is_bounded() {
     }
     cache.sync().await;
     assert!(cache.len() <= 100, "{}", cache.len());
+}
+
+#[tokio::test]
+async fn traced_records_what_each_cache_did() {
+    let tokens = ReviewCache::new(Kind::Token, 100);
+    let access = ReviewCache::new(Kind::Access, 100);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let ok = || counting(&calls, Ok((1, Duration::from_secs(60))), Duration::ZERO);
+    let ((), first) = traced(async {
+        tokens.get_or_fetch([7; 32], ok()).await.unwrap();
+    })
+    .await;
+    assert_eq!(
+        first,
+        Lookups {
+            token: Lookup::Miss,
+            access: Lookup::None
+        }
+    );
+    let ((), second) = traced(async {
+        tokens.get_or_fetch([7; 32], ok()).await.unwrap();
+        access.get_or_fetch([8; 32], ok()).await.unwrap();
+    })
+    .await;
+    assert_eq!(
+        second,
+        Lookups {
+            token: Lookup::Hit,
+            access: Lookup::Miss
+        }
+    );
 }

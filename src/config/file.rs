@@ -44,6 +44,30 @@ pub struct File {
     /// SubjectAccessReview authorization (needs `kubernetes`).
     #[serde(default)]
     pub access_review: AccessReviewFile,
+    /// The admin listener (health, readiness, metrics, cache flush).
+    #[serde(default)]
+    pub admin: AdminFile,
+    /// Path allow-list and unauthenticated paths.
+    #[serde(default)]
+    pub paths: PathsFile,
+}
+
+/// `admin:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// Listen address, or `off`. Default `127.0.0.1:9090`.
+    pub listen: Option<String>,
+    /// Who may use `/metrics` and `/cache/flush`: `loopback` (default) or
+    /// `authorized` (an identity allowed by the authorizers; needs `tls: true`).
+    /// `/healthz` and `/readyz` are always open (kubelet probes them).
+    pub access: Option<String>,
+    /// Serve the admin listener with the main listener's TLS material.
+    #[serde(default)]
+    pub tls: bool,
+    /// `/readyz` requires the Kubernetes API to have answered within this.
+    /// Default `30s`.
+    pub api_ready_window: Option<HumanDuration>,
 }
 
 /// `kubernetes:`
@@ -132,6 +156,8 @@ pub struct TlsFile {
     pub allow_unknown_revocation: bool,
     /// Lowest TLS version: `"1.2"` (default) or `"1.3"`.
     pub min_version: Option<String>,
+    /// How often the files are re-read when no change event arrives. Default `30s`.
+    pub reload_interval: Option<HumanDuration>,
 }
 
 /// `identity:`
@@ -290,6 +316,31 @@ pub struct HeadersFile {
     pub uid: Option<String>,
     /// Default `X-Remote-Extra-`.
     pub extra_prefix: Option<String>,
+    /// `xfcc`: add an Envoy-style `X-Forwarded-Client-Cert` for certificate
+    /// clients. Default: none.
+    pub forward_client_cert: Option<String>,
+    /// Send identity headers at all. Default `true`. (Spoofable headers are
+    /// stripped either way.)
+    pub enabled: Option<bool>,
+    /// Join all groups into one group header with this separator (as
+    /// kube-rbac-proxy's `--auth-header-groups-field-separator`). Default:
+    /// one header per group.
+    pub group_separator: Option<String>,
+}
+
+/// `paths:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsFile {
+    /// When set, only paths matching one of these globs are served; others
+    /// get 404 (kube-rbac-proxy's `--allow-paths`).
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Paths served without authentication or authorization, e.g. an
+    /// upstream's own health check (kube-rbac-proxy's `--ignore-paths`).
+    /// Identity headers are still stripped and none are set.
+    #[serde(default)]
+    pub unauthenticated: Vec<String>,
 }
 
 /// `limits:`
@@ -311,6 +362,9 @@ pub struct LimitsFile {
     pub idle_timeout: Option<HumanDuration>,
     /// How long shutdown waits for in-flight requests. Default `25s`.
     pub shutdown_timeout: Option<HumanDuration>,
+    /// On SIGTERM, how long readiness is false before the listener closes
+    /// (lets endpoints update). Default `0s`.
+    pub shutdown_delay: Option<HumanDuration>,
 }
 
 /// `log:`

@@ -7,6 +7,7 @@
 //! is built from a `Config` in [`crate::app`], never stored here.
 
 pub mod file;
+pub mod krp;
 mod validate;
 
 use std::net::SocketAddr;
@@ -20,6 +21,15 @@ use http::Uri;
 use crate::authz::attributes::ResourceAttributes;
 
 pub use validate::parse_yaml;
+
+/// Reads and parses a YAML file (not yet validated).
+pub fn read_file(path: &Path) -> Result<file::File, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_yaml(&text)
+}
 
 /// A configuration problem, naming the key (or file) and the reason.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +56,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+    /// An `Invalid` error for `key`.
+    pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Invalid {
             key: key.into(),
             reason: reason.into(),
@@ -75,6 +86,41 @@ pub struct Config {
     pub log: LogConfig,
     /// The Kubernetes backend, when configured.
     pub kubernetes: Option<KubernetesConfig>,
+    /// The admin listener.
+    pub admin: AdminConfig,
+    /// Path allow-list and unauthenticated paths.
+    pub paths: PathRules,
+}
+
+/// `paths:` validated.
+#[derive(Clone, Debug, Default)]
+pub struct PathRules {
+    /// Only these paths are served, when non-empty.
+    pub allow: Vec<Glob>,
+    /// Served without authentication or authorization.
+    pub unauthenticated: Vec<Glob>,
+}
+
+/// Who may use the guarded admin endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminAccess {
+    /// Peers on a loopback address only.
+    Loopback,
+    /// Identities the authorizers allow (verb `get` on `/metrics`, `create` on `/cache/flush`).
+    Authorized,
+}
+
+/// `admin:` validated.
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    /// Listen address; `None` disables the admin listener.
+    pub listen: Option<SocketAddr>,
+    /// Guard of `/metrics` and `/cache/flush`.
+    pub access: AdminAccess,
+    /// Serve with the main TLS material.
+    pub tls: bool,
+    /// Readiness window for the Kubernetes API.
+    pub api_ready_window: Duration,
 }
 
 /// `kubernetes:`, `token_review:` and `access_review:` validated.
@@ -135,6 +181,8 @@ pub struct TlsConfig {
     pub allow_unknown_revocation: bool,
     /// Lowest accepted protocol version.
     pub min_version: TlsVersion,
+    /// Poll interval of the reloader.
+    pub reload_interval: Duration,
 }
 
 /// A TLS protocol version floor.
@@ -263,6 +311,12 @@ pub struct HeaderNames {
     pub uid: HeaderName,
     /// Extra prefix, lower-case, e.g. `x-remote-extra-`.
     pub extra_prefix: String,
+    /// Add `X-Forwarded-Client-Cert` for certificate clients.
+    pub forward_client_cert: bool,
+    /// Send identity headers.
+    pub enabled: bool,
+    /// One joined group header with this separator, instead of one per group.
+    pub group_separator: Option<String>,
 }
 
 impl Default for HeaderNames {
@@ -272,6 +326,9 @@ impl Default for HeaderNames {
             group: HeaderName::from_static("x-remote-group"),
             uid: HeaderName::from_static("x-remote-uid"),
             extra_prefix: "x-remote-extra-".to_owned(),
+            forward_client_cert: false,
+            enabled: true,
+            group_separator: None,
         }
     }
 }
@@ -293,6 +350,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_timeout: Duration,
+    /// How long readiness is false before the listener closes on shutdown.
+    pub shutdown_delay: Duration,
 }
 
 impl Default for Limits {
@@ -305,6 +364,7 @@ impl Default for Limits {
             max_header_bytes: 32 * 1024,
             idle_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(25),
+            shutdown_delay: Duration::ZERO,
         }
     }
 }
@@ -330,11 +390,7 @@ pub struct LogConfig {
 impl Config {
     /// Reads, parses and validates a YAML file.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_yaml(&text)
+        Self::try_from(read_file(path)?)
     }
 
     /// Parses and validates YAML text.

@@ -10,9 +10,10 @@ use sha2::{Digest, Sha256};
 
 use super::file::{self, File};
 use super::{
-    AccessReviewConfig, AllowRule, Config, Error, HeaderNames, IdentityRule, KubernetesConfig,
-    Limits, LogConfig, LogFormat, ResourceRule, RouteConfig, SanKind, StaticConfig, StaticToken,
-    Subject, TlsConfig, TlsVersion, TokenReviewConfig,
+    AccessReviewConfig, AdminAccess, AdminConfig, AllowRule, Config, Error, HeaderNames,
+    IdentityRule, KubernetesConfig, Limits, LogConfig, LogFormat, PathRules, ResourceRule,
+    RouteConfig, SanKind, StaticConfig, StaticToken, Subject, TlsConfig, TlsVersion,
+    TokenReviewConfig,
 };
 use crate::authz::attributes::ResourceAttributes;
 use crate::routes::normalize_prefix;
@@ -38,8 +39,68 @@ impl TryFrom<File> for Config {
             limits: limits(f.limits)?,
             log: log_config(f.log)?,
             kubernetes: kubernetes(f.kubernetes, f.token_review, f.access_review)?,
+            admin: admin(f.admin)?,
+            paths: paths(f.paths)?,
         })
     }
+}
+
+fn paths(p: file::PathsFile) -> Result<PathRules, Error> {
+    let globs = |key: &str, list: &[String]| {
+        list.iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let k = format!("{key}[{i}]");
+                if !g.starts_with('/') {
+                    return Err(Error::invalid(k, format!("{g:?} must start with '/'")));
+                }
+                glob(&k, g, true)
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(PathRules {
+        allow: globs("paths.allow", &p.allow)?,
+        unauthenticated: globs("paths.unauthenticated", &p.unauthenticated)?,
+    })
+}
+
+fn admin(a: file::AdminFile) -> Result<AdminConfig, Error> {
+    let listen = match a.listen.as_deref() {
+        None => Some(([127, 0, 0, 1], 9090).into()),
+        Some("off") => None,
+        Some(addr) => Some(addr.parse().map_err(|_| {
+            Error::invalid(
+                "admin.listen",
+                format!("{addr:?} is not an address like 127.0.0.1:9090, or off"),
+            )
+        })?),
+    };
+    let access = match a.access.as_deref() {
+        None | Some("loopback") => AdminAccess::Loopback,
+        Some("authorized") => AdminAccess::Authorized,
+        Some(other) => {
+            return Err(Error::invalid(
+                "admin.access",
+                format!("{other:?} is not loopback or authorized"),
+            ));
+        }
+    };
+    if access == AdminAccess::Authorized && !a.tls {
+        return Err(Error::invalid(
+            "admin.access",
+            "authorized needs admin.tls: true (credentials must not travel in clear text)",
+        ));
+    }
+    Ok(AdminConfig {
+        listen,
+        access,
+        tls: a.tls,
+        api_ready_window: duration(
+            "admin.api_ready_window",
+            a.api_ready_window,
+            Duration::from_secs(30),
+        )?,
+    })
 }
 
 fn duration(
@@ -164,6 +225,11 @@ fn tls_config(t: file::TlsFile) -> Result<TlsConfig, Error> {
         crl_files: t.crl_files,
         allow_unknown_revocation: t.allow_unknown_revocation,
         min_version,
+        reload_interval: duration(
+            "tls.reload_interval",
+            t.reload_interval,
+            Duration::from_secs(30),
+        )?,
     })
 }
 
@@ -421,7 +487,26 @@ fn header_names(h: file::HeadersFile) -> Result<HeaderNames, Error> {
             p.to_ascii_lowercase()
         }
     };
+    let forward_client_cert = match h.forward_client_cert.as_deref() {
+        None | Some("none") => false,
+        Some("xfcc") => true,
+        Some(other) => {
+            return Err(Error::invalid(
+                "headers.forward_client_cert",
+                format!("{other:?} is not none or xfcc"),
+            ));
+        }
+    };
+    if h.group_separator.as_deref() == Some("") {
+        return Err(Error::invalid(
+            "headers.group_separator",
+            "must not be empty",
+        ));
+    }
     Ok(HeaderNames {
+        forward_client_cert,
+        enabled: h.enabled.unwrap_or(true),
+        group_separator: h.group_separator,
         user: name("headers.user", h.user, d.user)?,
         group: name("headers.group", h.group, d.group)?,
         uid: name("headers.uid", h.uid, d.uid)?,
@@ -476,6 +561,9 @@ fn limits(l: file::LimitsFile) -> Result<Limits, Error> {
             l.shutdown_timeout,
             d.shutdown_timeout,
         )?,
+        shutdown_delay: l
+            .shutdown_delay
+            .map_or(d.shutdown_delay, |file::HumanDuration(v)| v),
     })
 }
 

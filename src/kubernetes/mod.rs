@@ -22,8 +22,12 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
 use crate::backend::BackendError;
 use crate::config::KubernetesConfig;
+use crate::metrics::{ApiLabels, KindLabel, Metrics};
 use rate::RateLimiter;
 
 /// Largest API response body read.
@@ -122,6 +126,7 @@ pub struct ApiClient {
     limiter: RateLimiter,
     timeout: Duration,
     last_success: AtomicI64,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -134,14 +139,52 @@ impl std::fmt::Debug for ApiClient {
 
 impl ApiClient {
     /// Wraps `client` with the limits of `cfg`.
-    pub fn new(client: kube::Client, cfg: &KubernetesConfig) -> Arc<Self> {
+    pub fn new(client: kube::Client, cfg: &KubernetesConfig, metrics: Metrics) -> Arc<Self> {
         Arc::new(Self {
             client,
             slots: Semaphore::new(cfg.max_in_flight),
             limiter: RateLimiter::new(cfg.qps, cfg.burst),
             timeout: cfg.timeout,
             last_success: AtomicI64::new(0),
+            metrics,
         })
+    }
+
+    /// Asks the API for `/version` every `every` until `stop`, so readiness
+    /// reflects the API even when no review is needed.
+    pub async fn probe_every(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.probe().await {
+                debug!(error = %e, "Kubernetes API probe failed");
+            }
+        }
+    }
+
+    /// One `GET /version`.
+    pub async fn probe(&self) -> Result<(), BackendError> {
+        let backend = "version probe";
+        let req = Request::get("/version")
+            .header(http::header::ACCEPT, "application/json")
+            .body(kube::client::Body::empty())
+            .map_err(|e| bad(backend, format!("cannot build request: {e}")))?;
+        let resp = tokio::time::timeout(self.timeout, self.client.send(req))
+            .await
+            .map_err(|_| BackendError::Timeout { backend })?
+            .map_err(|e| unreachable(backend, &e))?;
+        if resp.status().is_server_error() {
+            return Err(BackendError::Unreachable {
+                backend,
+                detail: format!("HTTP {}", resp.status().as_u16()),
+            });
+        }
+        self.last_success.store(unix_now(), Ordering::Relaxed);
+        Ok(())
     }
 
     /// Unix time (seconds) of the last call the API answered (any status
@@ -154,6 +197,50 @@ impl ApiClient {
     /// which must be `api_version`/`kind`. The whole call, including waiting
     /// for a slot and a rate token, ends by `self.timeout`.
     pub async fn create<S: DeserializeOwned>(
+        &self,
+        backend: &'static str,
+        path: &str,
+        api_version: &str,
+        kind: &str,
+        body: Vec<u8>,
+    ) -> Result<S, BackendError> {
+        let label = match backend {
+            "TokenReview" => "tokenreview",
+            "SubjectAccessReview" => "subjectaccessreview",
+            _ => "other",
+        };
+        let start = std::time::Instant::now();
+        self.metrics.api_in_flight.inc();
+        let result = self
+            .create_inner(backend, path, api_version, kind, body)
+            .await;
+        self.metrics.api_in_flight.dec();
+        let code = match &result {
+            Ok(_) => "2xx",
+            Err(BackendError::Timeout { .. }) => "timeout",
+            Err(BackendError::Throttled { .. }) => "throttled",
+            Err(BackendError::Unreachable { detail, .. }) if detail.starts_with("HTTP 5") => "5xx",
+            Err(BackendError::BadResponse { detail, .. }) if detail.starts_with("HTTP 4") => "4xx",
+            Err(_) => "error",
+        };
+        if code == "throttled" {
+            self.metrics
+                .api_throttled
+                .get_or_create(&KindLabel { kind: label })
+                .inc();
+        }
+        self.metrics
+            .api_requests
+            .get_or_create(&ApiLabels { kind: label, code })
+            .inc();
+        self.metrics
+            .api_duration
+            .get_or_create(&KindLabel { kind: label })
+            .observe(start.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn create_inner<S: DeserializeOwned>(
         &self,
         backend: &'static str,
         path: &str,

@@ -14,6 +14,9 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use crate::config::HeaderNames;
 use crate::identity::Identity;
 
+/// `X-Forwarded-Client-Cert`, set only by authgate (see `headers.forward_client_cert`).
+pub const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+
 /// Prefixes of headers that carry identity or client-certificate claims.
 /// Header names are always lower-case in `http`, so this covers every casing.
 const SPOOFABLE_PREFIXES: &[&str] = &[
@@ -90,9 +93,19 @@ pub fn set_identity(
     id: &Identity,
     names: &HeaderNames,
 ) -> Result<(), http::Error> {
+    if !names.enabled {
+        return Ok(());
+    }
     headers.insert(names.user.clone(), value(&id.user)?);
-    for g in &id.groups {
-        headers.append(names.group.clone(), value(g)?);
+    match &names.group_separator {
+        Some(sep) => {
+            headers.insert(names.group.clone(), value(&id.groups.join(sep))?);
+        }
+        None => {
+            for g in &id.groups {
+                headers.append(names.group.clone(), value(g)?);
+            }
+        }
     }
     if let Some(uid) = &id.uid {
         headers.insert(names.uid.clone(), value(uid)?);
@@ -122,6 +135,13 @@ pub fn rewrite(
     id: &Identity,
     names: &HeaderNames,
 ) -> Result<(), http::Error> {
+    sanitize(headers, names);
+    set_identity(headers, id, names)
+}
+
+/// Removes hop-by-hop headers (an upgrade request keeps `Connection:
+/// upgrade` and `Upgrade`) and every spoofable identity header.
+pub fn sanitize(headers: &mut HeaderMap, names: &HeaderNames) {
     let upgrade = requested_upgrade(headers);
     strip_hop_by_hop(headers);
     if let Some(protocol) = upgrade {
@@ -129,7 +149,6 @@ pub fn rewrite(
         headers.insert(UPGRADE, protocol);
     }
     strip_spoofable(headers, names);
-    set_identity(headers, id, names)
 }
 
 /// The `Upgrade` value when `Connection` asks for an upgrade.
@@ -245,6 +264,9 @@ mod tests {
             group: HeaderName::from_static("x-groups"),
             uid: HeaderName::from_static("x-uid"),
             extra_prefix: "x-extra-".into(),
+            forward_client_cert: false,
+            enabled: true,
+            group_separator: Some("|".into()),
         };
         let mut h = HeaderMap::new();
         h.insert("x-user", HeaderValue::from_static("mallory"));
@@ -258,6 +280,7 @@ mod tests {
         );
         rewrite(&mut h, &id, &names).unwrap();
         assert_eq!(h.get("x-user").unwrap(), "bob");
+        assert_eq!(h.get("x-groups").unwrap(), "system:authenticated");
         assert!(h.get("x-extra-foo").is_none());
         assert!(h.get("x-remote-user").is_none());
     }

@@ -1,4 +1,5 @@
-//! TLS: the rustls server configuration, built from files.
+//! TLS: the rustls server configuration, built from files, replaceable while
+//! serving.
 //!
 //! Client certificates are *requested, not required*: a client without one
 //! falls back to a bearer token (see [`crate::authn`]). A client that does
@@ -6,9 +7,12 @@
 //! validity, clientAuth EKU when an EKU is present, CRLs), or the handshake
 //! fails; an invalid certificate never degrades to "anonymous".
 
+pub mod reload;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
@@ -17,13 +21,16 @@ use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::revocation_list::CertificateRevocationList;
 
 use crate::config::{TlsConfig, TlsVersion};
 
 /// A TLS material problem, naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The file is unreadable or not PEM.
+    /// The file is unreadable, not PEM, or its content is unacceptable.
     #[error("{path}: {reason}")]
     File {
         /// The file.
@@ -48,91 +55,207 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Reads a PEM certificate chain (at least one certificate).
-pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| file_error(path, e))?;
-    if certs.is_empty() {
-        return Err(file_error(path, "no PEM certificates found"));
-    }
-    Ok(certs)
+/// What is in service, for readiness and metrics.
+#[derive(Clone, Debug, Default)]
+pub struct Status {
+    /// notAfter of the serving leaf (Unix seconds).
+    pub serving_not_after: i64,
+    /// Serial of the serving leaf, hex.
+    pub serving_serial: String,
+    /// Earliest notAfter in the client CA bundle, when one is configured.
+    pub client_ca_not_after: Option<i64>,
+    /// CRLs loaded.
+    pub crls: usize,
+    /// When this material was loaded (Unix seconds).
+    pub loaded_at: i64,
 }
 
-/// Loads the serving certificate and key, checking that they belong together.
-pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, Error> {
-    let chain = read_certs(cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| file_error(key_file, e))?;
-    CertifiedKey::from_der(chain, key, &provider()).map_err(|e| {
+/// Everything loaded from the TLS files at one moment.
+pub struct Material {
+    /// The server configuration for new handshakes.
+    pub server_config: Arc<ServerConfig>,
+    /// What it contains.
+    pub status: Status,
+    /// SHA-256 over every file's content, to notice changes.
+    pub fingerprint: [u8; 32],
+}
+
+/// The files of `cfg`, in a fixed order.
+fn files(cfg: &TlsConfig) -> Vec<&Path> {
+    let mut f = vec![cfg.cert_file.as_path(), cfg.key_file.as_path()];
+    f.extend(cfg.client_ca_file.as_deref());
+    f.extend(cfg.crl_files.iter().map(PathBuf::as_path));
+    f
+}
+
+/// The directories holding the files of `cfg` (what a reload watches).
+pub fn directories(cfg: &TlsConfig) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = files(cfg)
+        .iter()
+        .map(|f| match f.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
+/// Reads every file of `cfg` and returns their contents and fingerprint.
+fn read_all(cfg: &TlsConfig) -> Result<(Vec<Vec<u8>>, [u8; 32]), Error> {
+    let mut h = Sha256::new();
+    let mut contents = Vec::new();
+    for path in files(cfg) {
+        let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(&bytes);
+        contents.push(bytes);
+    }
+    Ok((contents, h.finalize().into()))
+}
+
+/// The fingerprint of the files as they are now.
+pub fn fingerprint(cfg: &TlsConfig) -> Result<[u8; 32], Error> {
+    read_all(cfg).map(|(_, f)| f)
+}
+
+/// Loads and validates everything: the key matches the certificate, every
+/// PEM parses, every CRL is signed by a CA in the client bundle.
+pub fn load(cfg: &TlsConfig) -> Result<Material, Error> {
+    let (contents, fingerprint) = read_all(cfg)?;
+    let mut contents = contents.into_iter();
+    let mut next = || contents.next().unwrap_or_default();
+    let (cert_pem, key_pem) = (next(), next());
+    let chain = pem_certs(&cfg.cert_file, &cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| file_error(&cfg.key_file, e))?;
+    let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| {
         file_error(
-            key_file,
-            format!("does not match {}: {e}", cert_file.display()),
+            &cfg.key_file,
+            format!("does not match {}: {e}", cfg.cert_file.display()),
         )
-    })
-}
+    })?;
+    let leaf = certified
+        .cert
+        .first()
+        .cloned()
+        .ok_or_else(|| file_error(&cfg.cert_file, "empty chain"))?;
+    let (serving_not_after, serving_serial) = leaf_facts(&cfg.cert_file, &leaf)?;
 
-/// The serving certificate, replaceable while handshakes use it.
-#[derive(Debug)]
-pub struct ServingCert(ArcSwap<CertifiedKey>);
-
-impl ServingCert {
-    /// Starts with `key`.
-    pub fn new(key: CertifiedKey) -> Self {
-        Self(ArcSwap::from_pointee(key))
-    }
-
-    /// Replaces the certificate for new handshakes.
-    pub fn store(&self, key: CertifiedKey) {
-        self.0.store(Arc::new(key));
-    }
-
-    /// The current certificate.
-    pub fn current(&self) -> Arc<CertifiedKey> {
-        self.0.load_full()
-    }
-}
-
-impl ResolvesServerCert for ServingCert {
-    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.load_full())
-    }
-}
-
-/// Builds a server configuration from the files in `cfg`, serving `cert`.
-pub fn server_config(cfg: &TlsConfig, cert: Arc<ServingCert>) -> Result<Arc<ServerConfig>, Error> {
     let versions: &[&rustls::SupportedProtocolVersion] = match cfg.min_version {
         TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::Tls13 => &[&rustls::version::TLS13],
     };
     let builder =
         ServerConfig::builder_with_provider(provider()).with_protocol_versions(versions)?;
-    let builder = match &cfg.client_ca_file {
-        None => builder.with_no_client_auth(),
-        Some(ca_file) => builder.with_client_cert_verifier(client_verifier(cfg, ca_file)?),
+    let (builder, client_ca_not_after, crls) = match &cfg.client_ca_file {
+        None => (builder.with_no_client_auth(), None, 0),
+        Some(ca_file) => {
+            let cas = pem_certs(ca_file, &next())?;
+            let crl_pems: Vec<Vec<u8>> = cfg.crl_files.iter().map(|_| next()).collect();
+            let crls = crls(cfg, &cas, &crl_pems)?;
+            let earliest = earliest_not_after(ca_file, &cas)?;
+            let n = crls.len();
+            let verifier = client_verifier(cfg, ca_file, cas, crls)?;
+            (
+                builder.with_client_cert_verifier(verifier),
+                Some(earliest),
+                n,
+            )
+        }
     };
-    let mut config = builder.with_cert_resolver(cert);
+    let mut config = builder.with_cert_resolver(Arc::new(FixedCert(Arc::new(certified))));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(Material {
+        server_config: Arc::new(config),
+        status: Status {
+            serving_not_after,
+            serving_serial,
+            client_ca_not_after,
+            crls,
+            loaded_at: unix_now(),
+        },
+        fingerprint,
+    })
 }
 
-fn client_verifier(
-    cfg: &TlsConfig,
-    ca_file: &Path,
-) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, Error> {
-    let mut roots = RootCertStore::empty();
-    for cert in read_certs(ca_file)? {
-        roots.add(cert).map_err(|e| file_error(ca_file, e))?;
+fn pem_certs(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(path, e))?;
+    if certs.is_empty() {
+        return Err(file_error(path, "no PEM certificates found"));
     }
-    let mut crls = Vec::new();
-    for path in &cfg.crl_files {
-        let pem = std::fs::read(path).map_err(|e| file_error(path, e))?;
-        let found = CertificateRevocationListDer::pem_slice_iter(&pem)
+    for c in &certs {
+        X509Certificate::from_der(c)
+            .map_err(|e| file_error(path, format!("certificate does not parse: {e}")))?;
+    }
+    Ok(certs)
+}
+
+fn leaf_facts(path: &Path, leaf: &CertificateDer<'_>) -> Result<(i64, String), Error> {
+    let (_, c) = X509Certificate::from_der(leaf).map_err(|e| file_error(path, e))?;
+    Ok((c.validity().not_after.timestamp(), c.raw_serial_as_string()))
+}
+
+fn earliest_not_after(path: &Path, certs: &[CertificateDer<'_>]) -> Result<i64, Error> {
+    let mut earliest = i64::MAX;
+    for c in certs {
+        let (_, c) = X509Certificate::from_der(c).map_err(|e| file_error(path, e))?;
+        earliest = earliest.min(c.validity().not_after.timestamp());
+    }
+    Ok(earliest)
+}
+
+/// Parses the CRLs and checks each is signed by a CA of the bundle: a CRL
+/// from elsewhere would make every certificate's status unknown.
+fn crls(
+    cfg: &TlsConfig,
+    cas: &[CertificateDer<'_>],
+    pems: &[Vec<u8>],
+) -> Result<Vec<CertificateRevocationListDer<'static>>, Error> {
+    let parsed_cas: Vec<X509Certificate<'_>> = cas
+        .iter()
+        .filter_map(|c| X509Certificate::from_der(c).ok().map(|(_, c)| c))
+        .collect();
+    let mut out = Vec::new();
+    for (path, pem) in cfg.crl_files.iter().zip(pems) {
+        let found = CertificateRevocationListDer::pem_slice_iter(pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| file_error(path, e))?;
         if found.is_empty() {
             return Err(file_error(path, "no PEM CRLs found"));
         }
-        crls.extend(found);
+        for der in found {
+            let (_, crl) = CertificateRevocationList::from_der(&der)
+                .map_err(|e| file_error(path, format!("CRL does not parse: {e}")))?;
+            let signed = parsed_cas.iter().any(|ca| {
+                ca.subject() == crl.issuer() && crl.verify_signature(ca.public_key()).is_ok()
+            });
+            if !signed {
+                return Err(file_error(
+                    path,
+                    format!(
+                        "CRL of {} is not signed by a CA in tls.client_ca_file",
+                        crl.issuer()
+                    ),
+                ));
+            }
+            out.push(der);
+        }
+    }
+    Ok(out)
+}
+
+fn client_verifier(
+    cfg: &TlsConfig,
+    ca_file: &Path,
+    cas: Vec<CertificateDer<'static>>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, Error> {
+    let mut roots = RootCertStore::empty();
+    for cert in cas {
+        roots.add(cert).map_err(|e| file_error(ca_file, e))?;
     }
     // Optional, not required: a client without a certificate may still
     // authenticate with a bearer token. A presented certificate must verify.
@@ -148,19 +271,40 @@ fn client_verifier(
         .map_err(|e| file_error(ca_file, format!("cannot build client verifier: {e}")))
 }
 
-/// The current server configuration; reloads swap it for new handshakes
-/// (which also starts a fresh session cache, so resumed sessions never
-/// outlive a client-CA change).
+/// Serves one certificate (each [`Material`] has its own).
 #[derive(Debug)]
+struct FixedCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for FixedCert {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// The material in service. A reload swaps it for new handshakes; a new
+/// server configuration also brings a fresh session cache, so a resumed
+/// session never outlives a client-CA or CRL change.
 pub struct Acceptor {
     config: ArcSwap<ServerConfig>,
+    status: ArcSwap<Status>,
+    fingerprint: ArcSwap<[u8; 32]>,
+}
+
+impl fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acceptor")
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Acceptor {
-    /// Starts with `config`.
-    pub fn new(config: Arc<ServerConfig>) -> Self {
+    /// Starts with `m`.
+    pub fn new(m: Material) -> Self {
         Self {
-            config: ArcSwap::new(config),
+            config: ArcSwap::new(m.server_config),
+            status: ArcSwap::from_pointee(m.status),
+            fingerprint: ArcSwap::from_pointee(m.fingerprint),
         }
     }
 
@@ -169,8 +313,32 @@ impl Acceptor {
         tokio_rustls::TlsAcceptor::from(self.config.load_full())
     }
 
-    /// Replaces the configuration for new handshakes.
-    pub fn store(&self, config: Arc<ServerConfig>) {
-        self.config.store(config);
+    /// The current server configuration.
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.config.load_full()
     }
+
+    /// Puts `m` in service for new handshakes.
+    pub fn install(&self, m: Material) {
+        self.config.store(m.server_config);
+        self.status.store(Arc::new(m.status));
+        self.fingerprint.store(Arc::new(m.fingerprint));
+    }
+
+    /// What is in service.
+    pub fn status(&self) -> Arc<Status> {
+        self.status.load_full()
+    }
+
+    /// The fingerprint of the files in service.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        **self.fingerprint.load()
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

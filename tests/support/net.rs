@@ -20,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::pki::{ClientCert, Pki};
 
@@ -73,7 +74,15 @@ impl Upstream {
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let record = record.clone();
-                        async move { Ok::<_, Infallible>(answer(req, &record)) }
+                        async move {
+                            // `/slow` paths answer after 1.5 s (shutdown tests).
+                            let slow = req.uri().path().contains("/slow");
+                            let resp = answer(req, &record);
+                            if slow {
+                                tokio::time::sleep(Duration::from_millis(1500)).await;
+                            }
+                            Ok::<_, Infallible>(resp)
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tcp), svc)
@@ -141,13 +150,17 @@ fn answer(mut req: Request<Incoming>, record: &Mutex<Vec<Seen>>) -> Response<Ful
     Response::new(Full::new(Bytes::from(body.to_string())))
 }
 
-/// A running gate on 127.0.0.1:0, stopped on drop.
+/// A running gate on 127.0.0.1:0 with its admin listener and background
+/// tasks (TLS reload, API probe), stopped on drop.
 pub struct Gate {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where the admin listener listens.
+    pub admin_addr: SocketAddr,
     /// The runtime parts (for reload tests).
     pub app: Arc<App>,
     stop: Option<oneshot::Sender<()>>,
+    background: CancellationToken,
     task: JoinHandle<()>,
 }
 
@@ -164,16 +177,61 @@ impl Gate {
     pub async fn serve(app: Arc<App>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let background = CancellationToken::new();
+        app.spawn_background(&background);
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_addr = admin.local_addr().unwrap();
+        tokio::spawn(authgate::admin::run(
+            admin,
+            app.clone(),
+            background.clone().cancelled_owned(),
+        ));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(authgate::server::run(listener, app.clone(), async move {
             let _ = stopped.await;
         }));
         Self {
             addr,
+            admin_addr,
             app,
             stop: Some(stop),
+            background,
             task,
         }
+    }
+
+    /// `method path` on the admin listener (plain HTTP); (status, body).
+    pub async fn admin(&self, method: &str, path: &str) -> (u16, String) {
+        let tcp = TcpStream::connect(self.admin_addr).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = tokio::time::timeout(TIMEOUT, send.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// The value of a metric line (`name{labels} value`) in `/metrics`, 0 if absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (status, body) = self.admin("GET", "/metrics").await;
+        assert_eq!(status, 200, "{body}");
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .map_or(0.0, |v| v.trim().parse().unwrap())
     }
 
     /// Stops accepting, drains and waits for the server to return.
@@ -196,6 +254,7 @@ impl Gate {
 
 impl Drop for Gate {
     fn drop(&mut self) {
+        self.background.cancel();
         self.task.abort();
     }
 }

@@ -143,6 +143,8 @@ pub struct Pki {
     foreign: CertifiedIssuer<'static, KeyPair>,
     /// Trust bundle for clients of the gate (the root).
     pub ca_file: PathBuf,
+    /// Root and intermediate: the bundle to use with CRLs of both.
+    pub bundle_file: PathBuf,
     /// The root certificate.
     pub ca_der: CertificateDer<'static>,
     /// Server chain for `localhost` / `127.0.0.1`.
@@ -182,7 +184,14 @@ impl Pki {
         let ca_file = dir.path().join("ca.crt");
         std::fs::write(&ca_file, root.pem()).unwrap();
         let ca_der = root.der().clone();
+        let bundle_file = dir.path().join("bundle.crt");
+        std::fs::write(
+            &bundle_file,
+            format!("{}{}", root.pem(), intermediate.pem()),
+        )
+        .unwrap();
         let mut pki = Self {
+            bundle_file,
             server_cert: dir.path().join("server.crt"),
             server_key: dir.path().join("server.key"),
             dir,

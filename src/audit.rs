@@ -1,0 +1,60 @@
+//! The access log and request metrics: one structured line and one count per
+//! request, with a reason from a fixed taxonomy. Never a token, never a
+//! certificate; the path is logged without its query string.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::Method;
+use tracing::info;
+
+use crate::cache::Lookups;
+use crate::identity::Identity;
+use crate::metrics::Metrics;
+
+/// What happened to one request.
+pub struct Record<'a> {
+    /// Client address.
+    pub peer: SocketAddr,
+    /// HTTP method.
+    pub method: &'a Method,
+    /// Request path as received (no query).
+    pub path: &'a str,
+    /// Matched route prefix, if any.
+    pub route: Option<&'a str>,
+    /// Who, once authenticated.
+    pub identity: Option<&'a Identity>,
+    /// Response status.
+    pub status: u16,
+    /// `allowed` or an error reason (see README "Responses").
+    pub reason: &'static str,
+    /// Token-free detail of an error.
+    pub detail: Option<&'a str>,
+    /// Time to the response head.
+    pub latency: Duration,
+    /// What the review caches did.
+    pub lookups: Lookups,
+}
+
+/// Logs and counts `r`.
+pub fn record(metrics: &Metrics, r: &Record<'_>) {
+    let auth = r.identity.map_or("none", |i| i.method.as_str());
+    let route = r.route.unwrap_or("");
+    metrics.request(route, auth, r.reason, r.latency.as_secs_f64());
+    info!(
+        target: "authgate::access",
+        peer = %r.peer,
+        method = %r.method,
+        path = r.path,
+        route,
+        user = r.identity.map_or("", |i| i.user.as_str()),
+        groups = r.identity.map_or(0, |i| i.groups.len()),
+        auth,
+        status = r.status,
+        reason = r.reason,
+        detail = r.detail.unwrap_or(""),
+        latency_us = u64::try_from(r.latency.as_micros()).unwrap_or(u64::MAX),
+        token_cache = r.lookups.token.as_str(),
+        access_cache = r.lookups.access.as_str(),
+    );
+}

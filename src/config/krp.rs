@@ -1,0 +1,401 @@
+//! kube-rbac-proxy's command-line flags, mapped onto the configuration file,
+//! so a sidecar's `args:` can stay as they are when its image changes to
+//! authgate.
+//!
+//! Flags override the file (`--config` is optional when flags say enough).
+//! Any kube-rbac-proxy flag turns the Kubernetes backend on, as
+//! kube-rbac-proxy always reviews tokens and access with the API. Flags for
+//! features authgate does not have are refused by name.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Deserialize;
+
+use super::Error;
+use super::file::{
+    AllowFile, File, HumanDuration, KubernetesFile, ResourceAttributesFile, ResourceRuleFile,
+    RouteFile, TlsFile,
+};
+
+/// kube-rbac-proxy flags that authgate refuses, with the reason.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    (
+        "--oidc-",
+        "OIDC token validation is not supported; tokens are checked with TokenReview",
+    ),
+    ("--insecure-listen-address", "authgate serves TLS only"),
+    (
+        "--upstream-force-h2c",
+        "upstreams are spoken to over HTTP/1.1",
+    ),
+    (
+        "--upstream-client-cert-file",
+        "client certificates towards the upstream are not supported",
+    ),
+    (
+        "--upstream-client-key-file",
+        "client certificates towards the upstream are not supported",
+    ),
+    (
+        "--tls-cipher-suites",
+        "rustls offers only modern cipher suites and is not configurable here",
+    ),
+    (
+        "--http2-",
+        "HTTP/2 limits are fixed (250 streams, header list = limits.max_header_bytes)",
+    ),
+];
+
+/// Refuses kube-rbac-proxy flags that authgate does not implement, naming
+/// each; `Ok` when there are none.
+pub fn refuse_unsupported<S: AsRef<str>>(args: &[S]) -> Result<(), String> {
+    let refused: Vec<String> = args
+        .iter()
+        .filter_map(|a| {
+            let a = a.as_ref();
+            let flag = a.split('=').next().unwrap_or(a);
+            UNSUPPORTED
+                .iter()
+                .find(|(prefix, _)| flag.starts_with(prefix))
+                .map(|(_, why)| format!("kube-rbac-proxy flag {flag} is not supported: {why}"))
+        })
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(refused.join("\n"))
+    }
+}
+
+/// The kube-rbac-proxy flags authgate understands.
+#[derive(Args, Debug, Default, Clone)]
+pub struct KrpFlags {
+    /// `listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub secure_listen_address: Option<String>,
+    /// The single route `/` to this upstream.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// `tls.cert_file`.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// `tls.key_file`.
+    #[arg(long, value_name = "FILE")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// `tls.client_ca_file`.
+    #[arg(long, value_name = "FILE")]
+    pub client_ca_file: Option<PathBuf>,
+    /// `tls.min_version`: VersionTLS12 or VersionTLS13.
+    #[arg(long, value_name = "VERSION")]
+    pub tls_min_version: Option<String>,
+    /// `tls.reload_interval`.
+    #[arg(long, value_name = "DURATION")]
+    pub tls_reload_interval: Option<String>,
+    /// `token_review.audiences` (comma-separated).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub auth_token_audiences: Vec<String>,
+    /// `kubernetes.kubeconfig`.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// `headers.enabled` (kube-rbac-proxy's default is false).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub auth_header_fields_enabled: Option<bool>,
+    /// `headers.user`.
+    #[arg(long, value_name = "NAME")]
+    pub auth_header_user_field_name: Option<String>,
+    /// `headers.group`.
+    #[arg(long, value_name = "NAME")]
+    pub auth_header_groups_field_name: Option<String>,
+    /// `headers.group_separator`.
+    #[arg(long, value_name = "SEP")]
+    pub auth_header_groups_field_separator: Option<String>,
+    /// `paths.allow` (comma-separated globs).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub allow_paths: Vec<String>,
+    /// `paths.unauthenticated` (comma-separated globs).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub ignore_paths: Vec<String>,
+    /// `routes[0].upstream_ca_file`.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca_file: Option<PathBuf>,
+    /// kube-rbac-proxy's own YAML (`authorization.resourceAttributes`, `static`).
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// `admin.listen` on 0.0.0.0 (health and readiness).
+    #[arg(long, value_name = "PORT")]
+    pub proxy_endpoints_port: Option<u16>,
+    /// `kubernetes.qps`.
+    #[arg(long, value_name = "QPS")]
+    pub kube_api_qps: Option<f64>,
+    /// `kubernetes.burst`.
+    #[arg(long, value_name = "N")]
+    pub kube_api_burst: Option<u32>,
+    /// klog verbosity: 0-3 info, 4+ debug.
+    #[arg(long, value_name = "LEVEL")]
+    pub v: Option<u8>,
+    /// klog flag, accepted and ignored (authgate always logs to stderr).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", hide = true)]
+    pub logtostderr: Option<bool>,
+}
+
+impl KrpFlags {
+    /// Whether any kube-rbac-proxy flag was given.
+    pub fn any(&self) -> bool {
+        self.secure_listen_address.is_some()
+            || self.upstream.is_some()
+            || self.tls_cert_file.is_some()
+            || self.tls_private_key_file.is_some()
+            || self.client_ca_file.is_some()
+            || self.config_file.is_some()
+            || self.kubeconfig.is_some()
+    }
+
+    /// Applies the flags to `f` (flags win).
+    pub fn apply(self, mut f: File) -> Result<File, Error> {
+        if !self.any() {
+            return Ok(f);
+        }
+        self.apply_tls(&mut f)?;
+        self.apply_route(&mut f)?;
+        if let Some(addr) = self.secure_listen_address {
+            f.listen = Some(addr.parse().map_err(|_| {
+                Error::invalid(
+                    "--secure-listen-address",
+                    format!("{addr:?} is not host:port"),
+                )
+            })?);
+        }
+        let k = f.kubernetes.get_or_insert_with(KubernetesFile::default);
+        k.kubeconfig = self.kubeconfig.or_else(|| k.kubeconfig.take());
+        k.qps = self.kube_api_qps.or(k.qps);
+        k.burst = self.kube_api_burst.or(k.burst);
+        if !self.auth_token_audiences.is_empty() {
+            f.token_review.audiences = self.auth_token_audiences;
+        }
+        // kube-rbac-proxy's defaults: headers off, `x-remote-groups` joined by `|`.
+        let h = &mut f.headers;
+        h.enabled = self
+            .auth_header_fields_enabled
+            .or(h.enabled)
+            .or(Some(false));
+        h.user = self.auth_header_user_field_name.or_else(|| h.user.take());
+        h.group = self
+            .auth_header_groups_field_name
+            .or_else(|| h.group.take())
+            .or_else(|| Some("x-remote-groups".into()));
+        h.group_separator = self
+            .auth_header_groups_field_separator
+            .or_else(|| h.group_separator.take())
+            .or_else(|| Some("|".into()));
+        if !self.allow_paths.is_empty() {
+            f.paths.allow = self.allow_paths;
+        }
+        if !self.ignore_paths.is_empty() {
+            f.paths.unauthenticated = self.ignore_paths;
+        }
+        if let Some(port) = self.proxy_endpoints_port {
+            f.admin.listen = Some(format!("0.0.0.0:{port}"));
+        }
+        if let Some(v) = self.v {
+            f.log.level = Some(if v >= 4 { "debug" } else { "info" }.to_owned());
+        }
+        Ok(f)
+    }
+
+    fn apply_tls(&self, f: &mut File) -> Result<(), Error> {
+        let min_version = match self.tls_min_version.as_deref() {
+            None => None,
+            Some("VersionTLS12") => Some("1.2".to_owned()),
+            Some("VersionTLS13") => Some("1.3".to_owned()),
+            Some(other) => {
+                return Err(Error::invalid(
+                    "--tls-min-version",
+                    format!("{other:?}: authgate supports VersionTLS12 and VersionTLS13"),
+                ));
+            }
+        };
+        let reload = match &self.tls_reload_interval {
+            None => None,
+            Some(d) => Some(HumanDuration(humantime::parse_duration(d).map_err(
+                |e| Error::invalid("--tls-reload-interval", format!("{d:?}: {e}")),
+            )?)),
+        };
+        let tls = match (
+            f.tls.take(),
+            &self.tls_cert_file,
+            &self.tls_private_key_file,
+        ) {
+            (Some(t), _, _) => t,
+            (None, Some(cert), Some(key)) => TlsFile {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+                client_ca_file: None,
+                crl_files: vec![],
+                allow_unknown_revocation: false,
+                min_version: None,
+                reload_interval: None,
+            },
+            (None, _, _) => {
+                return Err(Error::invalid(
+                    "--tls-cert-file",
+                    "authgate serves TLS only: give --tls-cert-file and --tls-private-key-file",
+                ));
+            }
+        };
+        f.tls = Some(TlsFile {
+            cert_file: self.tls_cert_file.clone().unwrap_or(tls.cert_file),
+            key_file: self.tls_private_key_file.clone().unwrap_or(tls.key_file),
+            client_ca_file: self.client_ca_file.clone().or(tls.client_ca_file),
+            min_version: min_version.or(tls.min_version),
+            reload_interval: reload.or(tls.reload_interval),
+            ..tls
+        });
+        Ok(())
+    }
+
+    fn apply_route(&self, f: &mut File) -> Result<(), Error> {
+        let krp = match &self.config_file {
+            Some(path) => Some(read_krp_file(path)?),
+            None => None,
+        };
+        if let Some(upstream) = &self.upstream {
+            let upstream = upstream.trim_end_matches('/').to_owned();
+            let resource = krp.as_ref().and_then(|k| k.resource_attributes());
+            f.routes = vec![RouteFile {
+                path_prefix: "/".into(),
+                upstream,
+                upstream_ca_file: self.upstream_ca_file.clone(),
+                resource,
+            }];
+        } else if self.upstream_ca_file.is_some() {
+            return Err(Error::invalid("--upstream-ca-file", "needs --upstream"));
+        }
+        if let Some(k) = krp {
+            let rules = k.static_rules()?;
+            if !rules.is_empty() {
+                f.static_backend
+                    .get_or_insert_with(Default::default)
+                    .allow
+                    .extend(rules);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// kube-rbac-proxy's `--config-file`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KrpFile {
+    #[serde(default)]
+    authorization: KrpAuthorization,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct KrpAuthorization {
+    resource_attributes: Option<KrpResourceAttributes>,
+    #[serde(default, rename = "static")]
+    static_rules: Vec<KrpStatic>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct KrpResourceAttributes {
+    namespace: Option<String>,
+    api_group: Option<String>,
+    api_version: Option<String>,
+    resource: Option<String>,
+    subresource: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct KrpStatic {
+    user: Option<KrpUser>,
+    verb: Option<String>,
+    namespace: Option<String>,
+    api_group: Option<String>,
+    resource: Option<String>,
+    subresource: Option<String>,
+    name: Option<String>,
+    resource_request: Option<bool>,
+    path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KrpUser {
+    name: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+fn read_krp_file(path: &std::path::Path) -> Result<KrpFile, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_saphyr::from_str(&text)
+        .map_err(|e| Error::Parse(format!("--config-file {}: {e}", path.display())))
+}
+
+impl KrpFile {
+    fn resource_attributes(&self) -> Option<ResourceAttributesFile> {
+        let r = self.authorization.resource_attributes.as_ref()?;
+        Some(ResourceAttributesFile {
+            namespace: r.namespace.clone(),
+            group: r.api_group.clone(),
+            version: r.api_version.clone(),
+            resource: r.resource.clone().unwrap_or_default(),
+            subresource: r.subresource.clone(),
+            name: r.name.clone(),
+        })
+    }
+
+    /// Static rules: each names a user or one group, a verb, and a path or resource.
+    fn static_rules(&self) -> Result<Vec<AllowFile>, Error> {
+        let mut out = Vec::new();
+        for (i, s) in self.authorization.static_rules.iter().enumerate() {
+            let key = format!("--config-file authorization.static[{i}]");
+            let user = s.user.as_ref();
+            let (name, group) = match (
+                user.and_then(|u| u.name.clone()),
+                user.map(|u| u.groups.as_slice()),
+            ) {
+                (Some(n), _) => (Some(n), None),
+                (None, Some([g])) => (None, Some(g.clone())),
+                _ => {
+                    return Err(Error::invalid(
+                        key,
+                        "needs user.name or exactly one user.groups entry",
+                    ));
+                }
+            };
+            let verbs = vec![s.verb.clone().unwrap_or_else(|| "*".into())];
+            let resource_request = s.resource_request.unwrap_or_else(|| s.path.is_none());
+            let (paths, resources) = if resource_request {
+                let r = ResourceRuleFile {
+                    group: s.api_group.clone(),
+                    resource: s.resource.clone(),
+                    subresource: s.subresource.clone(),
+                    namespace: s.namespace.clone(),
+                    name: s.name.clone(),
+                };
+                (vec![], vec![r])
+            } else {
+                (vec![s.path.clone().unwrap_or_else(|| "/**".into())], vec![])
+            };
+            out.push(AllowFile {
+                user: name,
+                group,
+                verbs,
+                paths,
+                resources,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,332 @@
+//! Hot reload of TLS material as kubelet updates a mounted Secret: an atomic
+//! `..data` symlink swap. Rotations under load, bad files, CRL updates.
+
+#[cfg(test)]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use support::*;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// A directory laid out like a Secret volume: `name -> ..data/name`,
+/// `..data -> ..<version>/`.
+struct SecretDir {
+    dir: PathBuf,
+    version: usize,
+}
+
+impl SecretDir {
+    fn new(root: &Path) -> Self {
+        let dir = root.join("secret");
+        std::fs::create_dir_all(&dir).expect("secret dir");
+        Self { dir, version: 0 }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn publish_owned(&mut self, files: &[(String, Vec<u8>)]) {
+        let refs: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.as_slice()))
+            .collect();
+        self.publish(&refs);
+    }
+
+    /// Publishes a new version of every file at once, as kubelet does.
+    fn publish(&mut self, files: &[(&str, &[u8])]) {
+        self.version += 1;
+        let data = format!("..v{}", self.version);
+        std::fs::create_dir(self.dir.join(&data)).expect("version dir");
+        for (name, content) in files {
+            std::fs::write(self.dir.join(&data).join(name), content).expect("write");
+        }
+        let tmp = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&data, &tmp).expect("symlink");
+        std::fs::rename(&tmp, self.dir.join("..data")).expect("swap ..data");
+        for (name, _) in files {
+            let link = self.dir.join(name);
+            if std::fs::symlink_metadata(&link).is_err() {
+                std::os::unix::fs::symlink(Path::new("..data").join(name), &link)
+                    .expect("file link");
+            }
+        }
+    }
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).expect("read")
+}
+
+/// The serial the server presents on a new handshake.
+async fn served_serial(client: &Client) -> String {
+    let tls = client.connect().await.expect("connect");
+    let leaf = tls.get_ref().1.peer_certificates().expect("server certs")[0].clone();
+    let (_, cert) = X509Certificate::from_der(&leaf).expect("parse");
+    cert.raw_serial_as_string()
+}
+
+/// Requests on new connections in a loop, counting outcomes.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(client: Client) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let task = {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match client.get_with_token("/api/x", BOB_TOKEN).await {
+                        Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        };
+        Self {
+            stop,
+            ok,
+            failed,
+            task,
+        }
+    }
+
+    /// Stops the loop; (succeeded, failed).
+    async fn stop(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("load task");
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+async fn start(pki: &Pki, secret: &SecretDir, upstream: &Upstream, crl: bool) -> Gate {
+    let mut y = Yaml::new(pki, upstream.addr);
+    y.tls_extra = format!(
+        "  client_ca_file: {}\n  reload_interval: 1s\n",
+        secret.path("ca.crt").display()
+    );
+    if crl {
+        y.tls_extra.push_str(&format!(
+            "  crl_files: [{}]\n",
+            secret.path("ca.crl").display()
+        ));
+    }
+    let text = y
+        .render()
+        .replace(
+            &pki.server_cert.display().to_string(),
+            &secret.path("tls.crt").display().to_string(),
+        )
+        .replace(
+            &pki.server_key.display().to_string(),
+            &secret.path("tls.key").display().to_string(),
+        );
+    Gate::start(&text).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_serving_cert_and_client_ca_under_load_fails_no_request() {
+    let pki = Pki::new();
+    let other = Pki::new();
+    let upstream = Upstream::start().await;
+    let mut secret = SecretDir::new(pki.path());
+    let (crt, key) = pki.server_pair(1001);
+    secret.publish(&[
+        ("tls.crt", crt.as_bytes()),
+        ("tls.key", key.as_bytes()),
+        ("ca.crt", &read(&pki.ca_file)),
+    ]);
+    let gate = start(&pki, &secret, &upstream, false).await;
+    let client = gate.client(&pki);
+    assert_eq!(served_serial(&client).await, "03:e9");
+
+    // A client loop on new connections, running through both rotations.
+    let load = Load::start(client.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // 1. New serving certificate.
+    let (crt, key) = pki.server_pair(1002);
+    let swapped = Instant::now();
+    secret.publish(&[
+        ("tls.crt", crt.as_bytes()),
+        ("tls.key", key.as_bytes()),
+        ("ca.crt", &read(&pki.ca_file)),
+    ]);
+    while served_serial(&client).await != "03:ea" {
+        assert!(
+            swapped.elapsed() < Duration::from_secs(3),
+            "new serial not served within debounce + poll"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // 2. New client CA: certificates of the old CA stop working, the new CA's start.
+    let old_ca_client = client
+        .clone()
+        .with_cert(&pki.client("alice", &ClientOpts::cn("alice", &["dev"])));
+    let new_ca_client = client.clone().with_cert(&other.client(
+        "alice2",
+        &ClientOpts::cn("alice", &["dev"]).signer(Signer::Root),
+    ));
+    assert_eq!(old_ca_client.get("/api/x", &[]).await.unwrap().status, 200);
+    assert!(new_ca_client.get("/api/x", &[]).await.is_err());
+    secret.publish(&[
+        ("tls.crt", crt.as_bytes()),
+        ("tls.key", key.as_bytes()),
+        ("ca.crt", &read(&other.ca_file)),
+    ]);
+    let swapped = Instant::now();
+    while new_ca_client.get("/api/x", &[]).await.is_err() {
+        assert!(
+            swapped.elapsed() < Duration::from_secs(3),
+            "new client CA not in service"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        old_ca_client.get("/api/x", &[]).await.is_err(),
+        "the old CA is no longer trusted"
+    );
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (ok, failed) = load.stop().await;
+    assert_eq!(failed, 0, "{ok} requests succeeded");
+    assert!(ok > 20);
+    assert_eq!(
+        gate.metric(r#"authgate_tls_reloads_total{result="success"}"#)
+            .await,
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_or_mismatched_file_keeps_the_old_material_in_service() {
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    let mut secret = SecretDir::new(pki.path());
+    let (crt, key) = pki.server_pair(2001);
+    let ca = read(&pki.ca_file);
+    secret.publish(&[
+        ("tls.crt", crt.as_bytes()),
+        ("tls.key", key.as_bytes()),
+        ("ca.crt", &ca),
+    ]);
+    let gate = start(&pki, &secret, &upstream, false).await;
+    let client = gate.client(&pki);
+    let (_, other_key) = pki.server_pair(2002);
+    let bad: [&[(&str, &[u8])]; 3] = [
+        &[
+            (
+                "tls.crt",
+                b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+            ),
+            ("tls.key", key.as_bytes()),
+            ("ca.crt", &ca),
+        ],
+        &[
+            ("tls.crt", crt.as_bytes()),
+            ("tls.key", other_key.as_bytes()),
+            ("ca.crt", &ca),
+        ],
+        &[
+            ("tls.crt", crt.as_bytes()),
+            ("tls.key", key.as_bytes()),
+            ("ca.crt", b""),
+        ],
+    ];
+    for (i, files) in bad.into_iter().enumerate() {
+        secret.publish(files);
+        let want = (i + 1) as f64;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while gate
+            .metric(r#"authgate_tls_reloads_total{result="failure"}"#)
+            .await
+            < want
+        {
+            assert!(
+                Instant::now() < deadline,
+                "case {i}: the failure was not counted"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(served_serial(&client).await, "07:d1", "case {i}");
+        assert_eq!(
+            client
+                .get_with_token("/api/x", BOB_TOKEN)
+                .await
+                .unwrap()
+                .status,
+            200,
+            "case {i}"
+        );
+    }
+    assert!(
+        gate.metric("authgate_tls_reload_last_failure_timestamp_seconds")
+            .await
+            > 0.0
+    );
+    assert_eq!(gate.admin("GET", "/readyz").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_serial_added_to_the_crl_is_refused_after_reload() {
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    let mut secret = SecretDir::new(pki.path());
+    let (crt, key) = pki.server_pair(3001);
+    let bundle = read(&pki.bundle_file);
+    let files = |crl: &PathBuf| {
+        vec![
+            ("tls.crt".to_owned(), crt.clone().into_bytes()),
+            ("tls.key".to_owned(), key.clone().into_bytes()),
+            ("ca.crt".to_owned(), bundle.clone()),
+            ("ca.crl".to_owned(), read(crl)),
+        ]
+    };
+    let first = files(&pki.crl_file("empty.crl", &[]));
+    secret.publish_owned(&first);
+    let gate = start(&pki, &secret, &upstream, true).await;
+    let alice = gate
+        .client(&pki)
+        .with_cert(&pki.client("alice", &ClientOpts::cn("alice", &["dev"]).serial(777)));
+    assert_eq!(alice.get("/api/x", &[]).await.unwrap().status, 200);
+    let revoked = files(&pki.crl_file("revoked.crl", &[777]));
+    secret.publish_owned(&revoked);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while alice.get("/api/x", &[]).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "revoked certificate still accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A CRL from a CA outside the bundle is refused; the good CRL stays in force.
+    let stranger = Pki::new();
+    let mut foreign = files(&pki.crl_file("revoked.crl", &[777]));
+    foreign[3].1 = read(&stranger.crl_file("stranger.crl", &[]));
+    secret.publish_owned(&foreign);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while gate
+        .metric(r#"authgate_tls_reloads_total{result="failure"}"#)
+        .await
+        < 1.0
+    {
+        assert!(Instant::now() < deadline, "foreign CRL not refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(alice.get("/api/x", &[]).await.is_err(), "still revoked");
+}
