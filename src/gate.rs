@@ -56,6 +56,7 @@ impl Error {
             Self::Authn(e) => e.reason(),
             Self::Authz(e) => e.reason(),
             Self::Upstream(proxy::Error::Unavailable { .. }) => "upstream_error",
+            Self::Upstream(proxy::Error::RequestBody(_)) => "bad_request",
             Self::Upstream(proxy::Error::Timeout { .. }) => "upstream_timeout",
             Self::Internal(_) => "internal_error",
         }
@@ -215,7 +216,7 @@ impl Gate {
     ) -> Result<Response<Body>, Error> {
         // 1. Which route? The path is normalised once; authorization and the
         //    upstream both see the normalised form.
-        let (path, path_and_query) = target(req.method(), req.uri())?;
+        let (path, path_and_query) = target(&req)?;
         let route = self
             .routes
             .select(&path)
@@ -267,9 +268,15 @@ impl Gate {
 }
 
 /// The normalised path, and the path-and-query to send upstream.
-fn target(method: &Method, uri: &http::Uri) -> Result<(String, PathAndQuery), Error> {
+fn target<B>(req: &Request<B>) -> Result<(String, PathAndQuery), Error> {
+    let (method, uri) = (req.method(), req.uri());
     if method == Method::CONNECT {
         return Err(Error::BadRequest("CONNECT is not supported".into()));
+    }
+    if req.version() == http::Version::HTTP_11 && !req.headers().contains_key(http::header::HOST) {
+        return Err(Error::BadRequest(
+            "an HTTP/1.1 request needs a Host header".into(),
+        ));
     }
     let path = normalize_path(uri.path()).map_err(|e| Error::BadRequest(e.to_string()))?;
     let pq = match uri.query() {

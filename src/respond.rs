@@ -47,6 +47,7 @@ pub fn status(err: &Error) -> StatusCode {
         Error::Authn(_) => StatusCode::UNAUTHORIZED,
         Error::Authz(authz::Error::Denied { .. }) => StatusCode::FORBIDDEN,
         Error::Upstream(proxy::Error::Unavailable { .. }) => StatusCode::BAD_GATEWAY,
+        Error::Upstream(proxy::Error::RequestBody(_)) => StatusCode::BAD_REQUEST,
         Error::Upstream(proxy::Error::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
         Error::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
@@ -65,6 +66,7 @@ fn public_message(err: &Error) -> String {
             format!("authorization is unavailable ({}); retry later", b.reason())
         }
         Error::Upstream(proxy::Error::Unavailable { .. }) => "the upstream is unavailable".into(),
+        Error::Upstream(proxy::Error::RequestBody(_)) => "the request body is malformed".into(),
         Error::Upstream(proxy::Error::Timeout { .. }) => {
             "the upstream did not answer in time".into()
         }

@@ -23,6 +23,10 @@ pub enum BadPath {
     /// `..` would climb above the root.
     #[error("request path escapes the root with '..'")]
     Escapes,
+    /// A `.` or `..` segment with `;` parameters, which some servers
+    /// (Tomcat, Spring) read as a dot segment after authorization saw none.
+    #[error("request path has a dot segment with ';' parameters")]
+    DotParameters,
 }
 
 /// Normalises a request path: decodes percent-escapes of unreserved
@@ -36,6 +40,9 @@ pub fn normalize_path(raw: &str) -> Result<String, BadPath> {
     let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
     let mut out: Vec<&str> = Vec::new();
     for seg in decoded.split('/') {
+        if seg.contains(';') && matches!(seg.split(';').next(), Some("." | "..")) {
+            return Err(BadPath::DotParameters);
+        }
         match seg {
             "" | "." => {}
             ".." => {
@@ -191,6 +198,13 @@ mod tests {
             ("/api%zz", Err(BadPath::Encoding)),
             ("/api%2", Err(BadPath::Encoding)),
             ("/a\\b", Err(BadPath::Encoding)),
+            ("/api/..;/admin", Err(BadPath::DotParameters)),
+            ("/api/.;x=1/admin", Err(BadPath::DotParameters)),
+            (
+                "/api/%2e%2e;jsessionid=1/admin",
+                Err(BadPath::DotParameters),
+            ),
+            ("/api/a;b/c", Ok("/api/a;b/c")),
             ("api", Err(BadPath::NotAbsolute)),
             ("*", Err(BadPath::NotAbsolute)),
         ];

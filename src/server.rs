@@ -232,16 +232,32 @@ where
         .keep_alive_timeout(Duration::from_secs(10));
     let conn = b.serve_connection(io, svc);
     tokio::pin!(conn);
-    // hyper has no HTTP/2 idle timeout: send GOAWAY once no request has
-    // started or been handled for a whole `idle_timeout` tick (responses
-    // already streaming are not cut; GOAWAY only refuses new streams).
+    // hyper has no HTTP/2 header or idle timeout. Like HTTP/1's header
+    // timer, the first request must start within `header_read_timeout`, or
+    // the connection is closed (a silent client, or one that never finishes
+    // the preface). Later, it is closed once no request has started or been
+    // handled for a whole `idle_timeout` tick (responses already streaming
+    // are not cut; GOAWAY only refuses new streams).
+    let first_request = tokio::time::sleep(limits.header_read_timeout);
+    tokio::pin!(first_request);
     let mut idle = tokio::time::interval(limits.idle_timeout);
     idle.tick().await;
     let mut last_started = usize::MAX;
+    let mut awaiting_first = true;
     loop {
         tokio::select! {
             r = conn.as_mut() => return r,
-            () = cancel.cancelled() => break,
+            () = cancel.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                return conn.await;
+            }
+            () = &mut first_request, if awaiting_first => {
+                awaiting_first = false;
+                if activity.started.load(Ordering::Relaxed) == 0 {
+                    debug!("no HTTP/2 request within the header read timeout; closing");
+                    break;
+                }
+            }
             _ = idle.tick() => {
                 let started = activity.started.load(Ordering::Relaxed);
                 if started == last_started && activity.active.load(Ordering::Relaxed) == 0 {
@@ -252,6 +268,10 @@ where
             }
         }
     }
+    // GOAWAY, then a bounded wait: a peer that never lets the connection
+    // finish (e.g. mid-preface) is dropped.
     conn.as_mut().graceful_shutdown();
-    conn.await
+    tokio::time::timeout(limits.header_read_timeout, conn)
+        .await
+        .unwrap_or(Ok(()))
 }

@@ -41,6 +41,10 @@ pub enum Error {
         /// Cause.
         detail: String,
     },
+    /// The client's own request body broke (e.g. invalid chunked encoding)
+    /// while it was streamed upstream (400: the client's fault, not the upstream's).
+    #[error("the request body is malformed: {0}")]
+    RequestBody(String),
     /// No response headers within `limits.upstream_timeout` (504).
     #[error("upstream {upstream} did not answer within {timeout:?}")]
     Timeout {
@@ -116,13 +120,28 @@ impl Upstream {
                 upstream: self.authority.to_string(),
                 timeout: self.timeout,
             })?
-            .map_err(|e| self.unavailable(e))?;
+            .map_err(|e| self.failed(e))?;
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             splice_upgrade(client_upgrade, hyper::upgrade::on(&mut resp));
         } else {
             headers::strip_hop_by_hop(resp.headers_mut());
         }
         Ok(resp.map(BodyExt::boxed))
+    }
+
+    /// A failed exchange: the client's body broke, or the upstream failed.
+    fn failed(&self, e: hyper_util::client::legacy::Error) -> Error {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+        while let Some(cause) = next {
+            if cause
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_user)
+            {
+                return Error::RequestBody(error_chain(cause));
+            }
+            next = cause.source();
+        }
+        self.unavailable(e)
     }
 
     fn unavailable(&self, e: impl std::error::Error) -> Error {

@@ -5,6 +5,7 @@
 pub mod fake_api;
 pub mod net;
 pub mod pki;
+pub mod raw;
 
 use std::net::SocketAddr;
 
