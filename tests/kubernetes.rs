@@ -300,51 +300,59 @@ async fn rejected_tokens_are_cached_for_the_failure_ttl_only() {
 }
 
 #[tokio::test]
-async fn api_errors_are_503_with_their_reason_and_never_cached() {
+async fn api_errors_are_503_with_their_reason_never_cached_and_cached_identities_keep_working() {
     let k = start("").await;
-    let token = sa_token(&k.api, 1);
     let c = k.env.client();
+    let cached = sa_token(&k.api, 0);
+    assert_eq!(
+        c.get_with_token("/api/x", &cached).await.unwrap().status,
+        200
+    );
+    let token = sa_token(&k.api, 1);
+    let throttled = Fault::TooManyRequests {
+        retry_after_secs: 7,
+    };
     let cases = [
         (Fault::ServerError, "backend_unreachable", "1"),
-        (
-            Fault::TooManyRequests {
-                retry_after_secs: 7,
-            },
-            "backend_throttled",
-            "7",
-        ),
+        (throttled, "backend_throttled", "7"),
         (Fault::MalformedJson, "backend_error", "1"),
         (Fault::WrongKind, "backend_error", "1"),
         (Fault::Hang, "backend_timeout", "1"),
         (Fault::HangMidResponse, "backend_timeout", "1"),
     ];
     for (i, (fault, reason, retry_after)) in cases.into_iter().enumerate() {
-        k.api.set_fault(Endpoint::TokenReview, fault);
+        k.api.set_fault(Endpoint::Both, fault);
         let start = Instant::now();
         let r = c.get_with_token("/api/x", &token).await.unwrap();
+        let took = start.elapsed();
         assert_eq!(
             (r.status.as_u16(), r.reason().as_str()),
             (503, reason),
             "case {i}"
         );
         assert_eq!(r.headers["retry-after"], retry_after, "case {i}");
-        assert!(
-            start.elapsed() < Duration::from_millis(1100 + 400),
-            "case {i}: {:?}",
-            start.elapsed()
-        );
+        // kubernetes.timeout is 1 s: the answer comes within timeout + 100 ms.
+        assert!(took < Duration::from_millis(1100), "case {i}: {took:?}");
         assert_eq!(
             k.api.token_reviews(),
-            i + 1,
+            i + 2,
             "case {i}: the error was not cached"
         );
+        let r = c.get_with_token("/api/x", &cached).await.unwrap();
+        assert_eq!(r.status, 200, "case {i}: a cached identity keeps working");
     }
-    k.api.set_fault(Endpoint::TokenReview, Fault::None);
+    assert_eq!(
+        k.env.upstream.count(),
+        1 + 6,
+        "only the cached identity got through"
+    );
+    // Recovery is automatic.
+    k.api.set_fault(Endpoint::Both, Fault::None);
     assert_eq!(
         c.get_with_token("/api/x", &token).await.unwrap().status,
         200
     );
-    // The same for the authorizer.
+    // The same for the authorizer alone.
     k.api.set_fault(Endpoint::AccessReview, Fault::ServerError);
     let other = sa_token(&k.api, 2);
     let r = c.get_with_token("/api/x", &other).await.unwrap();
@@ -357,7 +365,6 @@ async fn api_errors_are_503_with_their_reason_and_never_cached() {
         c.get_with_token("/api/x", &other).await.unwrap().status,
         200
     );
-    assert_eq!(k.env.upstream.count(), 2);
 }
 
 #[tokio::test]
@@ -593,4 +600,38 @@ async fn fifty_thousand_junk_tokens_leave_the_cache_within_its_bound() {
         reviewer.cache().len()
     );
     assert_eq!(k.api.token_reviews(), 50_000);
+}
+
+#[tokio::test]
+async fn the_client_side_rate_limit_caps_api_calls_and_throttles_the_rest() {
+    let k = start_with_kube("  qps: 2\n  burst: 2\n", "").await;
+    let tokens: Vec<String> = (0..10).map(|n| sa_token(&k.api, n)).collect();
+    let mut joins = Vec::new();
+    for t in tokens {
+        let c = k.env.client();
+        joins.push(tokio::spawn(async move {
+            c.get_with_token("/api/x", &t).await.unwrap()
+        }));
+    }
+    let mut throttled = 0;
+    for j in joins {
+        let r = j.await.unwrap();
+        match r.status.as_u16() {
+            200 => {}
+            503 => {
+                // A call that got a late rate token may then run out of its deadline.
+                let reason = r.reason();
+                assert!(
+                    ["backend_throttled", "backend_timeout"].contains(&reason.as_str()),
+                    "{reason}"
+                );
+                throttled += usize::from(reason == "backend_throttled");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // 2 at once, then 2 per second within the 1 s deadline, for reviews of both kinds.
+    let calls = k.api.token_reviews() + k.api.access_reviews();
+    assert!(calls <= 5, "{calls} API calls");
+    assert!(throttled >= 4, "{throttled} throttled");
 }
