@@ -73,7 +73,7 @@ fn decode_unreserved(raw: &str) -> Result<String, BadPath> {
         return Ok(raw.to_owned());
     }
     let bytes = raw.as_bytes();
-    let mut out = String::with_capacity(raw.len());
+    let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -81,23 +81,25 @@ fn decode_unreserved(raw: &str) -> Result<String, BadPath> {
             return Err(BadPath::Encoding);
         }
         if b != b'%' {
-            out.push(char::from(b));
+            // Bytes, not chars: a multi-byte UTF-8 character is copied whole.
+            out.push(b);
             i += 1;
             continue;
         }
         let hex = raw.get(i + 1..i + 3).ok_or(BadPath::Encoding)?;
         let v = u8::from_str_radix(hex, 16).map_err(|_| BadPath::Encoding)?;
         if v.is_ascii_alphanumeric() || b"-._~".contains(&v) {
-            out.push(char::from(v));
+            out.push(v);
         } else if v == b'/' || v == b'\\' || v.is_ascii_control() {
             return Err(BadPath::Encoding);
         } else {
-            out.push('%');
-            out.push_str(&hex.to_ascii_uppercase());
+            out.push(b'%');
+            out.extend_from_slice(hex.to_ascii_uppercase().as_bytes());
         }
         i += 3;
     }
-    Ok(out)
+    // Input is a &str and only ASCII was decoded, so this cannot fail.
+    String::from_utf8(out).map_err(|_| BadPath::Encoding)
 }
 
 /// Normalises a configured `path_prefix` (no trailing slash except for `/`).
@@ -205,11 +207,26 @@ mod tests {
                 Err(BadPath::DotParameters),
             ),
             ("/api/a;b/c", Ok("/api/a;b/c")),
+            // Found by the request_attributes fuzz target: non-ASCII UTF-8
+            // next to an escape was re-encoded as Latin-1.
+            ("/%20é", Ok("/%20é")),
+            ("/café/%61pi", Ok("/café/api")),
+            ("/caf%C3%A9", Ok("/caf%C3%A9")),
+            ("/é/%2e%2e/x", Ok("/x")),
+            ("/%é", Err(BadPath::Encoding)),
             ("api", Err(BadPath::NotAbsolute)),
             ("*", Err(BadPath::NotAbsolute)),
         ];
         for (raw, want) in cases {
-            assert_eq!(normalize_path(raw).as_deref(), want.as_deref(), "{raw}");
+            let got = normalize_path(raw);
+            assert_eq!(got.as_deref(), want.as_deref(), "{raw}");
+            if let Ok(p) = &got {
+                assert_eq!(
+                    normalize_path(p).as_deref(),
+                    Ok(p.as_str()),
+                    "not idempotent: {raw}"
+                );
+            }
         }
     }
 

@@ -297,7 +297,10 @@ async fn an_http11_request_without_host_is_400_and_not_forwarded() {
     let head = format!("GET /api/x HTTP/1.1\r\nAuthorization: Bearer {BOB_TOKEN}\r\n\r\n");
     tls.write_all(head.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(TIMEOUT, tls.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(TIMEOUT, tls.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let resp = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
     assert!(resp.contains("bad_request"), "{resp}");
