@@ -33,6 +33,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // kube::Client spawns its tower Buffer worker: it needs a runtime context.
+    let _rt_guard = rt.enter();
     let kube = support::backend(n as u64 + 1);
     let tr = kube.token_review.expect("tr");
     let sar = kube.access_review.expect("sar");

@@ -12,7 +12,7 @@ use authgate::authn::x509::CertMapper;
 use authgate::authn::{Authenticator, TokenAuthenticator};
 use authgate::authz::attributes::for_request;
 use authgate::authz::{Authorizer, Authorizers};
-use authgate::config::{HeaderNames, IdentityRule};
+use authgate::config::{HeaderNames, IdentityRule, RouteAuth};
 use authgate::identity::{AuthMethod, Identity};
 use authgate::proxy::headers;
 use authgate::routes::{RouteTable, normalize_path};
@@ -34,6 +34,8 @@ fn decision(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
+    // kube::Client spawns its tower Buffer worker: it needs a runtime context.
+    let _rt_guard = rt.enter();
     let kube = support::backend(10_000);
     let tokens: Vec<Arc<dyn TokenAuthenticator>> = vec![kube.token_review.clone().expect("tr")];
     let authz: Vec<Arc<dyn Authorizer>> = vec![kube.access_review.expect("sar")];
@@ -47,13 +49,16 @@ fn decision(c: &mut Criterion) {
     let attrs = for_request(None, &Method::GET, "/api/v1/namespaces/default/pods");
     // Warm both caches.
     rt.block_on(async {
-        let id = authn.authenticate(None, &headers).await.expect("authn");
+        let id = authn
+            .authenticate(None, &headers, RouteAuth::default())
+            .await
+            .expect("authn");
         authz.authorize(&id, &attrs).await.expect("authz");
     });
     c.bench_function("decision/token_cache_hit_authn_authz", |b| {
         b.to_async(&rt).iter(|| async {
             let id = authn
-                .authenticate(None, black_box(&headers))
+                .authenticate(None, black_box(&headers), RouteAuth::default())
                 .await
                 .expect("authn");
             authz
@@ -74,7 +79,7 @@ fn decision(c: &mut Criterion) {
     )));
     rt.block_on(async {
         let id = authn
-            .authenticate(Some(&cert_id), &HeaderMap::new())
+            .authenticate(Some(&cert_id), &HeaderMap::new(), RouteAuth::default())
             .await
             .expect("authn");
         authz.authorize(&id, &attrs).await.expect("authz");
@@ -82,7 +87,7 @@ fn decision(c: &mut Criterion) {
     c.bench_function("decision/mtls_cache_hit_authn_authz", |b| {
         b.to_async(&rt).iter(|| async {
             let id = authn
-                .authenticate(Some(&cert_id), &HeaderMap::new())
+                .authenticate(Some(&cert_id), &HeaderMap::new(), RouteAuth::default())
                 .await
                 .expect("authn");
             authz

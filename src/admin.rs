@@ -166,6 +166,10 @@ async fn respond_to(
             }
             Err(r) => r,
         },
+        (&Method::GET, "/migration") => match guard(&app, &conn, &req, "get").await {
+            Ok(()) => migration(&app, &req),
+            Err(r) => r,
+        },
         (&Method::POST, "/cache/flush") => match guard(&app, &conn, &req, "create").await {
             Ok(()) => flush(&app, req.uri().query()),
             Err(r) => r,
@@ -223,6 +227,37 @@ async fn guard(
             .await
             .map(|_| ())
             .map_err(|e| respond::error_response(&e)),
+    }
+}
+
+/// The migration report: JSON, or a plain-text table with `?format=text`
+/// or `Accept: text/plain`.
+fn migration(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    let report = app.gate.migration().tracker().report();
+    let text_wanted = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "format=text"))
+        || req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.starts_with("text/plain"));
+    if text_wanted {
+        return text(StatusCode::OK, report.to_text());
+    }
+    match serde_json::to_string_pretty(&report) {
+        Ok(json) => {
+            let mut r = text(StatusCode::OK, json + "\n");
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        Err(_) => respond::json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the report could not be encoded",
+        ),
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::authn::jwks::JwksAuthenticator;
 use crate::authn::static_tokens::StaticTokens;
 use crate::authn::token_review::TokenReviewer;
 use crate::authn::x509::CertMapper;
@@ -19,9 +20,11 @@ use crate::authz::static_rules::StaticRules;
 use crate::authz::{Authorizer, Authorizers};
 use crate::cache::KeyHasher;
 use crate::config::{AdminConfig, Config, KubernetesConfig, Limits, TlsConfig};
-use crate::gate::{Gate, Route};
+use crate::gate::{Gate, Parts, Route};
 use crate::kubernetes::{self, ApiClient};
 use crate::metrics::Metrics;
+use crate::migration::Migration;
+use crate::migration::report::IdentityCollector;
 use crate::proxy::{self, Upstream};
 use crate::tls::{self, reload::Reloader};
 
@@ -67,6 +70,8 @@ pub struct KubeBackend {
     pub api: Arc<ApiClient>,
     /// The TokenReview authenticator, if enabled.
     pub token_review: Option<Arc<TokenReviewer>>,
+    /// Local JWT verification wrapping `token_review`, if enabled.
+    pub jwks: Option<Arc<JwksAuthenticator>>,
     /// The SubjectAccessReview authorizer, if enabled.
     pub access_review: Option<Arc<AccessReviewer>>,
 }
@@ -116,7 +121,15 @@ impl App {
         };
         if let Some(k) = &kube {
             if let Some(tr) = &k.token_review {
-                tokens.push(tr.clone());
+                // With token_review.jwks, local verification takes the
+                // reviewer's place and falls back to it.
+                match &k.jwks {
+                    Some(jwks) => {
+                        jwks.load().await;
+                        tokens.push(jwks.clone());
+                    }
+                    None => tokens.push(tr.clone()),
+                }
                 metrics.register_cache("token", Arc::new(tr.cache().clone()));
             }
             if let Some(ar) = &k.access_review {
@@ -126,14 +139,19 @@ impl App {
         }
         let authn = Authenticator::new(CertMapper::new(&config.identity_rules), tokens);
 
-        let gate = Gate::new(
-            routes(config)?,
+        let migration = Migration::new(&config.migration);
+        metrics.register_collector(Box::new(IdentityCollector(migration.tracker().clone())));
+        let gate = Gate::new(Parts {
+            routes: routes(config)?,
             authn,
-            Authorizers::new(authorizers),
-            config.headers.clone(),
-            &config.paths,
-            metrics.clone(),
-        );
+            authz: Authorizers::new(authorizers),
+            headers: config.headers.clone(),
+            paths: config.paths.clone(),
+            migration,
+            mode: config.mode.clone(),
+            tls: acceptor.clone(),
+            metrics: metrics.clone(),
+        });
         Ok(Self {
             gate: Arc::new(gate),
             tls: acceptor,
@@ -157,6 +175,9 @@ impl App {
         if let Some(k) = &self.kubernetes {
             let every = (self.admin.api_ready_window / 3).max(Duration::from_secs(1));
             tokio::spawn(k.api.clone().probe_every(every, stop.clone()));
+            if let Some(jwks) = &k.jwks {
+                tokio::spawn(jwks.clone().run(stop.clone()));
+            }
         }
     }
 
@@ -165,6 +186,9 @@ impl App {
         if let Some(k) = &self.kubernetes {
             if let Some(tr) = &k.token_review {
                 tr.flush(user);
+            }
+            if let Some(jwks) = &k.jwks {
+                jwks.flush(user);
             }
             if let Some(ar) = &k.access_review {
                 ar.flush(user);
@@ -177,11 +201,20 @@ impl App {
 pub fn kube_backend(k: &KubernetesConfig, client: kube::Client, metrics: &Metrics) -> KubeBackend {
     let api = ApiClient::new(client, k, metrics.clone());
     let keys = KeyHasher::random();
+    let token_review = k
+        .token_review
+        .as_ref()
+        .map(|c| Arc::new(TokenReviewer::new(api.clone(), c, keys.clone())));
+    let jwks = k.token_review.as_ref().zip(token_review.as_ref());
+    let jwks = jwks.and_then(|(c, tr)| {
+        let j = c.jwks.as_ref()?;
+        let (api, keys) = (api.clone(), keys.clone());
+        let verifier = JwksAuthenticator::new(api, j, c.max_entries, tr.clone(), keys, metrics);
+        Some(Arc::new(verifier))
+    });
     KubeBackend {
-        token_review: k
-            .token_review
-            .as_ref()
-            .map(|c| Arc::new(TokenReviewer::new(api.clone(), c, keys.clone()))),
+        token_review,
+        jwks,
         access_review: k
             .access_review
             .as_ref()
@@ -195,17 +228,24 @@ fn routes(config: &Config) -> Result<Vec<Route>, Error> {
     let mut clients = HashMap::<Option<PathBuf>, _>::new();
     let mut out = Vec::with_capacity(config.routes.len());
     for r in &config.routes {
-        let client = match clients.get(&r.upstream_ca_file) {
-            Some(c) => Clone::clone(c),
-            None => {
-                let c = proxy::client(r.upstream_ca_file.as_deref())?;
-                clients.insert(r.upstream_ca_file.clone(), c.clone());
-                c
+        let upstream = match &r.upstream {
+            // `mode: auth`: the front proxy forwards.
+            None => None,
+            Some(uri) => {
+                let client = match clients.get(&r.upstream_ca_file) {
+                    Some(c) => Clone::clone(c),
+                    None => {
+                        let c = proxy::client(r.upstream_ca_file.as_deref())?;
+                        clients.insert(r.upstream_ca_file.clone(), c.clone());
+                        c
+                    }
+                };
+                Some(Upstream::new(uri, client, config.limits.upstream_timeout))
             }
         };
         out.push(Route {
             config: r.clone(),
-            upstream: Upstream::new(&r.upstream, client, config.limits.upstream_timeout),
+            upstream,
         });
     }
     Ok(out)

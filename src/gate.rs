@@ -1,7 +1,8 @@
-//! The request pipeline, top to bottom: route, authenticate, authorize,
-//! forward. Every failure leaves [`Gate::pass`] as an [`Error`] and becomes a
-//! response in [`crate::respond`]; nothing is forwarded on any error path,
-//! including a panic.
+//! The request pipeline, top to bottom: route, authenticate (with the
+//! route's methods and the migration policy), authorize, forward (or, in
+//! `mode: auth`, answer the front proxy). Every failure leaves the pipeline
+//! as an [`Error`] and becomes a response in [`crate::respond`]; nothing is
+//! forwarded on any error path, including a panic.
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -9,19 +10,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt;
+use futures_util::future::Either;
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Method, Request, Response};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::authn::policy::Notice;
 use crate::authn::{self, Authenticator, CertIdentity, x509};
 use crate::authz::{self, Authorizers};
-use crate::config::{HeaderNames, PathRules, RouteConfig};
+use crate::config::{AuthEndpoint, HeaderNames, Mode, PathRules, RouteAuth, RouteConfig};
 use crate::identity::{AuthMethod, Identity};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteLabel};
+use crate::migration::Migration;
 use crate::proxy::{self, Body, Upstream};
 use crate::respond;
 use crate::routes::{RouteTable, normalize_path};
-use crate::{audit, cache};
+use crate::{audit, auth_request, cache, tls};
 use globset::{GlobSet, GlobSetBuilder};
 
 /// Why a request was not forwarded (or forwarding failed).
@@ -80,8 +84,8 @@ pub struct ConnInfo {
 pub struct Route {
     /// Its configuration.
     pub config: RouteConfig,
-    /// Where it forwards to.
-    pub upstream: Upstream,
+    /// Where it forwards to (`None` in `mode: auth`).
+    pub upstream: Option<Upstream>,
 }
 
 /// The pipeline and everything it needs.
@@ -94,7 +98,33 @@ pub struct Gate {
     allow_paths: Option<GlobSet>,
     /// Paths served without authentication or authorization.
     unauthenticated_paths: Option<GlobSet>,
+    migration: Migration,
+    mode: Mode,
+    /// Verifies certificates a trusted front proxy forwards (`mode: auth`).
+    tls: Arc<tls::Acceptor>,
     metrics: Metrics,
+}
+
+/// The parts a [`Gate`] is assembled from.
+pub struct Parts {
+    /// Routes.
+    pub routes: Vec<Route>,
+    /// Authentication.
+    pub authn: Authenticator,
+    /// Authorization.
+    pub authz: Authorizers,
+    /// Identity header names.
+    pub headers: HeaderNames,
+    /// Path allow-list and public paths.
+    pub paths: PathRules,
+    /// Migration policy and tracking.
+    pub migration: Migration,
+    /// Proxy or auth endpoint.
+    pub mode: Mode,
+    /// The TLS material in service.
+    pub tls: Arc<tls::Acceptor>,
+    /// Metric handles.
+    pub metrics: Metrics,
 }
 
 /// A set of validated globs; `None` when empty.
@@ -119,29 +149,39 @@ struct Trail<'g> {
     identity: Option<Arc<Identity>>,
 }
 
+/// Where a request is going, before anyone is asked who sends it.
+enum Target<'g> {
+    /// A public path: no authentication, no identity.
+    Public(&'g Route),
+    /// Everything else.
+    Guarded(&'g Route),
+}
+
 impl Gate {
     /// Assembles a gate from its parts.
-    pub fn new(
-        routes: Vec<Route>,
-        authn: Authenticator,
-        authz: Authorizers,
-        headers: HeaderNames,
-        paths: &PathRules,
-        metrics: Metrics,
-    ) -> Self {
-        let routes = routes
+    pub fn new(p: Parts) -> Self {
+        let routes = p
+            .routes
             .into_iter()
             .map(|r| (r.config.path_prefix.clone(), r))
             .collect();
         Self {
             routes: RouteTable::new(routes),
-            authn,
-            authz,
-            headers,
-            allow_paths: glob_set(&paths.allow),
-            unauthenticated_paths: glob_set(&paths.unauthenticated),
-            metrics,
+            authn: p.authn,
+            authz: p.authz,
+            headers: p.headers,
+            allow_paths: glob_set(&p.paths.allow),
+            unauthenticated_paths: glob_set(&p.paths.unauthenticated),
+            migration: p.migration,
+            mode: p.mode,
+            tls: p.tls,
+            metrics: p.metrics,
         }
+    }
+
+    /// The migration policy and usage tracker.
+    pub fn migration(&self) -> &Migration {
+        &self.migration
     }
 
     /// What a new connection's requests share: its peer address and the
@@ -157,14 +197,18 @@ impl Gate {
         }
     }
 
-    /// Serves one request: the upstream's response, or the refusal.
+    /// Serves one request: the upstream's response (or, in `mode: auth`, the
+    /// check's answer), or the refusal.
     pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
         let start = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let mut trail = Trail::default();
-        let pass = AssertUnwindSafe(self.pass(conn, req, &mut trail)).catch_unwind();
-        let (result, lookups) = cache::traced(pass).await;
+        let pass = match &self.mode {
+            Mode::Proxy => Either::Left(self.pass(conn, req, &mut trail)),
+            Mode::Auth(ep) => Either::Right(self.check_for_proxy(conn, ep, req, &mut trail)),
+        };
+        let (result, lookups) = cache::traced(AssertUnwindSafe(pass).catch_unwind()).await;
         let result = result.unwrap_or(Err(Error::Internal("request handler panicked")));
         let (resp, reason, detail) = match result {
             Ok(r) => (r, "allowed", None),
@@ -197,7 +241,10 @@ impl Gate {
         verb: &str,
         path: &str,
     ) -> Result<Arc<Identity>, Error> {
-        let id = self.authn.authenticate(conn.cert.as_ref(), headers).await?;
+        let id = self
+            .authn
+            .authenticate(conn.cert.as_ref(), headers, RouteAuth::default())
+            .await?;
         let attrs = authz::attributes::Attributes {
             verb: verb.to_owned(),
             target: authz::attributes::Target::NonResource {
@@ -208,6 +255,7 @@ impl Gate {
         Ok(id)
     }
 
+    /// `mode: proxy`: route, admit, forward.
     async fn pass<'g>(
         &'g self,
         conn: &ConnInfo,
@@ -217,42 +265,22 @@ impl Gate {
         // 1. Which route? The path is normalised once; authorization and the
         //    upstream both see the normalised form.
         let (path, path_and_query) = target(&req)?;
-        let route = self
-            .routes
-            .select(&path)
-            .ok_or_else(|| Error::NoRoute(path.clone()))?;
-        trail.route = Some(&route.config.path_prefix);
-        if self
-            .allow_paths
-            .as_ref()
-            .is_some_and(|allow| !allow.is_match(&path))
-        {
-            return Err(Error::NoRoute(path));
-        }
-        // Explicitly public paths skip authn and authz, and carry no identity.
-        if self
-            .unauthenticated_paths
-            .as_ref()
-            .is_some_and(|p| p.is_match(&path))
-        {
-            proxy::headers::sanitize(req.headers_mut(), &self.headers);
-            return Ok(route
-                .upstream
-                .forward(req, path_and_query, conn.peer)
-                .await?);
-        }
+        let route = match self.route(&path, trail)? {
+            Target::Public(route) => {
+                proxy::headers::sanitize(req.headers_mut(), &self.headers);
+                return Ok(upstream(route)?
+                    .forward(req, path_and_query, conn.peer)
+                    .await?);
+            }
+            Target::Guarded(route) => route,
+        };
 
-        // 2. Who is asking? A mapped client certificate, else the bearer token.
-        let id = self
-            .authn
-            .authenticate(conn.cert.as_ref(), req.headers())
-            .await?;
-        trail.identity = Some(id.clone());
-
-        // 3. May they? The same authorizers for certificate and token identities.
+        // 2-3. Who is asking, may they use this credential here, may they do this?
         let attrs =
             authz::attributes::for_request(route.config.resource.as_ref(), req.method(), &path);
-        self.authz.authorize(&id, &attrs).await?;
+        let (id, notice) = self
+            .admit(conn.cert.as_ref(), req.headers(), route, &attrs, trail)
+            .await?;
 
         // 4. Forward, carrying authgate's identity headers and no client-sent ones.
         proxy::headers::rewrite(req.headers_mut(), &id, &self.headers)
@@ -260,10 +288,145 @@ impl Gate {
         if let (Some(xfcc), AuthMethod::Mtls) = (&conn.xfcc, id.method) {
             req.headers_mut().insert(proxy::headers::XFCC, xfcc.clone());
         }
-        Ok(route
-            .upstream
+        let mut resp = upstream(route)?
             .forward(req, path_and_query, conn.peer)
-            .await?)
+            .await?;
+        notify(&mut resp, notice);
+        Ok(resp)
+    }
+
+    /// `mode: auth`: the same decision about the request a front proxy is
+    /// checking, answered with the identity headers instead of forwarded.
+    async fn check_for_proxy<'g>(
+        &'g self,
+        conn: &ConnInfo,
+        ep: &AuthEndpoint,
+        req: Request<Incoming>,
+        trail: &mut Trail<'g>,
+    ) -> Result<Response<Body>, Error> {
+        // 1. Which request is being checked, and which route would serve it?
+        let original = auth_request::original(&req, &ep.path).map_err(|e| match e {
+            auth_request::Malformed::NotEndpoint(p) => Error::NoRoute(p),
+            e => Error::BadRequest(e.to_string()),
+        })?;
+        let route = match self.route(&original.path, trail)? {
+            Target::Public(_) => return Ok(respond::empty(StatusCode::OK)),
+            Target::Guarded(route) => route,
+        };
+
+        // 2. The client certificate: only a trusted proxy may forward one,
+        //    and only one that verifies against the client CA counts. The
+        //    connection's own certificate is the proxy's, never the client's.
+        let cert = if auth_request::trusted(ep, conn.peer.ip()) {
+            auth_request::forwarded_chain(req.headers(), &ep.cert_header)
+                .map_err(|e| authn::Error::ForwardedCertRefused(e.to_string()))?
+                .map(|chain| {
+                    self.tls
+                        .verify_client_chain(&chain)
+                        .map_err(authn::Error::ForwardedCertRefused)?;
+                    Ok::<_, authn::Error>(self.authn.map_cert(&chain[0]))
+                })
+                .transpose()?
+        } else {
+            None
+        };
+
+        // 3. The same admission as in proxy mode, for the original request.
+        let attrs = authz::attributes::for_request(
+            route.config.resource.as_ref(),
+            &original.method,
+            &original.path,
+        );
+        let (id, notice) = self
+            .admit(cert.as_ref(), req.headers(), route, &attrs, trail)
+            .await?;
+
+        // 4. Answer with the identity headers for the proxy to pass on.
+        let mut resp = respond::empty(StatusCode::OK);
+        proxy::headers::set_identity(resp.headers_mut(), &id, &self.headers)
+            .map_err(|_| Error::Internal("identity cannot be expressed as headers"))?;
+        notify(&mut resp, notice);
+        Ok(resp)
+    }
+
+    /// The route of a normalised path, and whether the path is public.
+    fn route<'g>(&'g self, path: &str, trail: &mut Trail<'g>) -> Result<Target<'g>, Error> {
+        let route = self
+            .routes
+            .select(path)
+            .ok_or_else(|| Error::NoRoute(path.to_owned()))?;
+        trail.route = Some(&route.config.path_prefix);
+        if self
+            .allow_paths
+            .as_ref()
+            .is_some_and(|allow| !allow.is_match(path))
+        {
+            return Err(Error::NoRoute(path.to_owned()));
+        }
+        // Explicitly public paths skip authn and authz, and carry no identity.
+        let public = self
+            .unauthenticated_paths
+            .as_ref()
+            .is_some_and(|p| p.is_match(path));
+        Ok(if public {
+            Target::Public(route)
+        } else {
+            Target::Guarded(route)
+        })
+    }
+
+    /// Authentication with the route's methods, the migration policy, then
+    /// authorization: one identity or one refusal.
+    async fn admit<'g>(
+        &'g self,
+        cert: Option<&CertIdentity>,
+        headers: &http::HeaderMap,
+        route: &'g Route,
+        attrs: &authz::attributes::Attributes,
+        trail: &mut Trail<'g>,
+    ) -> Result<(Arc<Identity>, Notice), Error> {
+        let id = self
+            .authn
+            .authenticate(cert, headers, route.config.auth)
+            .await?;
+        trail.identity = Some(id.clone());
+        let pinned = self.migration.is_pinned(&id);
+        self.migration.tracker().record(
+            &id.user,
+            id.method,
+            &route.config.path_prefix,
+            pinned,
+            tls::unix_now(),
+        );
+        let notice = authn::policy::admit(route.config.auth, &id, pinned)?;
+        if notice == Notice::TokenDeprecated {
+            self.metrics
+                .deprecated_tokens
+                .get_or_create(&RouteLabel {
+                    route: route.config.path_prefix.clone(),
+                })
+                .inc();
+        }
+        self.authz.authorize(&id, attrs).await?;
+        Ok((id, notice))
+    }
+}
+
+/// The route's upstream; every proxy-mode route has one.
+fn upstream(route: &Route) -> Result<&Upstream, Error> {
+    route
+        .upstream
+        .as_ref()
+        .ok_or(Error::Internal("route has no upstream"))
+}
+
+/// Adds what `notice` asks for to a response.
+fn notify(resp: &mut Response<Body>, notice: Notice) {
+    if notice == Notice::TokenDeprecated {
+        resp.headers_mut().append(
+            http::header::WARNING,
+            authn::policy::DEPRECATED_TOKEN_WARNING,
+        );
     }
 }
 

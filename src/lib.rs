@@ -42,6 +42,10 @@ pub mod gate;
 
 pub mod proxy;
 
+pub mod auth_request;
+
+pub mod migration;
+
 pub mod respond;
 
 pub mod audit;

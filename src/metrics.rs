@@ -27,6 +27,13 @@ pub struct RequestLabels {
     pub outcome: &'static str,
 }
 
+/// `route`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// The matched route prefix.
+    pub route: String,
+}
+
 /// `auth`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthLabel {
@@ -79,6 +86,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     /// `authgate_request_duration_seconds`.
     pub request_duration: HistogramFamily<AuthLabel>,
+    /// `authgate_deprecated_token_requests_total`.
+    pub deprecated_tokens: Family<RouteLabel, Counter>,
     /// `authgate_api_requests_total`.
     pub api_requests: Family<ApiLabels, Counter>,
     /// `authgate_api_request_duration_seconds`.
@@ -118,6 +127,7 @@ impl Metrics {
         let m = Self {
             requests: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
+            deprecated_tokens: Family::default(),
             api_requests: Family::default(),
             api_duration: Family::new_with_constructor(latency_histogram),
             api_in_flight: Gauge::default(),
@@ -152,6 +162,11 @@ impl Metrics {
             "Time from request head to response head",
             Unit::Seconds,
             self.request_duration.clone(),
+        );
+        r.register(
+            "deprecated_token_requests",
+            "Bearer-token requests served on routes where tokens are deprecated",
+            self.deprecated_tokens.clone(),
         );
         r.register(
             "api_requests",
@@ -233,6 +248,14 @@ impl Metrics {
             .register_collector(Box::new(CacheCollector { name, cache }));
     }
 
+    /// Adds a collector read on each scrape.
+    pub fn register_collector(&self, c: Box<dyn Collector>) {
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .register_collector(c);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -266,7 +289,9 @@ pub fn outcome(reason: &str) -> &'static str {
         | "invalid_token"
         | "token_rejected"
         | "mtls_required"
-        | "token_forbidden" => "unauthenticated",
+        | "token_forbidden"
+        | "cert_not_accepted"
+        | "cert_refused" => "unauthenticated",
         "forbidden" => "forbidden",
         "upstream_error" | "upstream_timeout" => "upstream_error",
         "bad_request" => "bad_request",

@@ -104,6 +104,13 @@ pub fn json(status: StatusCode, reason: &str, message: &str) -> Response<Body> {
     resp
 }
 
+/// An empty response with `status`.
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = status;
+    resp
+}
+
 /// A complete body.
 pub fn full(bytes: Bytes) -> Body {
     Full::new(bytes).map_err(|never| match never {}).boxed()

@@ -684,7 +684,7 @@ fn the_config_map_holds_a_config_that_authgate_accepts() {
         assert!(k.token_review.is_some() && k.access_review.is_some());
         assert_eq!(config.routes.len(), 1);
         assert_eq!(
-            config.routes[0].upstream.to_string(),
+            config.routes[0].upstream.as_ref().unwrap().to_string(),
             "http://app.authgate.svc:8080/"
         );
         assert_eq!(config.admin.listen, Some("0.0.0.0:9090".parse().unwrap()));
@@ -884,21 +884,22 @@ fn the_service_account_is_bound_to_system_auth_delegator() {
         (account.metadata.name, account.metadata.namespace),
         (Some(sa.clone()), Some(ns.clone()))
     );
-    let bound = all::<ClusterRoleBinding>(base(), "ClusterRoleBinding")
-        .into_iter()
-        .any(|b| {
+    let bindings = all::<ClusterRoleBinding>(base(), "ClusterRoleBinding");
+    for role in [
+        "system:auth-delegator",
+        "system:service-account-issuer-discovery",
+    ] {
+        let bound = bindings.iter().any(|b| {
             b.role_ref.kind == "ClusterRole"
-                && b.role_ref.name == "system:auth-delegator"
+                && b.role_ref.name == role
                 && b.subjects.iter().flatten().any(|s| {
                     s.kind == "ServiceAccount"
                         && s.name == sa
                         && s.namespace.as_deref() == Some(ns.as_str())
                 })
         });
-    assert!(
-        bound,
-        "ServiceAccount {ns}/{sa} is bound to system:auth-delegator"
-    );
+        assert!(bound, "ServiceAccount {ns}/{sa} is bound to {role}");
+    }
     let namespace: Namespace = one(base(), "Namespace");
     assert_eq!(namespace.metadata.name, Some(ns));
 }

@@ -15,8 +15,9 @@ use authgate::authz::attributes::Attributes;
 use authgate::authz::{Authorizer, Authorizers, Decision};
 use authgate::backend::BackendError;
 use authgate::config::{Config, IdentityRule};
-use authgate::gate::{Gate as Pipeline, Route};
+use authgate::gate::{Gate as Pipeline, Parts, Route};
 use authgate::identity::Identity;
+use authgate::migration::Migration;
 use authgate::proxy::{self, Upstream as ProxyUpstream};
 use support::*;
 
@@ -59,11 +60,11 @@ async fn a_panicking_authenticator_or_authorizer_gives_503_and_nothing_is_forwar
     let built = App::build(&config).await.unwrap();
     let route = Route {
         config: config.routes[0].clone(),
-        upstream: ProxyUpstream::new(
-            &config.routes[0].upstream,
+        upstream: Some(ProxyUpstream::new(
+            config.routes[0].upstream.as_ref().unwrap(),
             proxy::client(None).unwrap(),
             config.limits.upstream_timeout,
-        ),
+        )),
     };
     let authn = Authenticator::new(
         CertMapper::new(&[IdentityRule::CommonName]),
@@ -76,14 +77,17 @@ async fn a_panicking_authenticator_or_authorizer_gives_503_and_nothing_is_forwar
     );
     let authz = Authorizers::new(vec![Arc::new(PanicsForUser("mallory"))]);
     let app = App {
-        gate: Arc::new(Pipeline::new(
-            vec![route],
+        gate: Arc::new(Pipeline::new(Parts {
+            routes: vec![route],
             authn,
             authz,
-            config.headers.clone(),
-            &config.paths,
-            built.metrics.clone(),
-        )),
+            headers: config.headers.clone(),
+            paths: config.paths.clone(),
+            migration: Migration::new(&config.migration),
+            mode: config.mode.clone(),
+            tls: built.tls.clone(),
+            metrics: built.metrics.clone(),
+        })),
         ..built
     };
     let gate = Gate::serve(Arc::new(app)).await;

@@ -158,6 +158,11 @@ fn run_authgate(
         "listen: \"127.0.0.1:{port}\"\ntls: {{cert_file: {d}/server.crt, key_file: {d}/server.key, client_ca_file: {d}/ca.crt}}\nroutes:\n  - path_prefix: /\n    upstream: \"http://{}\"\n    resource: {{namespace: {ns}, resource: services, subresource: proxy, name: web}}\nkubernetes: {{kubeconfig: {kubeconfig}, timeout: 5s}}\ntoken_review: {{audiences: [{audiences}]}}\nadmin: {{listen: \"off\"}}\n",
         upstream.addr
     );
+    spawn_authgate(pki, port, &yaml)
+}
+
+/// Starts the binary on `yaml` (which listens on `port`) and waits for the port.
+fn spawn_authgate(pki: &Pki, port: u16, yaml: &str) -> Authgate {
     let path: PathBuf = pki.path().join(format!("authgate-{port}.yaml"));
     std::fs::write(&path, yaml).expect("e2e setup");
     let child = Command::new(BIN)
@@ -343,4 +348,126 @@ async fn a_gateway_without_auth_delegator_fails_closed_with_503() {
         (503, "backend_error")
     );
     assert_eq!(upstream.count(), 0);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("e2e setup")
+        .local_addr()
+        .expect("e2e setup")
+        .port()
+}
+
+/// `GET /metrics` from an admin listener on 127.0.0.1:`port` (plain HTTP).
+fn scrape(port: u16) -> String {
+    use std::io::Read;
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("admin listener");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("e2e setup");
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("scrape");
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).expect("scrape");
+    out
+}
+
+/// The value of the series `name{labels}` (exact), 0 if absent.
+fn series(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().expect("metric value"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real kube-apiserver (scripts/e2e.sh)"]
+async fn kubectl_create_token_jwts_are_verified_locally_with_the_cluster_jwks() {
+    let cluster = Cluster::from_env();
+    let ns = setup_namespace(&cluster);
+    // The gateway reads /.well-known/openid-configuration and /openid/v1/jwks.
+    cluster.kubectl(
+        &["apply", "-f", "-"],
+        Some(
+            r"apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: authgate-gateway-issuer-discovery}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:service-account-issuer-discovery}
+subjects:
+  - {apiGroup: rbac.authorization.k8s.io, kind: User, name: authgate-gateway}
+",
+        ),
+    );
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    let (port, admin) = (free_port(), free_port());
+    let d = pki.path().display();
+    let yaml = format!(
+        "listen: \"127.0.0.1:{port}\"\ntls: {{cert_file: {d}/server.crt, key_file: {d}/server.key}}\nroutes:\n  - path_prefix: /\n    upstream: \"http://{}\"\n    resource: {{namespace: {ns}, resource: services, subresource: proxy, name: web}}\nkubernetes: {{kubeconfig: {}, timeout: 5s}}\ntoken_review: {{jwks: {{enabled: true, issuer: \"{}\"}}}}\nadmin: {{listen: \"127.0.0.1:{admin}\"}}\n",
+        upstream.addr,
+        cluster.get("GATEWAY_KUBECONFIG"),
+        cluster.get("SERVICE_ACCOUNT_ISSUER"),
+    );
+    let gate = spawn_authgate(&pki, port, &yaml);
+    let client = Client::new(([127, 0, 0, 1], gate.port).into(), &pki.ca_der);
+
+    let m = scrape(admin);
+    assert!(
+        series(&m, "authgate_jwks_keys") >= 1.0,
+        "the cluster's keys loaded at startup:\n{m}"
+    );
+
+    // A `kubectl create token` JWT (default audience = the issuer here):
+    // accepted, with the identity the apiserver gives it, and no TokenReview.
+    let bot = cluster.token(&ns, "bot", None);
+    for _ in 0..5 {
+        let r = client.get_with_token("/anything", &bot).await.unwrap();
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    let seen = upstream.last();
+    let user = format!("system:serviceaccount:{ns}:bot");
+    assert_eq!(seen.all("x-remote-user"), [user]);
+    let uid = cluster.kubectl(
+        &[
+            "-n",
+            &ns,
+            "get",
+            "sa",
+            "bot",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ],
+        None,
+    );
+    assert_eq!(seen.all("x-remote-uid"), [uid.trim()]);
+    let groups = seen.all("x-remote-group");
+    assert_eq!(
+        groups,
+        [
+            "system:serviceaccounts".to_owned(),
+            format!("system:serviceaccounts:{ns}"),
+            "system:authenticated".to_owned(),
+        ]
+    );
+    let m = scrape(admin);
+    let verified = "authgate_jwt_verifications_total{result=\"verified\"}";
+    let cached = "authgate_jwt_verifications_total{result=\"cached\"}";
+    assert_eq!(series(&m, verified), 1.0, "{m}");
+    assert_eq!(series(&m, cached), 4.0, "{m}");
+    let reviews = "authgate_api_requests_total{kind=\"tokenreview\",code=\"2xx\"}";
+    assert_eq!(series(&m, reviews), 0.0, "no TokenReview was made:\n{m}");
+
+    // A token for another audience fails locally and goes to TokenReview,
+    // which rejects it too.
+    let other = cluster.token(&ns, "bot", Some(AUDIENCE));
+    let r = client.get_with_token("/anything", &other).await.unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.reason().as_str()),
+        (401, "token_rejected")
+    );
+    let m = scrape(admin);
+    assert_eq!(
+        series(&m, "authgate_jwt_verifications_total{result=\"audience\"}"),
+        1.0
+    );
+    assert_eq!(series(&m, reviews), 1.0, "{m}");
 }

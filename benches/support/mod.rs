@@ -42,6 +42,7 @@ pub(crate) fn backend(max_entries: u64) -> KubeBackend {
             max_entries,
             ttl: Duration::from_secs(3600),
             failure_ttl: Duration::from_secs(10),
+            jwks: None,
         }),
         access_review: Some(AccessReviewConfig {
             max_entries,

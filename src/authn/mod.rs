@@ -6,6 +6,8 @@
 //! authenticators. The result goes to [`crate::authz`].
 
 pub mod bearer;
+pub mod jwks;
+pub mod policy;
 pub mod static_tokens;
 pub mod token_review;
 pub mod x509;
@@ -17,6 +19,7 @@ use http::HeaderMap;
 
 use crate::BoxFuture;
 use crate::backend::BackendError;
+use crate::config::{RouteAuth, TokenPolicy};
 use crate::identity::Identity;
 use bearer::{BearerToken, Malformed};
 use x509::{CertMapper, CertUnmapped};
@@ -50,6 +53,22 @@ pub enum Error {
     /// Every token backend declined the token.
     #[error("the bearer token was not accepted")]
     TokenRejected,
+    /// A bearer token on a route that does not accept tokens.
+    #[error("bearer tokens are not accepted on this route; use a client certificate")]
+    TokenForbidden,
+    /// A client certificate (and no token) on a route that accepts only tokens.
+    #[error("client certificates are not accepted on this route; use a bearer token")]
+    CertNotAccepted,
+    /// A certificate forwarded by a trusted front proxy (`mode: auth`) that is
+    /// malformed or does not verify against the client CA.
+    #[error("the forwarded client certificate was refused: {0}")]
+    ForwardedCertRefused(String),
+    /// A token of an identity pinned to client certificates.
+    #[error("{user} must authenticate with a client certificate; its bearer tokens are refused")]
+    MtlsRequired {
+        /// The identity the token named.
+        user: String,
+    },
     /// A token backend could not decide.
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -63,6 +82,10 @@ impl Error {
             Self::CertUnmapped(_) => "cert_unmapped",
             Self::InvalidToken(_) => "invalid_token",
             Self::TokenRejected => "token_rejected",
+            Self::TokenForbidden => "token_forbidden",
+            Self::CertNotAccepted => "cert_not_accepted",
+            Self::ForwardedCertRefused(_) => "cert_refused",
+            Self::MtlsRequired { .. } => "mtls_required",
             Self::Backend(e) => e.reason(),
         }
     }
@@ -89,22 +112,32 @@ impl Authenticator {
     }
 
     /// Establishes the identity of a request from its connection's
-    /// certificate and its headers.
+    /// certificate and its headers, using only the methods `allow` accepts.
     pub async fn authenticate(
         &self,
         cert: Option<&CertIdentity>,
         headers: &HeaderMap,
+        allow: RouteAuth,
     ) -> Result<Arc<Identity>, Error> {
-        // A verified, mapped certificate wins over any token.
-        let unmapped = match cert {
-            Some(Ok(id)) => return Ok(id.clone()),
-            Some(Err(why)) => Some(*why),
-            None => None,
+        // A verified, mapped certificate wins over any token, where accepted.
+        let (unmapped, cert_refused) = match cert {
+            Some(Ok(id)) if allow.mtls => return Ok(id.clone()),
+            Some(Ok(_)) => (None, true),
+            Some(Err(why)) => (Some(*why), false),
+            None => (None, false),
         };
-        // Otherwise the bearer token, refused early when malformed.
+        // Otherwise the bearer token, refused early when malformed or where
+        // tokens are not accepted (before any backend is asked).
         let Some(token) = bearer::extract(headers).map_err(Error::InvalidToken)? else {
-            return Err(unmapped.map_or(Error::MissingCredentials, Error::CertUnmapped));
+            return Err(match (cert_refused, unmapped) {
+                (true, _) => Error::CertNotAccepted,
+                (false, Some(why)) => Error::CertUnmapped(why),
+                (false, None) => Error::MissingCredentials,
+            });
         };
+        if allow.token == TokenPolicy::Forbidden {
+            return Err(Error::TokenForbidden);
+        }
         for backend in &self.tokens {
             if let Some(id) = backend.authenticate(&token).await? {
                 return Ok(id);
@@ -155,6 +188,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn route_methods_decide_which_credential_is_read() {
+        let bob: Arc<dyn TokenAuthenticator> =
+            Arc::new(Fixed(Ok(Some(id("bob", AuthMethod::Token)))));
+        let a = Authenticator::new(CertMapper::new(&[]), vec![bob]);
+        let alice: CertIdentity = Ok(id("alice", AuthMethod::Mtls));
+        let mtls_only = RouteAuth {
+            mtls: true,
+            token: TokenPolicy::Forbidden,
+        };
+        let token_only = RouteAuth {
+            mtls: false,
+            token: TokenPolicy::Allowed,
+        };
+        let user = |r: Result<Arc<Identity>, Error>| r.map(|id| id.user.clone());
+        // mTLS-only: the certificate serves, a token alone is refused unasked.
+        assert_eq!(
+            user(a.authenticate(Some(&alice), &bearer("t"), mtls_only).await),
+            Ok("alice".into())
+        );
+        assert_eq!(
+            user(a.authenticate(None, &bearer("t"), mtls_only).await),
+            Err(Error::TokenForbidden)
+        );
+        assert_eq!(
+            user(a.authenticate(None, &HeaderMap::new(), mtls_only).await),
+            Err(Error::MissingCredentials)
+        );
+        // Token-only: the certificate is passed over for the token.
+        assert_eq!(
+            user(a.authenticate(Some(&alice), &bearer("t"), token_only).await),
+            Ok("bob".into())
+        );
+        assert_eq!(
+            user(
+                a.authenticate(Some(&alice), &HeaderMap::new(), token_only)
+                    .await
+            ),
+            Err(Error::CertNotAccepted)
+        );
+    }
+
+    #[tokio::test]
     async fn certificate_wins_then_tokens_in_order_then_the_reason() {
         let down = BackendError::Unreachable {
             backend: "TokenReview",
@@ -170,45 +245,55 @@ mod tests {
         let certs = || CertMapper::new(&[]);
         let a = Authenticator::new(certs(), vec![none.clone(), bob.clone()]);
         assert_eq!(
-            a.authenticate(Some(&alice), &bearer("t"))
+            a.authenticate(Some(&alice), &bearer("t"), RouteAuth::default())
                 .await
                 .unwrap()
                 .user,
             "alice"
         );
         assert_eq!(
-            a.authenticate(Some(&unmapped), &bearer("t"))
+            a.authenticate(Some(&unmapped), &bearer("t"), RouteAuth::default())
                 .await
                 .unwrap()
                 .user,
             "bob"
         );
         assert_eq!(
-            a.authenticate(None, &bearer("t")).await.unwrap().user,
+            a.authenticate(None, &bearer("t"), RouteAuth::default())
+                .await
+                .unwrap()
+                .user,
             "bob"
         );
         assert_eq!(
-            a.authenticate(Some(&unmapped), &HeaderMap::new()).await,
+            a.authenticate(Some(&unmapped), &HeaderMap::new(), RouteAuth::default())
+                .await,
             Err(Error::CertUnmapped(CertUnmapped::MultipleCommonNames))
         );
         assert_eq!(
-            a.authenticate(None, &HeaderMap::new()).await,
+            a.authenticate(None, &HeaderMap::new(), RouteAuth::default())
+                .await,
             Err(Error::MissingCredentials)
         );
         assert_eq!(
-            a.authenticate(None, &bearer("")).await,
+            a.authenticate(None, &bearer(""), RouteAuth::default())
+                .await,
             Err(Error::InvalidToken(Malformed::Empty))
         );
 
         let only_none = Authenticator::new(certs(), vec![none.clone()]);
         assert_eq!(
-            only_none.authenticate(None, &bearer("t")).await,
+            only_none
+                .authenticate(None, &bearer("t"), RouteAuth::default())
+                .await,
             Err(Error::TokenRejected)
         );
         // A backend error is never read as "rejected" or as "allowed".
         let failing = Authenticator::new(certs(), vec![none, err, bob]);
         assert_eq!(
-            failing.authenticate(None, &bearer("t")).await,
+            failing
+                .authenticate(None, &bearer("t"), RouteAuth::default())
+                .await,
             Err(Error::Backend(down))
         );
     }

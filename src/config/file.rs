@@ -50,6 +50,46 @@ pub struct File {
     /// Path allow-list and unauthenticated paths.
     #[serde(default)]
     pub paths: PathsFile,
+    /// `proxy` (default): forward allowed requests to their route's upstream.
+    /// `auth`: answer nginx `auth_request` / Envoy `ext_authz` checks.
+    pub mode: Option<String>,
+    /// The check endpoint of `mode: auth`.
+    pub auth: Option<AuthEndpointFile>,
+    /// The move from bearer tokens to client certificates.
+    #[serde(default)]
+    pub migration: MigrationFile,
+}
+
+/// `auth:` (with `mode: auth`)
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthEndpointFile {
+    /// Path of the check endpoint. Default `/auth`.
+    pub path: Option<String>,
+    /// Addresses or CIDRs of the front proxies whose client-certificate
+    /// headers are believed (after verification against the client CA).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Header carrying the URL-escaped PEM client certificate (nginx
+    /// `$ssl_client_escaped_cert`). Default `X-Client-Cert`. Envoy's
+    /// `X-Forwarded-Client-Cert` (`Cert=`) is always read.
+    pub cert_header: Option<String>,
+}
+
+/// `migration:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationFile {
+    /// User or group globs that must authenticate with a client certificate;
+    /// their bearer tokens are refused everywhere.
+    #[serde(default)]
+    pub mtls_required: Vec<String>,
+    /// Label `authgate_identity_requests_total` with the identity.
+    #[serde(default)]
+    pub track_identities: bool,
+    /// Identities tracked by name (report and metric); later ones count as
+    /// `other`. Default 1000.
+    pub max_identities: Option<usize>,
 }
 
 /// `admin:`
@@ -99,6 +139,27 @@ pub struct TokenReviewFile {
     /// Result cache.
     #[serde(default)]
     pub cache: TokenCacheFile,
+    /// Local verification of ServiceAccount JWTs with the cluster's keys.
+    #[serde(default)]
+    pub jwks: JwksFile,
+}
+
+/// `token_review.jwks:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksFile {
+    /// Verify ServiceAccount JWTs locally first. Default `false`.
+    pub enabled: Option<bool>,
+    /// Required `iss`; must equal the discovered issuer. Default: the discovered one.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values. Default: `token_review.audiences`, else the issuer.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// How often the keys are fetched again. Default `1h`.
+    pub refresh: Option<HumanDuration>,
+    /// A locally verified, cached token older than this is checked again with a
+    /// TokenReview. Default `60s`.
+    pub revalidate_after: Option<HumanDuration>,
 }
 
 /// `token_review.cache:`
@@ -278,12 +339,25 @@ pub struct ResourceRuleFile {
 pub struct RouteFile {
     /// Path prefix, matched on whole segments; the longest match wins.
     pub path_prefix: String,
-    /// `http://host:port` or `https://host:port`.
-    pub upstream: String,
+    /// `http://host:port` or `https://host:port` (none with `mode: auth`).
+    pub upstream: Option<String>,
     /// PEM CA bundle for an https upstream; unset uses the system roots.
     pub upstream_ca_file: Option<PathBuf>,
     /// Resource attributes to authorize instead of the request path.
     pub resource: Option<ResourceAttributesFile>,
+    /// Which credentials the route accepts.
+    pub auth: Option<RouteAuthFile>,
+}
+
+/// `routes[].auth`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteAuthFile {
+    /// `mtls`, `token` or both (the default).
+    pub methods: Option<Vec<String>>,
+    /// `allowed` (default), `deprecated` (served with a `Warning`) or
+    /// `forbidden` (401).
+    pub token: Option<String>,
 }
 
 /// `routes[].resource`: the SubjectAccessReview resource attributes of a route.

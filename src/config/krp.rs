@@ -264,9 +264,10 @@ impl KrpFlags {
             let resource = krp.as_ref().and_then(|k| k.resource_attributes());
             f.routes = vec![RouteFile {
                 path_prefix: "/".into(),
-                upstream,
+                upstream: Some(upstream),
                 upstream_ca_file: self.upstream_ca_file.clone(),
                 resource,
+                auth: None,
             }];
         } else if self.upstream_ca_file.is_some() {
             return Err(Error::invalid("--upstream-ca-file", "needs --upstream"));

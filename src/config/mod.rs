@@ -90,6 +90,83 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Path allow-list and unauthenticated paths.
     pub paths: PathRules,
+    /// Proxy, or answer auth checks for a front proxy.
+    pub mode: Mode,
+    /// Token-to-certificate migration policy and tracking.
+    pub migration: MigrationConfig,
+}
+
+/// What authgate does with an allowed request.
+#[derive(Clone, Debug, Default)]
+pub enum Mode {
+    /// Forward it to its route's upstream.
+    #[default]
+    Proxy,
+    /// Answer a front proxy's check (nginx `auth_request`, Envoy `ext_authz`).
+    Auth(AuthEndpoint),
+}
+
+/// The check endpoint of `mode: auth`.
+#[derive(Clone, Debug)]
+pub struct AuthEndpoint {
+    /// Its path, normalised (`/auth`).
+    pub path: String,
+    /// Peers whose certificate headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header with the URL-escaped PEM certificate.
+    pub cert_header: HeaderName,
+}
+
+/// How bearer tokens are treated on a route.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TokenPolicy {
+    /// Served.
+    #[default]
+    Allowed,
+    /// Served, with a `Warning` header, and counted.
+    Deprecated,
+    /// Refused with 401.
+    Forbidden,
+}
+
+/// `routes[].auth` validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteAuth {
+    /// Client certificates are accepted.
+    pub mtls: bool,
+    /// Bearer tokens: allowed, deprecated or forbidden (forbidden when
+    /// `methods` leaves out `token`).
+    pub token: TokenPolicy,
+}
+
+impl Default for RouteAuth {
+    fn default() -> Self {
+        Self {
+            mtls: true,
+            token: TokenPolicy::Allowed,
+        }
+    }
+}
+
+/// `migration:` validated.
+#[derive(Clone, Debug)]
+pub struct MigrationConfig {
+    /// User or group globs pinned to client certificates.
+    pub mtls_required: Vec<Glob>,
+    /// Label the identity metric with the identity.
+    pub track_identities: bool,
+    /// Identities tracked by name; the rest are `other`.
+    pub max_identities: usize,
+}
+
+impl Default for MigrationConfig {
+    fn default() -> Self {
+        Self {
+            mtls_required: Vec::new(),
+            track_identities: false,
+            max_identities: 1000,
+        }
+    }
 }
 
 /// `paths:` validated.
@@ -153,6 +230,21 @@ pub struct TokenReviewConfig {
     pub ttl: Duration,
     /// Rejection TTL.
     pub failure_ttl: Duration,
+    /// Local JWT verification, when enabled.
+    pub jwks: Option<JwksConfig>,
+}
+
+/// `token_review.jwks:` validated.
+#[derive(Clone, Debug)]
+pub struct JwksConfig {
+    /// Required `iss`; `None` takes the issuer from discovery.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values; empty means the discovered issuer.
+    pub audiences: Vec<String>,
+    /// Key refresh interval.
+    pub refresh: Duration,
+    /// Age after which a cached, locally verified token is reviewed again.
+    pub revalidate_after: Duration,
 }
 
 /// SubjectAccessReview settings.
@@ -292,12 +384,14 @@ pub struct ResourceRule {
 pub struct RouteConfig {
     /// Normalised prefix (`/` or `/a/b`, no trailing slash).
     pub path_prefix: String,
-    /// Scheme and authority of the upstream.
-    pub upstream: Uri,
+    /// Scheme and authority of the upstream; `None` only with `mode: auth`.
+    pub upstream: Option<Uri>,
     /// CA bundle for an https upstream.
     pub upstream_ca_file: Option<PathBuf>,
     /// Resource attributes authorized instead of the path.
     pub resource: Option<ResourceAttributes>,
+    /// Which credentials the route accepts.
+    pub auth: RouteAuth,
 }
 
 /// Identity header names.

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use super::file::{self, File};
 use super::{
     AccessReviewConfig, AdminAccess, AdminConfig, AllowRule, Config, Error, HeaderNames,
-    IdentityRule, KubernetesConfig, Limits, LogConfig, LogFormat, PathRules, ResourceRule,
-    RouteConfig, SanKind, StaticConfig, StaticToken, Subject, TlsConfig, TlsVersion,
+    IdentityRule, KubernetesConfig, Limits, LogConfig, LogFormat, Mode, PathRules, ResourceRule,
+    RouteAuth, RouteConfig, SanKind, StaticConfig, StaticToken, Subject, TlsConfig, TlsVersion,
     TokenReviewConfig,
 };
 use crate::authz::attributes::ResourceAttributes;
@@ -29,18 +29,21 @@ impl TryFrom<File> for Config {
 
     fn try_from(f: File) -> Result<Self, Error> {
         let tls = f.tls.ok_or_else(|| Error::invalid("tls", "is required"))?;
+        let mode = policy::mode(f.mode.as_deref(), f.auth)?;
         Ok(Self {
             listen: f.listen.unwrap_or_else(|| ([0, 0, 0, 0], 8443).into()),
             tls: tls_config(tls)?,
             identity_rules: identity_rules(f.identity.rules)?,
             static_backend: static_config(f.static_backend.unwrap_or_default())?,
-            routes: routes(f.routes)?,
+            routes: routes(f.routes, &mode)?,
             headers: header_names(f.headers)?,
             limits: limits(f.limits)?,
             log: log_config(f.log)?,
             kubernetes: kubernetes(f.kubernetes, f.token_review, f.access_review)?,
             admin: admin(f.admin)?,
             paths: paths(f.paths)?,
+            migration: policy::migration(f.migration)?,
+            mode,
         })
     }
 }
@@ -125,6 +128,7 @@ fn kubernetes(
     let Some(k) = k else {
         for (key, on) in [
             ("token_review.enabled", tr.enabled),
+            ("token_review.jwks.enabled", tr.jwks.enabled),
             ("access_review.enabled", ar.enabled),
         ] {
             if on == Some(true) {
@@ -151,27 +155,7 @@ fn kubernetes(
     if burst == 0 {
         return Err(Error::invalid("kubernetes.burst", "must be at least 1"));
     }
-    let token_review = if tr.enabled.unwrap_or(true) {
-        let c = tr.cache;
-        if tr.audiences.iter().any(String::is_empty) {
-            return Err(Error::invalid(
-                "token_review.audiences",
-                "must not contain an empty audience",
-            ));
-        }
-        Some(TokenReviewConfig {
-            audiences: tr.audiences,
-            max_entries: c.max_entries.unwrap_or(10_000),
-            ttl: duration("token_review.cache.ttl", c.ttl, Duration::from_secs(120))?,
-            failure_ttl: duration(
-                "token_review.cache.failure_ttl",
-                c.failure_ttl,
-                Duration::from_secs(10),
-            )?,
-        })
-    } else {
-        None
-    };
+    let token_review = token_review(tr)?;
     let access_review = if ar.enabled.unwrap_or(true) {
         let c = ar.cache;
         Some(AccessReviewConfig {
@@ -199,6 +183,35 @@ fn kubernetes(
         token_review,
         access_review,
     }))
+}
+
+/// `token_review:` (with its `jwks:`) of a configured `kubernetes` section.
+fn token_review(tr: file::TokenReviewFile) -> Result<Option<TokenReviewConfig>, Error> {
+    Ok(if tr.enabled.unwrap_or(true) {
+        let c = tr.cache;
+        if tr.audiences.iter().any(String::is_empty) {
+            return Err(Error::invalid(
+                "token_review.audiences",
+                "must not contain an empty audience",
+            ));
+        }
+        let max_entries = c.max_entries.unwrap_or(10_000);
+        let jwks = jwks::jwks(tr.jwks, &tr.audiences, max_entries)?;
+        Some(TokenReviewConfig {
+            audiences: tr.audiences,
+            max_entries,
+            ttl: duration("token_review.cache.ttl", c.ttl, Duration::from_secs(120))?,
+            failure_ttl: duration(
+                "token_review.cache.failure_ttl",
+                c.failure_ttl,
+                Duration::from_secs(10),
+            )?,
+            jwks,
+        })
+    } else {
+        jwks::refuse_without_token_review(&tr.jwks)?;
+        None
+    })
 }
 
 fn tls_config(t: file::TlsFile) -> Result<TlsConfig, Error> {
@@ -297,7 +310,7 @@ fn identity_rule(key: &str, rule: file::RuleFile) -> Result<IdentityRule, Error>
     })
 }
 
-fn glob(key: &str, pattern: &str, literal_separator: bool) -> Result<Glob, Error> {
+pub(super) fn glob(key: &str, pattern: &str, literal_separator: bool) -> Result<Glob, Error> {
     GlobBuilder::new(pattern)
         .literal_separator(literal_separator)
         .build()
@@ -401,9 +414,19 @@ fn allow_rule(key: &str, a: file::AllowFile) -> Result<AllowRule, Error> {
     })
 }
 
-fn routes(rs: Vec<file::RouteFile>) -> Result<Vec<RouteConfig>, Error> {
+fn routes(rs: Vec<file::RouteFile>, mode: &Mode) -> Result<Vec<RouteConfig>, Error> {
     if rs.is_empty() {
-        return Err(Error::invalid("routes", "needs at least one route"));
+        return match mode {
+            // A check endpoint needs no upstream: one default route covers all.
+            Mode::Auth(_) => Ok(vec![RouteConfig {
+                path_prefix: "/".into(),
+                upstream: None,
+                upstream_ca_file: None,
+                resource: None,
+                auth: RouteAuth::default(),
+            }]),
+            Mode::Proxy => Err(Error::invalid("routes", "needs at least one route")),
+        };
     }
     let mut seen = HashSet::new();
     rs.into_iter()
@@ -418,8 +441,23 @@ fn routes(rs: Vec<file::RouteFile>) -> Result<Vec<RouteConfig>, Error> {
                     format!("{path_prefix:?} is already used by an earlier route"),
                 ));
             }
-            let upstream = upstream_uri(&format!("{key}.upstream"), &r.upstream)?;
-            if r.upstream_ca_file.is_some() && upstream.scheme_str() != Some("https") {
+            let upstream = match (&r.upstream, mode) {
+                (Some(u), Mode::Proxy) => Some(upstream_uri(&format!("{key}.upstream"), u)?),
+                (None, Mode::Proxy) => {
+                    return Err(Error::invalid(format!("{key}.upstream"), "is required"));
+                }
+                (Some(_), Mode::Auth(_)) => {
+                    return Err(Error::invalid(
+                        format!("{key}.upstream"),
+                        "is not used with mode: auth (the front proxy forwards)",
+                    ));
+                }
+                (None, Mode::Auth(_)) => None,
+            };
+            let https = upstream
+                .as_ref()
+                .is_some_and(|u| u.scheme_str() == Some("https"));
+            if r.upstream_ca_file.is_some() && !https {
                 return Err(Error::invalid(
                     format!("{key}.upstream_ca_file"),
                     "is only used with an https upstream",
@@ -437,6 +475,7 @@ fn routes(rs: Vec<file::RouteFile>) -> Result<Vec<RouteConfig>, Error> {
                     subresource: a.subresource.unwrap_or_default(),
                     name: a.name.unwrap_or_default(),
                 }),
+                auth: policy::route_auth(&format!("{key}.auth"), r.auth)?,
             })
         })
         .collect()
@@ -584,5 +623,7 @@ fn log_config(l: file::LogFile) -> Result<LogConfig, Error> {
     })
 }
 
+mod jwks;
+mod policy;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,8 @@
 //! The Kubernetes API as a decision backend: one kube client, a cap on
 //! concurrent calls, a client-side rate limit and a deadline per call.
 //!
-//! Calls are raw `POST`s through [`kube::Client::send`] so that the status
+//! Calls are raw `POST`s (reviews) and `GET`s (OIDC discovery and JWKS, for
+//! local JWT verification) through [`kube::Client::send`] so that the status
 //! code and `Retry-After` of a 429 are visible, and so that a response body
 //! (which echoes the token of a TokenReview) is never logged: bodies are
 //! parsed into envelopes that read `status` only, and parse errors are
@@ -204,16 +205,50 @@ impl ApiClient {
         kind: &str,
         body: Vec<u8>,
     ) -> Result<S, BackendError> {
+        self.observed(
+            backend,
+            self.create_inner(backend, path, api_version, kind, body),
+        )
+        .await
+    }
+
+    /// GETs the JSON document at `path` (the OIDC discovery document, the
+    /// JWKS) and parses all of it as `T`, under the same slots, rate limit
+    /// and deadline as [`ApiClient::create`].
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        backend: &'static str,
+        path: &str,
+    ) -> Result<T, BackendError> {
+        self.observed(backend, async {
+            let req = Request::get(path)
+                .header(
+                    http::header::ACCEPT,
+                    "application/json, application/jwk-set+json",
+                )
+                .body(kube::client::Body::empty())
+                .map_err(|e| bad(backend, format!("cannot build request: {e}")))?;
+            let bytes = self.send(backend, req).await?;
+            serde_json::from_slice(&bytes).map_err(|e| malformed(backend, &e))
+        })
+        .await
+    }
+
+    /// Runs one API call `call`, counting it in the API metrics.
+    async fn observed<T>(
+        &self,
+        backend: &'static str,
+        call: impl Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
         let label = match backend {
             "TokenReview" => "tokenreview",
             "SubjectAccessReview" => "subjectaccessreview",
+            JWKS_BACKEND | DISCOVERY_BACKEND => "jwks",
             _ => "other",
         };
         let start = std::time::Instant::now();
         self.metrics.api_in_flight.inc();
-        let result = self
-            .create_inner(backend, path, api_version, kind, body)
-            .await;
+        let result = call.await;
         self.metrics.api_in_flight.dec();
         let code = match &result {
             Ok(_) => "2xx",
@@ -248,6 +283,35 @@ impl ApiClient {
         kind: &str,
         body: Vec<u8>,
     ) -> Result<S, BackendError> {
+        let req = Request::post(path)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json")
+            .body(kube::client::Body::from(body))
+            .map_err(|e| bad(backend, format!("cannot build request: {e}")))?;
+        let bytes = self.send(backend, req).await?;
+        let env: Envelope<S> =
+            serde_json::from_slice(&bytes).map_err(|e| malformed(backend, &e))?;
+        if env.api_version.as_deref() != Some(api_version) || env.kind.as_deref() != Some(kind) {
+            return Err(bad(
+                backend,
+                format!(
+                    "expected {api_version} {kind}, got {} {}",
+                    env.api_version.as_deref().unwrap_or("?"),
+                    env.kind.as_deref().unwrap_or("?")
+                ),
+            ));
+        }
+        env.status
+            .ok_or_else(|| bad(backend, "the answer has no status".into()))
+    }
+
+    /// Sends `req` once a slot and a rate token are free, and returns the
+    /// body of a 2xx answer. Everything ends by `self.timeout`.
+    async fn send(
+        &self,
+        backend: &'static str,
+        req: Request<kube::client::Body>,
+    ) -> Result<bytes::Bytes, BackendError> {
         let deadline = Instant::now() + self.timeout;
         let timeout = || BackendError::Timeout { backend };
         let _slot = tokio::time::timeout_at(deadline, self.slots.acquire())
@@ -263,11 +327,6 @@ impl ApiClient {
                 retry_after: None,
             });
         }
-        let req = Request::post(path)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::ACCEPT, "application/json")
-            .body(kube::client::Body::from(body))
-            .map_err(|e| bad(backend, format!("cannot build request: {e}")))?;
         let call = async {
             let resp = self
                 .client
@@ -289,30 +348,26 @@ impl ApiClient {
             self.last_success.store(unix_now(), Ordering::Relaxed);
         }
         check_status(backend, parts.status, &parts.headers, &bytes)?;
-        let env: Envelope<S> = serde_json::from_slice(&bytes).map_err(|e| {
-            bad(
-                backend,
-                format!(
-                    "malformed JSON ({:?} at line {} column {})",
-                    e.classify(),
-                    e.line(),
-                    e.column()
-                ),
-            )
-        })?;
-        if env.api_version.as_deref() != Some(api_version) || env.kind.as_deref() != Some(kind) {
-            return Err(bad(
-                backend,
-                format!(
-                    "expected {api_version} {kind}, got {} {}",
-                    env.api_version.as_deref().unwrap_or("?"),
-                    env.kind.as_deref().unwrap_or("?")
-                ),
-            ));
-        }
-        env.status
-            .ok_or_else(|| bad(backend, "the answer has no status".into()))
+        Ok(bytes)
     }
+}
+
+/// The `backend` name of OIDC discovery calls (errors and metrics).
+pub const DISCOVERY_BACKEND: &str = "OIDC discovery";
+/// The `backend` name of JWKS calls (errors and metrics).
+pub const JWKS_BACKEND: &str = "JWKS";
+
+/// A body that is not the JSON expected: reported by position, never by content.
+fn malformed(backend: &'static str, e: &serde_json::Error) -> BackendError {
+    bad(
+        backend,
+        format!(
+            "malformed JSON ({:?} at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ),
+    )
 }
 
 /// Maps a non-2xx answer to an error.

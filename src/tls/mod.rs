@@ -16,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
@@ -78,6 +79,9 @@ pub struct Material {
     pub status: Status,
     /// SHA-256 over every file's content, to notice changes.
     pub fingerprint: [u8; 32],
+    /// The client-certificate verifier, when a client CA is configured
+    /// (also used for certificates a trusted front proxy forwards).
+    pub client_verifier: Option<Arc<dyn ClientCertVerifier>>,
 }
 
 /// The files of `cfg`, in a fixed order.
@@ -148,8 +152,8 @@ pub fn load(cfg: &TlsConfig) -> Result<Material, Error> {
     };
     let builder =
         ServerConfig::builder_with_provider(provider()).with_protocol_versions(versions)?;
-    let (builder, client_ca_not_after, crls) = match &cfg.client_ca_file {
-        None => (builder.with_no_client_auth(), None, 0),
+    let (builder, client_ca_not_after, crls, client_verifier) = match &cfg.client_ca_file {
+        None => (builder.with_no_client_auth(), None, 0, None),
         Some(ca_file) => {
             let cas = pem_certs(ca_file, &next())?;
             let crl_pems: Vec<Vec<u8>> = cfg.crl_files.iter().map(|_| next()).collect();
@@ -158,9 +162,10 @@ pub fn load(cfg: &TlsConfig) -> Result<Material, Error> {
             let n = crls.len();
             let verifier = client_verifier(cfg, ca_file, cas, crls)?;
             (
-                builder.with_client_cert_verifier(verifier),
+                builder.with_client_cert_verifier(verifier.clone()),
                 Some(earliest),
                 n,
+                Some(verifier),
             )
         }
     };
@@ -176,6 +181,7 @@ pub fn load(cfg: &TlsConfig) -> Result<Material, Error> {
             loaded_at: unix_now(),
         },
         fingerprint,
+        client_verifier,
     })
 }
 
@@ -252,7 +258,7 @@ fn client_verifier(
     ca_file: &Path,
     cas: Vec<CertificateDer<'static>>,
     crls: Vec<CertificateRevocationListDer<'static>>,
-) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, Error> {
+) -> Result<Arc<dyn ClientCertVerifier>, Error> {
     let mut roots = RootCertStore::empty();
     for cert in cas {
         roots.add(cert).map_err(|e| file_error(ca_file, e))?;
@@ -288,6 +294,7 @@ pub struct Acceptor {
     config: ArcSwap<ServerConfig>,
     status: ArcSwap<Status>,
     fingerprint: ArcSwap<[u8; 32]>,
+    client_verifier: ArcSwap<Option<Arc<dyn ClientCertVerifier>>>,
 }
 
 impl fmt::Debug for Acceptor {
@@ -305,6 +312,7 @@ impl Acceptor {
             config: ArcSwap::new(m.server_config),
             status: ArcSwap::from_pointee(m.status),
             fingerprint: ArcSwap::from_pointee(m.fingerprint),
+            client_verifier: ArcSwap::from_pointee(m.client_verifier),
         }
     }
 
@@ -323,6 +331,21 @@ impl Acceptor {
         self.config.store(m.server_config);
         self.status.store(Arc::new(m.status));
         self.fingerprint.store(Arc::new(m.fingerprint));
+        self.client_verifier.store(Arc::new(m.client_verifier));
+    }
+
+    /// Verifies a client certificate chain (leaf first) that did not come
+    /// in a handshake, as the handshake would: against the client CA bundle
+    /// and CRLs in service. Fails when no client CA is configured.
+    pub fn verify_client_chain(&self, chain: &[CertificateDer<'static>]) -> Result<(), String> {
+        let verifier = self.client_verifier.load();
+        let Some(v) = verifier.as_ref() else {
+            return Err("no client CA is configured (tls.client_ca_file)".into());
+        };
+        let (leaf, intermediates) = chain.split_first().ok_or("empty chain")?;
+        v.verify_client_cert(leaf, intermediates, rustls_pki_types::UnixTime::now())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// What is in service.

@@ -287,6 +287,7 @@ struct Counters {
     readyz: AtomicUsize,
     version: AtomicUsize,
     jwks: AtomicUsize,
+    discovery: AtomicUsize,
 }
 
 struct State {
@@ -503,6 +504,11 @@ impl FakeApi {
         self.state.counters.jwks.load(Ordering::SeqCst)
     }
 
+    /// Requests to `/.well-known/openid-configuration`.
+    pub fn discovery_fetches(&self) -> usize {
+        self.state.counters.discovery.load(Ordering::SeqCst)
+    }
+
     /// One entry per parsed TokenReview: `{"audiences": [..] or null,
     /// "tokenSha256": hex, "known": bool}`. The token itself is never kept.
     pub fn token_review_specs(&self) -> Vec<Value> {
@@ -524,6 +530,7 @@ impl FakeApi {
             &c.readyz,
             &c.version,
             &c.jwks,
+            &c.discovery,
         ] {
             n.store(0, Ordering::SeqCst);
         }
@@ -774,6 +781,8 @@ async fn oidc(state: &State, path: &str) -> Result<Resp, io::Error> {
     let keys = path == "/openid/v1/jwks";
     if keys {
         state.counters.jwks.fetch_add(1, Ordering::SeqCst);
+    } else {
+        state.counters.discovery.fetch_add(1, Ordering::SeqCst);
     }
     let fault = lock(&state.faults).jwks.clone();
     if let Some(r) = apply_fault(fault).await? {

@@ -1,0 +1,164 @@
+//! `token_review.jwks` -> [`JwksConfig`]: local JWT verification settings.
+
+use std::time::Duration;
+
+use super::duration;
+use crate::config::file::JwksFile;
+use crate::config::{Error, JwksConfig};
+
+/// Keys are fetched at most this often by the periodic refresh.
+const MIN_REFRESH: Duration = Duration::from_secs(10);
+
+/// Validates `token_review.jwks` of an enabled `token_review`. `audiences`
+/// are `token_review.audiences` (the default) and `max_entries` the size of
+/// `token_review.cache`, which the verified tokens share.
+pub(super) fn jwks(
+    j: JwksFile,
+    audiences: &[String],
+    max_entries: u64,
+) -> Result<Option<JwksConfig>, Error> {
+    if let Some(iss) = &j.issuer
+        && (iss.is_empty() || iss.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(Error::invalid(
+            "token_review.jwks.issuer",
+            "must be a non-empty string without spaces or control characters",
+        ));
+    }
+    if j.audiences.iter().any(String::is_empty) {
+        return Err(Error::invalid(
+            "token_review.jwks.audiences",
+            "must not contain an empty audience",
+        ));
+    }
+    let refresh = duration(
+        "token_review.jwks.refresh",
+        j.refresh,
+        Duration::from_secs(3600),
+    )?;
+    if refresh < MIN_REFRESH {
+        return Err(Error::invalid(
+            "token_review.jwks.refresh",
+            "must be at least 10s",
+        ));
+    }
+    let revalidate_after = duration(
+        "token_review.jwks.revalidate_after",
+        j.revalidate_after,
+        Duration::from_secs(60),
+    )?;
+    if !j.enabled.unwrap_or(false) {
+        return Ok(None);
+    }
+    if max_entries == 0 {
+        return Err(Error::invalid(
+            "token_review.jwks.enabled",
+            "needs token_review.cache.max_entries above 0 (revalidate_after tracks cached tokens)",
+        ));
+    }
+    let audiences = if j.audiences.is_empty() {
+        audiences.to_vec()
+    } else {
+        j.audiences
+    };
+    Ok(Some(JwksConfig {
+        issuer: j.issuer,
+        audiences,
+        refresh,
+        revalidate_after,
+    }))
+}
+
+/// `token_review.jwks.enabled` when TokenReview itself is off: refused, since
+/// every token that cannot be verified locally falls back to TokenReview.
+pub(super) fn refuse_without_token_review(j: &JwksFile) -> Result<(), Error> {
+    if j.enabled == Some(true) {
+        return Err(Error::invalid(
+            "token_review.jwks.enabled",
+            "needs token_review.enabled (tokens that fail local verification go to TokenReview)",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::Config;
+
+    const BASE: &str = "tls: {cert_file: c.crt, key_file: k.key}\nroutes: [{path_prefix: /, upstream: \"http://127.0.0.1:8080\"}]\nkubernetes: {kubeconfig: k.yaml}\n";
+
+    fn load(extra: &str) -> Result<Config, String> {
+        Config::from_yaml(&format!("{BASE}{extra}")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_off_then_one_hour_and_sixty_seconds() {
+        let c = load("").unwrap();
+        let tr = c.kubernetes.unwrap().token_review.unwrap();
+        assert!(tr.jwks.is_none());
+
+        let c = load("token_review: {audiences: [a], jwks: {enabled: true}}\n").unwrap();
+        let j = c.kubernetes.unwrap().token_review.unwrap().jwks.unwrap();
+        assert_eq!(j.issuer, None);
+        assert_eq!(j.audiences, ["a"]);
+        assert_eq!(j.refresh, Duration::from_secs(3600));
+        assert_eq!(j.revalidate_after, Duration::from_secs(60));
+
+        let c = load(
+            "token_review:\n  audiences: [a]\n  jwks: {enabled: true, issuer: \"https://k\", audiences: [b], refresh: 5m, revalidate_after: 1s}\n",
+        )
+        .unwrap();
+        let j = c.kubernetes.unwrap().token_review.unwrap().jwks.unwrap();
+        assert_eq!(j.issuer.as_deref(), Some("https://k"));
+        assert_eq!(j.audiences, ["b"]);
+        assert_eq!(j.refresh, Duration::from_secs(300));
+        assert_eq!(j.revalidate_after, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn each_bad_value_names_its_key() {
+        let cases = [
+            (
+                "token_review: {jwks: {enabled: true, refresh: 0s}}\n",
+                "token_review.jwks.refresh: must be greater than zero",
+            ),
+            (
+                "token_review: {jwks: {enabled: true, refresh: 5s}}\n",
+                "token_review.jwks.refresh: must be at least 10s",
+            ),
+            (
+                "token_review: {jwks: {enabled: true, revalidate_after: 0s}}\n",
+                "token_review.jwks.revalidate_after: must be greater than zero",
+            ),
+            (
+                "token_review: {jwks: {enabled: true, issuer: \"\"}}\n",
+                "token_review.jwks.issuer:",
+            ),
+            (
+                "token_review: {jwks: {enabled: true, audiences: [\"\"]}}\n",
+                "token_review.jwks.audiences: must not contain an empty audience",
+            ),
+            (
+                "token_review: {cache: {max_entries: 0}, jwks: {enabled: true}}\n",
+                "token_review.jwks.enabled: needs token_review.cache.max_entries above 0",
+            ),
+            (
+                "token_review: {enabled: false, jwks: {enabled: true}}\n",
+                "token_review.jwks.enabled: needs token_review.enabled",
+            ),
+            ("token_review: {jwks: {enable: true}}\n", "unknown field"),
+        ];
+        for (yaml, want) in cases {
+            let got = load(yaml).unwrap_err();
+            assert!(got.contains(want), "{yaml}: {got}");
+        }
+        let no_kube = "tls: {cert_file: c.crt, key_file: k.key}\nroutes: [{path_prefix: /, upstream: \"http://127.0.0.1:8080\"}]\ntoken_review: {jwks: {enabled: true}}\n";
+        let got = Config::from_yaml(no_kube).unwrap_err().to_string();
+        assert!(
+            got.contains("token_review.jwks.enabled: needs a kubernetes section"),
+            "{got}"
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! `mode`, `auth`, `routes[].auth` and `migration`: who may use which
+//! credential where.
+
+use http::HeaderName;
+
+use super::glob;
+use crate::config::file::{AuthEndpointFile, MigrationFile, RouteAuthFile};
+use crate::config::{AuthEndpoint, Error, MigrationConfig, Mode, RouteAuth, TokenPolicy};
+use crate::routes::normalize_prefix;
+
+pub(super) fn mode(mode: Option<&str>, auth: Option<AuthEndpointFile>) -> Result<Mode, Error> {
+    match (mode, auth) {
+        (None | Some("proxy"), None) => Ok(Mode::Proxy),
+        (None | Some("proxy"), Some(_)) => Err(Error::invalid("auth", "needs mode: auth")),
+        (Some("auth"), a) => auth_endpoint(a.unwrap_or_default()).map(Mode::Auth),
+        (Some(other), _) => Err(Error::invalid(
+            "mode",
+            format!("{other:?} is not proxy or auth"),
+        )),
+    }
+}
+
+fn auth_endpoint(a: AuthEndpointFile) -> Result<AuthEndpoint, Error> {
+    let path = match a.path.as_deref() {
+        None => "/auth".to_owned(),
+        Some(p) => normalize_prefix(p).map_err(|why| Error::invalid("auth.path", why))?,
+    };
+    if path == "/" {
+        return Err(Error::invalid("auth.path", "must not be /"));
+    }
+    let trusted_proxies = a
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    Error::invalid(
+                        format!("auth.trusted_proxies[{i}]"),
+                        format!("{p:?} is not an IP address or CIDR"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let name = a.cert_header.as_deref().unwrap_or("X-Client-Cert");
+    let cert_header = HeaderName::try_from(name).map_err(|_| {
+        Error::invalid("auth.cert_header", format!("{name:?} is not a header name"))
+    })?;
+    Ok(AuthEndpoint {
+        path,
+        trusted_proxies,
+        cert_header,
+    })
+}
+
+pub(super) fn route_auth(key: &str, a: Option<RouteAuthFile>) -> Result<RouteAuth, Error> {
+    let Some(a) = a else {
+        return Ok(RouteAuth::default());
+    };
+    let (mut mtls, mut token) = (true, true);
+    if let Some(methods) = a.methods {
+        (mtls, token) = (false, false);
+        for (i, m) in methods.iter().enumerate() {
+            match m.as_str() {
+                "mtls" => mtls = true,
+                "token" => token = true,
+                _ => {
+                    return Err(Error::invalid(
+                        format!("{key}.methods[{i}]"),
+                        format!("{m:?} is not mtls or token"),
+                    ));
+                }
+            }
+        }
+        if !mtls && !token {
+            return Err(Error::invalid(
+                format!("{key}.methods"),
+                "must name mtls, token or both",
+            ));
+        }
+    }
+    let policy = match a.token.as_deref() {
+        None | Some("allowed") => TokenPolicy::Allowed,
+        Some("deprecated") => TokenPolicy::Deprecated,
+        Some("forbidden") => TokenPolicy::Forbidden,
+        Some(other) => {
+            return Err(Error::invalid(
+                format!("{key}.token"),
+                format!("{other:?} is not allowed, deprecated or forbidden"),
+            ));
+        }
+    };
+    if !token && policy != TokenPolicy::Allowed {
+        return Err(Error::invalid(
+            format!("{key}.token"),
+            "has no effect: methods leaves out token",
+        ));
+    }
+    if !mtls && policy == TokenPolicy::Forbidden {
+        return Err(Error::invalid(
+            format!("{key}.token"),
+            "forbidden leaves the route with no method (methods is [token])",
+        ));
+    }
+    Ok(RouteAuth {
+        mtls,
+        token: if token {
+            policy
+        } else {
+            TokenPolicy::Forbidden
+        },
+    })
+}
+
+pub(super) fn migration(m: MigrationFile) -> Result<MigrationConfig, Error> {
+    let mtls_required = m
+        .mtls_required
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let key = format!("migration.mtls_required[{i}]");
+            if g.is_empty() {
+                return Err(Error::invalid(key, "must not be empty"));
+            }
+            if matches!(g.as_str(), "*" | "system:*" | "system:authenticated") {
+                return Err(Error::invalid(
+                    key,
+                    format!("{g:?} matches every identity; name users or groups"),
+                ));
+            }
+            glob(&key, g, false)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let max_identities = m.max_identities.unwrap_or(1000);
+    if max_identities == 0 || max_identities > 100_000 {
+        return Err(Error::invalid(
+            "migration.max_identities",
+            format!("{max_identities} is not between 1 and 100000"),
+        ));
+    }
+    Ok(MigrationConfig {
+        mtls_required,
+        track_identities: m.track_identities,
+        max_identities,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(methods: Option<&[&str]>, token: Option<&str>) -> Result<RouteAuth, String> {
+        let f = RouteAuthFile {
+            methods: methods.map(|m| m.iter().map(|s| (*s).to_owned()).collect()),
+            token: token.map(str::to_owned),
+        };
+        route_auth("routes[0].auth", Some(f)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn route_auth_combinations() {
+        use TokenPolicy::*;
+        let ok = |mtls, token| Ok(RouteAuth { mtls, token });
+        assert_eq!(auth(None, None), ok(true, Allowed));
+        assert_eq!(auth(None, Some("deprecated")), ok(true, Deprecated));
+        assert_eq!(auth(None, Some("forbidden")), ok(true, Forbidden));
+        assert_eq!(auth(Some(&["mtls"]), None), ok(true, Forbidden));
+        assert_eq!(auth(Some(&["token"]), None), ok(false, Allowed));
+        assert_eq!(
+            auth(Some(&["token"]), Some("deprecated")),
+            ok(false, Deprecated)
+        );
+        assert_eq!(
+            auth(Some(&["mtls"]), Some("deprecated")),
+            Err("routes[0].auth.token: has no effect: methods leaves out token".into())
+        );
+        assert_eq!(
+            auth(Some(&["token"]), Some("forbidden")),
+            Err(
+                "routes[0].auth.token: forbidden leaves the route with no method (methods is [token])"
+                    .into()
+            )
+        );
+        assert_eq!(
+            auth(Some(&[]), None),
+            Err("routes[0].auth.methods: must name mtls, token or both".into())
+        );
+        assert_eq!(
+            auth(Some(&["mtls", "basic"]), None),
+            Err("routes[0].auth.methods[1]: \"basic\" is not mtls or token".into())
+        );
+        assert_eq!(
+            auth(None, Some("maybe")),
+            Err("routes[0].auth.token: \"maybe\" is not allowed, deprecated or forbidden".into())
+        );
+    }
+
+    #[test]
+    fn mode_and_auth_endpoint() {
+        assert!(matches!(mode(None, None), Ok(Mode::Proxy)));
+        let Ok(Mode::Auth(a)) = mode(Some("auth"), None) else {
+            panic!("auth mode expected")
+        };
+        assert_eq!(a.path, "/auth");
+        assert_eq!(a.cert_header, "x-client-cert");
+        let bad = AuthEndpointFile {
+            trusted_proxies: vec!["10.0.0.0/8".into(), "::1".into(), "nginx".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            mode(Some("auth"), Some(bad)).unwrap_err().to_string(),
+            "auth.trusted_proxies[2]: \"nginx\" is not an IP address or CIDR"
+        );
+        assert_eq!(
+            mode(None, Some(AuthEndpointFile::default()))
+                .unwrap_err()
+                .to_string(),
+            "auth: needs mode: auth"
+        );
+        assert_eq!(
+            mode(Some("edge"), None).unwrap_err().to_string(),
+            "mode: \"edge\" is not proxy or auth"
+        );
+    }
+
+    #[test]
+    fn migration_refuses_globs_that_pin_everyone() {
+        let m = |g: &str| {
+            migration(MigrationFile {
+                mtls_required: vec![g.into()],
+                ..Default::default()
+            })
+            .map(|c| c.mtls_required.len())
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(m("system:serviceaccount:monitoring:*"), Ok(1));
+        assert_eq!(
+            m("*"),
+            Err(
+                "migration.mtls_required[0]: \"*\" matches every identity; name users or groups"
+                    .into()
+            )
+        );
+        assert!(
+            m("a[")
+                .unwrap_err()
+                .starts_with("migration.mtls_required[0]: invalid glob")
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! Bad-input corpus for `mode: auth`: forged, junk and duplicated
+//! certificate and original-request headers. Each case asserts its status
+//! and reason, that a refusal carries no identity, and that a good check
+//! still succeeds afterwards.
+
+#[cfg(test)]
+mod support;
+
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use support::*;
+
+/// Who sends the case: a trusted proxy (127.0.0.1), or an untrusted peer
+/// (a gate that trusts only 10.9.9.9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Peer {
+    Trusted,
+    Untrusted,
+}
+
+async fn auth_env(trusted: &str) -> Env {
+    Env::start(|y| {
+        y.routes = String::new();
+        y.rest = format!("mode: auth\nauth:\n  trusted_proxies: [\"{trusted}\"]\n");
+    })
+    .await
+}
+
+fn escaped(cert: &ClientCert) -> String {
+    let pem = std::fs::read_to_string(&cert.cert_file).expect("certificate file");
+    utf8_percent_encode(&pem, NON_ALPHANUMERIC).to_string()
+}
+
+/// `(name, peer, headers with placeholders (see [`Certs::expand`]), status, reason)`.
+type Case = (
+    &'static str,
+    Peer,
+    &'static [(&'static str, &'static str)],
+    u16,
+    &'static str,
+);
+
+const ADMIN: (&str, &str) = ("x-original-uri", "/admin");
+const BOB: (&str, &str) = ("authorization", "Bearer {BOB}");
+
+#[rustfmt::skip]
+const CASES: &[Case] = &[
+    ("forged cert header from an untrusted peer", Peer::Untrusted, &[ADMIN, ("x-client-cert", "{OPS}")], 401, "missing_credentials"),
+    ("forged XFCC from an untrusted peer", Peer::Untrusted, &[ADMIN, ("x-forwarded-client-cert", "Hash=00;Cert=\"{OPS}\"")], 401, "missing_credentials"),
+    ("junk cert header", Peer::Trusted, &[ADMIN, ("x-client-cert", "%%%")], 401, "cert_refused"),
+    ("PEM armour around junk", Peer::Trusted, &[ADMIN, ("x-client-cert", "-----BEGIN%20CERTIFICATE-----%0AAAAA%0A-----END%20CERTIFICATE-----")], 401, "cert_refused"),
+    ("certificate of another PKI", Peer::Trusted, &[ADMIN, ("x-client-cert", "{OTHER_PKI}")], 401, "cert_refused"),
+    ("certificate of the foreign signer", Peer::Trusted, &[ADMIN, ("x-client-cert", "{FOREIGN}")], 401, "cert_refused"),
+    ("expired certificate", Peer::Trusted, &[ADMIN, ("x-client-cert", "{EXPIRED}")], 401, "cert_refused"),
+    ("serverAuth-only certificate", Peer::Trusted, &[ADMIN, ("x-client-cert", "{SERVER_EKU}")], 401, "cert_refused"),
+    ("two cert headers", Peer::Trusted, &[ADMIN, ("x-client-cert", "{OPS}"), ("x-client-cert", "{OPS}")], 401, "cert_refused"),
+    ("XFCC without Cert", Peer::Trusted, &[ADMIN, ("x-forwarded-client-cert", "Hash=00;URI=spiffe://x/ns/a/sa/b")], 401, "missing_credentials"),
+    ("XFCC with an unbalanced quote", Peer::Trusted, &[ADMIN, ("x-forwarded-client-cert", "Cert=\"{OPS}")], 401, "cert_refused"),
+    ("20 KB junk cert header", Peer::Trusted, &[ADMIN, ("x-client-cert", "{20K}")], 401, "cert_refused"),
+    ("method with a space", Peer::Trusted, &[("x-original-method", "GE T"), BOB], 400, "bad_request"),
+    ("two original URIs", Peer::Trusted, &[("x-original-uri", "/api/x"), ADMIN, BOB], 400, "bad_request"),
+    ("two original methods", Peer::Trusted, &[("x-original-method", "GET"), ("x-original-method", "DELETE"), BOB], 400, "bad_request"),
+    ("encoded slash in the original URI", Peer::Trusted, &[("x-original-uri", "/api%2f..%2fadmin"), BOB], 400, "bad_request"),
+    ("dot-dot above the root", Peer::Trusted, &[("x-original-uri", "/api/../../admin"), BOB], 400, "bad_request"),
+    ("relative original URI", Peer::Trusted, &[("x-original-uri", "admin"), BOB], 400, "bad_request"),
+    ("traversal to /admin is checked as /admin", Peer::Trusted, &[("x-original-uri", "/api/%2e%2e/admin"), BOB], 403, "forbidden"),
+    ("absolute-form original URI is checked by its path", Peer::Trusted, &[("x-original-uri", "https://evil.example/admin"), BOB], 403, "forbidden"),
+    ("spoofed identity headers on the check", Peer::Trusted, &[ADMIN, ("x-remote-user", "olga"), ("x-remote-group", "ops"), ("impersonate-user", "olga")], 401, "missing_credentials"),
+];
+
+/// The certificates the placeholders stand for, URL-escaped PEM.
+struct Certs(Vec<(&'static str, String)>);
+
+impl Certs {
+    fn new(pki: &Pki, other: &Pki) -> Self {
+        let olga = || ClientOpts::cn("olga", &["ops"]);
+        Self(vec![
+            ("{OPS}", escaped(&pki.client("olga", &olga()))),
+            ("{OTHER_PKI}", escaped(&other.client("olga", &olga()))),
+            (
+                "{FOREIGN}",
+                escaped(&pki.client("f", &olga().signer(Signer::Foreign))),
+            ),
+            (
+                "{EXPIRED}",
+                escaped(&pki.client("e", &olga().validity(Validity::Expired))),
+            ),
+            (
+                "{SERVER_EKU}",
+                escaped(&pki.client("s", &olga().usage(Usage::ServerAuthOnly))),
+            ),
+            ("{BOB}", BOB_TOKEN.to_owned()),
+            ("{20K}", "A".repeat(20_000)),
+        ])
+    }
+
+    fn expand(&self, v: &str) -> String {
+        self.0
+            .iter()
+            .fold(v.to_owned(), |v, (k, c)| v.replace(k, c))
+    }
+}
+
+#[tokio::test]
+async fn forged_junk_and_duplicated_check_headers_are_refused_with_their_reason() {
+    let trusted = auth_env("127.0.0.1").await;
+    let untrusted = auth_env("10.9.9.9").await;
+    let certs = Certs::new(&trusted.pki, &untrusted.pki);
+    let bob = format!("Bearer {BOB_TOKEN}");
+    assert!(CASES.len() >= 20);
+    for &(name, peer, headers, status, reason) in CASES {
+        let env = match peer {
+            Peer::Trusted => &trusted,
+            Peer::Untrusted => &untrusted,
+        };
+        let headers: Vec<(&str, String)> =
+            headers.iter().map(|(k, v)| (*k, certs.expand(v))).collect();
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = env.client().get("/auth", &h).await.unwrap();
+        assert_eq!(
+            (r.status.as_u16(), r.reason().as_str()),
+            (status, reason),
+            "{name}: {:?}",
+            r.body
+        );
+        assert!(r.headers.get("x-remote-user").is_none(), "{name}");
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains(BOB_TOKEN),
+            "{name}"
+        );
+        let ok = env
+            .client()
+            .get(
+                "/auth",
+                &[("x-original-uri", "/api/x"), ("authorization", &bob)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(ok.status, 200, "after {name}");
+        assert_eq!(ok.headers["x-remote-user"], "bob");
+    }
+    // The genuine article still works from the trusted proxy.
+    let ops = certs.expand("{OPS}");
+    let r = trusted
+        .client()
+        .get(
+            "/auth",
+            &[("x-original-uri", "/admin"), ("x-client-cert", &ops)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.headers["x-remote-user"], "olga");
+}
