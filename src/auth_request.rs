@@ -6,7 +6,8 @@
 //! URL-escaped PEM (`$ssl_client_escaped_cert`), in a header of our choosing.
 //! Envoy's HTTP `ext_authz` sends the original method, the original path
 //! below its `path_prefix`, and the certificate in `X-Forwarded-Client-Cert`
-//! (`Cert="<URL-escaped PEM>"`).
+//! (`Cert="<URL-escaped PEM>"`). Which header carries the certificate is
+//! configured (`auth.cert_header`); no other is read.
 
 use std::net::IpAddr;
 
@@ -56,11 +57,20 @@ pub enum Malformed {
 
 /// The original method and path of a check request to `endpoint`.
 pub fn original<B>(req: &Request<B>, endpoint: &str) -> Result<Original, Malformed> {
-    let own = normalize_path(req.uri().path()).map_err(|e| Malformed::Uri(e.to_string()))?;
-    let below = match own.strip_prefix(endpoint) {
+    // The endpoint prefix is stripped before the rest is normalised, so a
+    // `..` in the original path cannot climb into (or out of) the endpoint.
+    let uri_err = |e: crate::routes::BadPath| Malformed::Uri(e.to_string());
+    let raw = req.uri().path();
+    let below = match raw.strip_prefix(endpoint) {
         Some("") => None,
-        Some(rest) if rest.starts_with('/') => Some(rest),
-        _ => return Err(Malformed::NotEndpoint(own)),
+        Some(rest) if rest.starts_with('/') => Some(normalize_path(rest).map_err(uri_err)?),
+        _ => {
+            let own = normalize_path(raw).map_err(uri_err)?;
+            if own != endpoint {
+                return Err(Malformed::NotEndpoint(own));
+            }
+            None
+        }
     };
     let h = req.headers();
     // One value each: two would leave the decision to whichever is read.
@@ -83,8 +93,8 @@ pub fn original<B>(req: &Request<B>, endpoint: &str) -> Result<Original, Malform
                 .ok_or_else(|| Malformed::Uri("X-Original-URI is not a URI".into()))?;
             normalize_path(uri.path()).map_err(|e| Malformed::Uri(e.to_string()))?
         }
-        // Envoy: the original path below the endpoint (already normalised).
-        (None, Some(rest)) => rest.to_owned(),
+        // Envoy: the original path below the endpoint (normalised above).
+        (None, Some(rest)) => rest,
         (None, None) => "/".to_owned(),
     };
     Ok(Original { method, path })
@@ -99,29 +109,29 @@ pub fn trusted(ep: &AuthEndpoint, peer: IpAddr) -> bool {
     ep.trusted_proxies.iter().any(|net| net.contains(&peer))
 }
 
-/// The client certificate chain (leaf first) a trusted proxy forwarded:
-/// `cert_header` (URL-escaped PEM), else the `Cert` of the last
-/// `X-Forwarded-Client-Cert` element (the one the nearest proxy added).
-/// `Ok(None)`: no certificate was forwarded.
+/// The client certificate chain (leaf first) a trusted proxy forwarded in
+/// `cert_header`: URL-escaped PEM (nginx `$ssl_client_escaped_cert`), or,
+/// when `cert_header` is `X-Forwarded-Client-Cert`, the `Cert` of its last
+/// element. Only that one header is read: a proxy that sets one header
+/// passes the others through from the client. `Ok(None)`: no certificate.
 pub fn forwarded_chain(
     headers: &HeaderMap,
     cert_header: &HeaderName,
 ) -> Result<Option<Vec<CertificateDer<'static>>>, Malformed> {
-    for name in [cert_header.as_str(), "x-forwarded-client-cert"] {
-        if headers.get_all(name).iter().nth(1).is_some() {
-            return Err(Malformed::Duplicated("the client certificate header"));
-        }
+    if headers.get_all(cert_header).iter().nth(1).is_some() {
+        return Err(Malformed::Duplicated("the client certificate header"));
     }
-    let escaped = match (headers.get(cert_header), headers.get(XFCC)) {
-        (Some(v), _) if !v.is_empty() => v.as_bytes().to_vec(),
-        (_, Some(xfcc)) => {
-            let xfcc = xfcc.to_str().map_err(|_| Malformed::Cert)?;
-            match xfcc_cert(xfcc) {
-                Some(c) => c.into_bytes(),
-                None => return Ok(None),
-            }
+    let Some(value) = headers.get(cert_header).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let escaped = if cert_header == XFCC {
+        let xfcc = value.to_str().map_err(|_| Malformed::Cert)?;
+        match xfcc_cert(xfcc) {
+            Some(c) => c.into_bytes(),
+            None => return Ok(None),
         }
-        _ => return Ok(None),
+    } else {
+        value.as_bytes().to_vec()
     };
     let pem: Vec<u8> = percent_decode(&escaped).collect();
     let chain = CertificateDer::pem_slice_iter(&pem)
@@ -205,6 +215,16 @@ mod tests {
             orig("GET", "/api/v1")
         );
         assert_eq!(original(&req("/auth", &[]), "/auth"), orig("GET", "/"));
+        assert_eq!(original(&req("//auth", &[]), "/auth"), orig("GET", "/"));
+        // `..` may not climb out of the original path into the endpoint.
+        assert!(matches!(
+            original(&req("/auth/../auth/secret", &[]), "/auth"),
+            Err(Malformed::Uri(_))
+        ));
+        assert_eq!(
+            original(&req("/auth/api/./v1//pods", &[]), "/auth"),
+            orig("GET", "/api/v1/pods")
+        );
         assert_eq!(
             original(&req("/authz", &[]), "/auth"),
             Err(Malformed::NotEndpoint("/authz".into()))
@@ -255,9 +275,13 @@ mod tests {
         let chain = forwarded_chain(&h, &name).unwrap().unwrap();
         assert_eq!(chain, vec![ca.cert.der().clone()]);
 
+        // XFCC is read only when it is the configured header.
         let mut x = HeaderMap::new();
         x.insert(XFCC, format!("Hash=1;Cert=\"{escaped}\"").parse().unwrap());
-        assert_eq!(forwarded_chain(&x, &name).unwrap().unwrap().len(), 1);
+        assert_eq!(forwarded_chain(&x, &name), Ok(None));
+        assert_eq!(forwarded_chain(&x, &XFCC).unwrap().unwrap().len(), 1);
+        h.insert(XFCC, "Hash=1".parse().unwrap());
+        assert_eq!(forwarded_chain(&h, &XFCC), Ok(None));
 
         assert_eq!(forwarded_chain(&HeaderMap::new(), &name), Ok(None));
         let mut junk = HeaderMap::new();

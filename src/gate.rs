@@ -37,6 +37,10 @@ pub enum Error {
     /// No route covers the path.
     #[error("no route for path {0:?}")]
     NoRoute(String),
+    /// `mode: auth`: the checked request carries identity headers, which
+    /// the front proxy would pass on.
+    #[error("the request carries the identity header {0}; clients may not send identity headers")]
+    SpoofedIdentity(String),
     /// Not authenticated.
     #[error(transparent)]
     Authn(#[from] authn::Error),
@@ -57,6 +61,7 @@ impl Error {
         match self {
             Self::BadRequest(_) => "bad_request",
             Self::NoRoute(_) => "no_route",
+            Self::SpoofedIdentity(_) => "spoofed_identity",
             Self::Authn(e) => e.reason(),
             Self::Authz(e) => e.reason(),
             Self::Upstream(proxy::Error::Unavailable { .. }) => "upstream_error",
@@ -147,6 +152,8 @@ fn glob_set(globs: &[globset::Glob]) -> Option<GlobSet> {
 struct Trail<'g> {
     route: Option<&'g str>,
     identity: Option<Arc<Identity>>,
+    /// `mode: auth`: the method and path being checked.
+    original: Option<(Method, String)>,
 }
 
 /// Where a request is going, before anyone is asked who sends it.
@@ -214,6 +221,7 @@ impl Gate {
             Ok(r) => (r, "allowed", None),
             Err(e) => (respond::error_response(&e), e.reason(), Some(e.to_string())),
         };
+        let (method, path) = trail.original.take().unwrap_or((method, path));
         audit::record(
             &self.metrics,
             &audit::Record {
@@ -245,6 +253,7 @@ impl Gate {
             .authn
             .authenticate(conn.cert.as_ref(), headers, RouteAuth::default())
             .await?;
+        authn::policy::admit(RouteAuth::default(), &id, self.migration.is_pinned(&id))?;
         let attrs = authz::attributes::Attributes {
             verb: verb.to_owned(),
             target: authz::attributes::Target::NonResource {
@@ -309,6 +318,12 @@ impl Gate {
             auth_request::Malformed::NotEndpoint(p) => Error::NoRoute(p),
             e => Error::BadRequest(e.to_string()),
         })?;
+        trail.original = Some((original.method.clone(), original.path.clone()));
+        // The front proxy forwards what the client sent; authgate cannot
+        // strip identity headers there, so it refuses them (public paths too).
+        if let Some(name) = proxy::headers::claimed_identity(req.headers(), &self.headers) {
+            return Err(Error::SpoofedIdentity(name.to_string()));
+        }
         let route = match self.route(&original.path, trail)? {
             Target::Public(_) => return Ok(respond::empty(StatusCode::OK)),
             Target::Guarded(route) => route,

@@ -292,7 +292,7 @@ pub fn outcome(reason: &str) -> &'static str {
         | "token_forbidden"
         | "cert_not_accepted"
         | "cert_refused" => "unauthenticated",
-        "forbidden" => "forbidden",
+        "forbidden" | "spoofed_identity" => "forbidden",
         "upstream_error" | "upstream_timeout" => "upstream_error",
         "bad_request" => "bad_request",
         "no_route" => "no_route",

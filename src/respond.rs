@@ -31,7 +31,11 @@ pub fn error_response(err: &Error) -> Response<Body> {
         Error::Authn(e) => {
             h.insert(WWW_AUTHENTICATE, www_authenticate(e));
         }
-        Error::BadRequest(_) | Error::NoRoute(_) | Error::Authz(_) | Error::Upstream(_) => {}
+        Error::BadRequest(_)
+        | Error::NoRoute(_)
+        | Error::SpoofedIdentity(_)
+        | Error::Authz(_)
+        | Error::Upstream(_) => {}
     }
     resp
 }
@@ -41,6 +45,7 @@ pub fn status(err: &Error) -> StatusCode {
     match err {
         Error::BadRequest(_) => StatusCode::BAD_REQUEST,
         Error::NoRoute(_) => StatusCode::NOT_FOUND,
+        Error::SpoofedIdentity(_) => StatusCode::FORBIDDEN,
         Error::Authn(authn::Error::Backend(_)) | Error::Authz(authz::Error::Backend(_)) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
@@ -71,9 +76,11 @@ fn public_message(err: &Error) -> String {
             "the upstream did not answer in time".into()
         }
         Error::Internal(_) => "internal error; retry later".into(),
-        Error::BadRequest(_) | Error::NoRoute(_) | Error::Authn(_) | Error::Authz(_) => {
-            err.to_string()
-        }
+        Error::BadRequest(_)
+        | Error::NoRoute(_)
+        | Error::SpoofedIdentity(_)
+        | Error::Authn(_)
+        | Error::Authz(_) => err.to_string(),
     }
 }
 

@@ -10,10 +10,14 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use support::*;
 
 async fn auth_env(trusted: &str) -> Env {
+    auth_env_with(trusted, "X-Client-Cert").await
+}
+
+async fn auth_env_with(trusted: &str, cert_header: &str) -> Env {
     Env::start(|y| {
         y.routes = String::new();
         y.rest = format!(
-            "mode: auth\nauth:\n  trusted_proxies: [\"{trusted}\"]\nheaders:\n  group_separator: \",\"\n"
+            "mode: auth\nauth:\n  trusted_proxies: [\"{trusted}\"]\n  cert_header: {cert_header}\nheaders:\n  group_separator: \",\"\n"
         );
     })
     .await
@@ -108,24 +112,16 @@ async fn a_forwarded_certificate_counts_from_a_trusted_proxy_once_verified() {
             .starts_with("X509SHA256=")
     );
 
-    // Envoy: the original path below the endpoint, the method as sent, the
-    // certificate in XFCC.
+    // Only the configured header is read: an XFCC that a client sent
+    // through nginx is not a certificate.
     let xfcc = format!("Hash=00;Cert=\"{}\";Subject=\"CN=alice\"", escaped(&alice));
-    let r = check(
-        &env.client(),
-        "/auth/api/x",
-        &[("x-forwarded-client-cert", xfcc.clone())],
-    )
-    .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.headers["x-remote-user"], "alice");
-    let r = check(
-        &env.client(),
-        "/auth/admin",
-        &[("x-forwarded-client-cert", xfcc)],
-    )
-    .await;
-    assert_eq!((r.status.as_u16(), r.reason().as_str()), (403, "forbidden"));
+    let mut h = nginx("GET", "/api/x");
+    h.push(("x-forwarded-client-cert", xfcc.clone()));
+    let r = check(&env.client(), "/auth", &h).await;
+    assert_eq!(
+        (r.status.as_u16(), r.reason().as_str()),
+        (401, "missing_credentials")
+    );
 
     // A certificate from another CA, an expired one and junk are refused,
     // never read as "no certificate".
@@ -183,4 +179,41 @@ async fn an_untrusted_peer_cannot_forward_a_certificate_nor_use_its_own() {
     let r = check(&env.client(), "/auth", &h).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["x-remote-user"], "bob");
+}
+
+#[tokio::test]
+async fn envoy_ext_authz_sends_the_path_below_the_endpoint_and_the_certificate_in_xfcc() {
+    // cert_header: X-Forwarded-Client-Cert; the original path below the
+    // endpoint, the method as sent.
+    let envoy = auth_env_with("127.0.0.1", "X-Forwarded-Client-Cert").await;
+    let alice = envoy
+        .pki
+        .client("alice", &ClientOpts::cn("alice", &["dev"]));
+    let xfcc = format!("Hash=00;Cert=\"{}\";Subject=\"CN=alice\"", escaped(&alice));
+    let r = check(
+        &envoy.client(),
+        "/auth/api/x",
+        &[("x-forwarded-client-cert", xfcc.clone())],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.headers["x-remote-user"], "alice");
+    let r = check(
+        &envoy.client(),
+        "/auth/admin",
+        &[("x-forwarded-client-cert", xfcc.clone())],
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.reason().as_str()), (403, "forbidden"));
+    // `..` in the original path cannot climb into the endpoint.
+    let r = check(
+        &envoy.client(),
+        "/auth/../auth/admin",
+        &[("x-forwarded-client-cert", xfcc)],
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.reason().as_str()),
+        (400, "bad_request")
+    );
 }

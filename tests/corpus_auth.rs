@@ -53,8 +53,8 @@ const CASES: &[Case] = &[
     ("expired certificate", Peer::Trusted, &[ADMIN, ("x-client-cert", "{EXPIRED}")], 401, "cert_refused"),
     ("serverAuth-only certificate", Peer::Trusted, &[ADMIN, ("x-client-cert", "{SERVER_EKU}")], 401, "cert_refused"),
     ("two cert headers", Peer::Trusted, &[ADMIN, ("x-client-cert", "{OPS}"), ("x-client-cert", "{OPS}")], 401, "cert_refused"),
-    ("XFCC without Cert", Peer::Trusted, &[ADMIN, ("x-forwarded-client-cert", "Hash=00;URI=spiffe://x/ns/a/sa/b")], 401, "missing_credentials"),
-    ("XFCC with an unbalanced quote", Peer::Trusted, &[ADMIN, ("x-forwarded-client-cert", "Cert=\"{OPS}")], 401, "cert_refused"),
+    ("XFCC when cert_header is X-Client-Cert", Peer::Trusted, &[ADMIN, ("x-forwarded-client-cert", "Hash=00;Cert=\"{OPS}\"")], 401, "missing_credentials"),
+    ("empty cert header", Peer::Trusted, &[ADMIN, ("x-client-cert", "")], 401, "missing_credentials"),
     ("20 KB junk cert header", Peer::Trusted, &[ADMIN, ("x-client-cert", "{20K}")], 401, "cert_refused"),
     ("method with a space", Peer::Trusted, &[("x-original-method", "GE T"), BOB], 400, "bad_request"),
     ("two original URIs", Peer::Trusted, &[("x-original-uri", "/api/x"), ADMIN, BOB], 400, "bad_request"),
@@ -64,7 +64,10 @@ const CASES: &[Case] = &[
     ("relative original URI", Peer::Trusted, &[("x-original-uri", "admin"), BOB], 400, "bad_request"),
     ("traversal to /admin is checked as /admin", Peer::Trusted, &[("x-original-uri", "/api/%2e%2e/admin"), BOB], 403, "forbidden"),
     ("absolute-form original URI is checked by its path", Peer::Trusted, &[("x-original-uri", "https://evil.example/admin"), BOB], 403, "forbidden"),
-    ("spoofed identity headers on the check", Peer::Trusted, &[ADMIN, ("x-remote-user", "olga"), ("x-remote-group", "ops"), ("impersonate-user", "olga")], 401, "missing_credentials"),
+    ("spoofed X-Remote-User on the check", Peer::Trusted, &[ADMIN, ("x-remote-user", "olga"), BOB], 403, "spoofed_identity"),
+    ("spoofed X-Remote-Extra on the check", Peer::Trusted, &[("x-original-uri", "/api/x"), ("X-Remote-Extra-Scopes", "admin"), BOB], 403, "spoofed_identity"),
+    ("spoofed Impersonate-User in capitals", Peer::Trusted, &[("x-original-uri", "/api/x"), ("IMPERSONATE-USER", "olga"), BOB], 403, "spoofed_identity"),
+    ("spoofed identity from an untrusted peer", Peer::Untrusted, &[("x-original-uri", "/api/x"), ("x-remote-group", "ops"), BOB], 403, "spoofed_identity"),
 ];
 
 /// The certificates the placeholders stand for, URL-escaped PEM.
@@ -106,7 +109,7 @@ async fn forged_junk_and_duplicated_check_headers_are_refused_with_their_reason(
     let untrusted = auth_env("10.9.9.9").await;
     let certs = Certs::new(&trusted.pki, &untrusted.pki);
     let bob = format!("Bearer {BOB_TOKEN}");
-    assert!(CASES.len() >= 20);
+    assert!(CASES.len() >= 24);
     for &(name, peer, headers, status, reason) in CASES {
         let env = match peer {
             Peer::Trusted => &trusted,

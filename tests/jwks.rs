@@ -456,3 +456,35 @@ async fn a_configured_issuer_that_discovery_contradicts_loads_no_keys() {
     );
     assert_eq!(k.verifications("verified").await, 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_flush_is_not_undone_by_a_still_valid_signature() {
+    let k = start("", ", revalidate_after: 1m", None).await;
+    let token = keys().token(Key::Ec, "prom");
+    k.api.add_token_with(&token, reviewed("prom"));
+    assert_eq!(k.get(&token).await.status, 200);
+    assert_eq!(k.api.token_reviews(), 0, "verified locally");
+
+    // The Pod is deleted and the operator flushes: the next request is
+    // reviewed (and refused), although the signature still verifies.
+    k.api.remove_token(&token);
+    let (status, _) = k.env.gate.admin("POST", "/cache/flush").await;
+    assert_eq!(status, 200);
+    let r = k.get(&token).await;
+    assert_eq!(
+        (r.status.as_u16(), r.reason().as_str()),
+        (401, "token_rejected")
+    );
+    assert_eq!(k.api.token_reviews(), 1);
+    // A second flush does not forget that TokenReview rejected it.
+    let (status, _) = k.env.gate.admin("POST", "/cache/flush").await;
+    assert_eq!(status, 200);
+    assert_eq!(k.get(&token).await.status, 401);
+
+    // Another token, first seen right after the flush, is reviewed too.
+    let other = keys().token(Key::Rsa, "grafana");
+    k.api.add_token_with(&other, reviewed("grafana"));
+    let before = k.api.token_reviews();
+    assert_eq!(k.get(&other).await.status, 200);
+    assert_eq!(k.api.token_reviews(), before + 1);
+}

@@ -70,9 +70,9 @@ pub struct AuthEndpointFile {
     /// headers are believed (after verification against the client CA).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
-    /// Header carrying the URL-escaped PEM client certificate (nginx
-    /// `$ssl_client_escaped_cert`). Default `X-Client-Cert`. Envoy's
-    /// `X-Forwarded-Client-Cert` (`Cert=`) is always read.
+    /// The one header read for the client certificate: URL-escaped PEM
+    /// (nginx `$ssl_client_escaped_cert`), default `X-Client-Cert`; or
+    /// `X-Forwarded-Client-Cert` (Envoy, its last element's `Cert=`).
     pub cert_header: Option<String>,
 }
 

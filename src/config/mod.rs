@@ -113,7 +113,8 @@ pub struct AuthEndpoint {
     pub path: String,
     /// Peers whose certificate headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// The header with the URL-escaped PEM certificate.
+    /// The one header read for the client certificate (URL-escaped PEM, or
+    /// XFCC when it is `x-forwarded-client-cert`).
     pub cert_header: HeaderName,
 }
 

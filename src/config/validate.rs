@@ -30,9 +30,19 @@ impl TryFrom<File> for Config {
     fn try_from(f: File) -> Result<Self, Error> {
         let tls = f.tls.ok_or_else(|| Error::invalid("tls", "is required"))?;
         let mode = policy::mode(f.mode.as_deref(), f.auth)?;
+        let tls = tls_config(tls)?;
+        if let Mode::Auth(ep) = &mode
+            && !ep.trusted_proxies.is_empty()
+            && tls.client_ca_file.is_none()
+        {
+            return Err(Error::invalid(
+                "auth.trusted_proxies",
+                "needs tls.client_ca_file to verify the certificates proxies forward",
+            ));
+        }
         Ok(Self {
             listen: f.listen.unwrap_or_else(|| ([0, 0, 0, 0], 8443).into()),
-            tls: tls_config(tls)?,
+            tls,
             identity_rules: identity_rules(f.identity.rules)?,
             static_backend: static_config(f.static_backend.unwrap_or_default())?,
             routes: routes(f.routes, &mode)?,

@@ -83,22 +83,41 @@ pub fn strip_spoofable(headers: &mut HeaderMap, names: &HeaderNames) {
     }
 }
 
+/// The first header that claims an identity (`X-Remote-*`, `Impersonate-*`,
+/// the configured identity names and extra prefix), if any. In `mode: auth`
+/// authgate cannot strip them from what the front proxy forwards, so a
+/// check request that carries one is refused.
+pub fn claimed_identity<'h>(headers: &'h HeaderMap, names: &HeaderNames) -> Option<&'h HeaderName> {
+    headers.keys().find(|k| {
+        let s = k.as_str();
+        s.starts_with("x-remote-")
+            || s.starts_with("impersonate-")
+            || s.starts_with(names.extra_prefix.as_str())
+            || [&names.user, &names.group, &names.uid].contains(k)
+    })
+}
+
 /// Sets the identity headers: user, one group header per group, uid, and one
 /// extra header per extra value.
 ///
-/// Fails only if a name or value cannot be a header, which backends prevent by
-/// checking [`Identity::invalid_field`]; the caller then refuses the request.
+/// Fails if a name or value cannot be a header (backends prevent that by
+/// checking [`Identity::invalid_field`]), or if a group contains
+/// `group_separator` (joined, it would read as two groups); the caller then
+/// refuses the request.
 pub fn set_identity(
     headers: &mut HeaderMap,
     id: &Identity,
     names: &HeaderNames,
-) -> Result<(), http::Error> {
+) -> Result<(), Unrepresentable> {
     if !names.enabled {
         return Ok(());
     }
     headers.insert(names.user.clone(), value(&id.user)?);
     match &names.group_separator {
         Some(sep) => {
+            if id.groups.iter().any(|g| g.contains(sep.as_str())) {
+                return Err(Unrepresentable);
+            }
             headers.insert(names.group.clone(), value(&id.groups.join(sep))?);
         }
         None => {
@@ -116,7 +135,7 @@ pub fn set_identity(
             names.extra_prefix,
             utf8_percent_encode(key, EXTRA_KEY)
         );
-        let name = HeaderName::try_from(name)?;
+        let name = HeaderName::try_from(name).map_err(|_| Unrepresentable)?;
         for v in values {
             headers.append(name.clone(), value(v)?);
         }
@@ -124,8 +143,13 @@ pub fn set_identity(
     Ok(())
 }
 
-fn value(s: &str) -> Result<HeaderValue, http::Error> {
-    Ok(HeaderValue::from_bytes(s.as_bytes())?)
+/// An identity that cannot be carried in the identity headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the identity cannot be expressed as headers")]
+pub struct Unrepresentable;
+
+fn value(s: &str) -> Result<HeaderValue, Unrepresentable> {
+    HeaderValue::from_bytes(s.as_bytes()).map_err(|_| Unrepresentable)
 }
 
 /// Strip, then set: the whole rewrite for a request that passed authn and authz.
@@ -134,7 +158,7 @@ pub fn rewrite(
     headers: &mut HeaderMap,
     id: &Identity,
     names: &HeaderNames,
-) -> Result<(), http::Error> {
+) -> Result<(), Unrepresentable> {
     sanitize(headers, names);
     set_identity(headers, id, names)
 }
@@ -283,5 +307,38 @@ mod tests {
         assert_eq!(h.get("x-groups").unwrap(), "system:authenticated");
         assert!(h.get("x-extra-foo").is_none());
         assert!(h.get("x-remote-user").is_none());
+
+        // A group holding the separator would read as two groups: refused.
+        let sneaky = Identity::new(
+            "eve".into(),
+            None,
+            vec!["dev|system:masters".into()],
+            BTreeMap::new(),
+            AuthMethod::Mtls,
+        );
+        assert_eq!(rewrite(&mut h, &sneaky, &names), Err(Unrepresentable));
+    }
+
+    #[test]
+    fn claimed_identity_finds_identity_headers_but_not_certificate_headers() {
+        let names = HeaderNames::default();
+        let mut h = HeaderMap::new();
+        h.insert("x-client-cert", HeaderValue::from_static("pem"));
+        h.insert(
+            "x-forwarded-client-cert",
+            HeaderValue::from_static("Cert=x"),
+        );
+        assert_eq!(claimed_identity(&h, &names), None);
+        for name in ["X-Remote-Extra-Scopes", "impersonate-uid", "x-remote-user"] {
+            let mut h = h.clone();
+            h.insert(
+                HeaderName::try_from(name).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+            assert_eq!(
+                claimed_identity(&h, &names).map(HeaderName::as_str),
+                Some(name.to_ascii_lowercase().as_str())
+            );
+        }
     }
 }

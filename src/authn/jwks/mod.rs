@@ -55,6 +55,10 @@ struct Entry {
     checked: Instant,
 }
 
+/// How long a token with an unknown key that TokenReview rejected stays
+/// TokenReview-only (its `exp` is unknown: it was not verified).
+const REJECTION_MEMORY: Duration = Duration::from_secs(3600);
+
 /// Entries expire with their token's `exp`.
 struct UntilExp;
 
@@ -111,6 +115,10 @@ pub struct JwksAuthenticator {
     keys: KeyHasher,
     refresh: Duration,
     revalidate_after: Duration,
+    /// The last `/cache/flush`: for `revalidate_after` after it, a token
+    /// verified locally must also pass TokenReview (the flush is the
+    /// emergency revocation; a still-valid signature must not undo it).
+    last_flush: std::sync::Mutex<Option<Instant>>,
     stats: Stats,
 }
 
@@ -144,6 +152,7 @@ impl JwksAuthenticator {
             keys,
             refresh: cfg.refresh,
             revalidate_after: cfg.revalidate_after,
+            last_flush: std::sync::Mutex::new(None),
             stats,
         }
     }
@@ -159,10 +168,16 @@ impl JwksAuthenticator {
         self.store.clone().run(self.refresh, stop).await;
     }
 
-    /// Drops verified tokens: all of them, or those of `user`.
+    /// Drops verified tokens: all of them, or those of `user`. Tokens
+    /// TokenReview rejected stay marked, and for `revalidate_after` every
+    /// locally verified token is also reviewed.
     pub fn flush(&self, user: Option<&str>) {
+        *self.last_flush.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         match user {
-            None => self.cache.invalidate_all(),
+            None => {
+                // Fails only without `support_invalidation_closures`, set in `new`.
+                let _ = self.cache.invalidate_entries_if(|_, e| e.id.is_some());
+            }
             Some(u) => {
                 let u = u.to_owned();
                 // Fails only without `support_invalidation_closures`, set in `new`.
@@ -191,6 +206,7 @@ impl JwksAuthenticator {
             Step::Verify => {}
         }
         match self.verify(token.expose()).await {
+            Ok((_, exp)) if self.flushed_recently() => self.revalidate(key, exp, token).await,
             Ok((id, exp)) => {
                 self.stats.verification("verified");
                 let id = Arc::new(id);
@@ -205,9 +221,28 @@ impl JwksAuthenticator {
             Err(reason) => {
                 self.stats.verification(reason);
                 debug!(reason, "JWT not verified locally; asking TokenReview");
-                self.reviewer.authenticate(token).await
+                let answer = self.reviewer.authenticate(token).await;
+                if reason == "unknown_kid" && matches!(answer, Ok(None)) {
+                    // Its key may arrive with the next refresh: remember the
+                    // rejection so the signature cannot undo it then.
+                    let exp = jsonwebtoken::get_current_timestamp() + REJECTION_MEMORY.as_secs();
+                    let marker = Entry {
+                        id: None,
+                        exp,
+                        checked: Instant::now(),
+                    };
+                    self.cache.insert(key, marker).await;
+                }
+                answer
             }
         }
+    }
+
+    fn flushed_recently(&self) -> bool {
+        self.last_flush
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t.elapsed() < self.revalidate_after)
     }
 
     /// A cached token older than `revalidate_after`: TokenReview decides.

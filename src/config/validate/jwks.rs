@@ -56,6 +56,15 @@ pub(super) fn jwks(
             "needs token_review.cache.max_entries above 0 (revalidate_after tracks cached tokens)",
         ));
     }
+    // Local verification may not accept what TokenReview would refuse.
+    if !audiences.is_empty()
+        && let Some(extra) = j.audiences.iter().find(|a| !audiences.contains(a))
+    {
+        return Err(Error::invalid(
+            "token_review.jwks.audiences",
+            format!("{extra:?} is not in token_review.audiences"),
+        ));
+    }
     let audiences = if j.audiences.is_empty() {
         audiences.to_vec()
     } else {
@@ -107,7 +116,7 @@ mod tests {
         assert_eq!(j.revalidate_after, Duration::from_secs(60));
 
         let c = load(
-            "token_review:\n  audiences: [a]\n  jwks: {enabled: true, issuer: \"https://k\", audiences: [b], refresh: 5m, revalidate_after: 1s}\n",
+            "token_review:\n  audiences: [a, b]\n  jwks: {enabled: true, issuer: \"https://k\", audiences: [b], refresh: 5m, revalidate_after: 1s}\n",
         )
         .unwrap();
         let j = c.kubernetes.unwrap().token_review.unwrap().jwks.unwrap();
@@ -147,6 +156,10 @@ mod tests {
             (
                 "token_review: {enabled: false, jwks: {enabled: true}}\n",
                 "token_review.jwks.enabled: needs token_review.enabled",
+            ),
+            (
+                "token_review: {audiences: [a], jwks: {enabled: true, audiences: [a, b]}}\n",
+                "token_review.jwks.audiences: \"b\" is not in token_review.audiences",
             ),
             ("token_review: {jwks: {enable: true}}\n", "unknown field"),
         ];

@@ -88,6 +88,18 @@ fn bad_values_name_the_key_and_the_reason() {
             "tls: {cert_file: c, key_file: k}\nroutes: [{path_prefix: /, upstream: \"http://x\", upstream_ca_file: ca}]\n".to_owned(),
             "routes[0].upstream_ca_file: is only used with an https upstream",
         ),
+        (
+            "tls: {cert_file: c, key_file: k}\nmode: auth\nauth: {trusted_proxies: [10.0.0.1]}\n".to_owned(),
+            "auth.trusted_proxies: needs tls.client_ca_file to verify the certificates proxies forward",
+        ),
+        (
+            "tls: {cert_file: c, key_file: k, client_ca_file: ca}\nmode: auth\nroutes: [{path_prefix: /, upstream: \"http://x\"}]\n".to_owned(),
+            "routes[0].upstream: is not used with mode: auth (the front proxy forwards)",
+        ),
+        (
+            "tls: {cert_file: c, key_file: k}\nroutes: [{path_prefix: /}]\n".to_owned(),
+            "routes[0].upstream: is required",
+        ),
         (with("identity: {rules: [{san: {type: ip, pattern: x, user: u}}]}\n"), "identity.rules[0].san.type: \"ip\" is not one of dns, uri, email"),
         (with("identity: {rules: [{spiffe: {trust_domain: \"Bad/TD\"}}]}\n"), "identity.rules[0].spiffe.trust_domain"),
         (with("identity: {rules: [{san: {type: dns, pattern: \"[\", user: u}}]}\n"), "identity.rules[0].san.pattern: invalid glob"),
