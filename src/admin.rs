@@ -1,31 +1,28 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, `POST /cache/flush`.
 //!
-//! Health and readiness are open (kubelet probes them). Metrics and cache
-//! flushing are guarded: loopback peers only, or (`admin.access: authorized`,
-//! over TLS) identities the same authenticators and authorizers allow, as
-//! non-resource requests (`get /metrics`, `create /cache/flush`).
+//! Health and readiness are open (kubelet probes them). Metrics, the
+//! migration report and cache flushing are guarded: loopback peers only, or
+//! (`admin.access: authorized`, over TLS) identities the gate admits as
+//! non-resource requests (`get /metrics`, `create /cache/flush`), through
+//! the same admission as every route. Refusals come from the gate's one
+//! refusal map.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::HeaderValue;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 use crate::app::App;
+use crate::body::{self, Body};
+use crate::clock::unix_now;
 use crate::config::AdminAccess;
-use crate::gate::ConnInfo;
-use crate::proxy::Body;
-use crate::respond::{self, full};
-use crate::tls::unix_now;
+use crate::gate::{self, ConnInfo};
+use crate::server::{self, Connections, Handshake, Limits, Profile};
 
 /// One readiness check.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,152 +84,134 @@ fn expiry(name: &'static str, not_after: i64, now: i64) -> Check {
     }
 }
 
-/// Serves the admin endpoints on `listener` until `shutdown`.
-pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = &mut shutdown => return,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let app = app.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection(app, tcp, peer).await {
-                debug!(%peer, error = %e, "admin connection ended with an error");
-            }
-        });
-    }
+/// Serves the admin endpoints on `listener` until `shutdown`, through the
+/// same accept loop as the main listener, under `admin.max_connections`.
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let handshake = if app.admin.tls {
+        Handshake::Tls {
+            acceptor: app.tls.clone(),
+            profile: Profile::Admin,
+            metrics: None,
+        }
+    } else {
+        Handshake::Plain
+    };
+    let limits = Limits::admin(&app.limits, &app.admin);
+    server::serve(
+        listener,
+        handshake,
+        Arc::new(Admin { app }),
+        limits,
+        shutdown,
+    )
+    .await;
 }
 
-async fn connection(
+/// The admin listener's [`Connections`].
+struct Admin {
     app: Arc<App>,
-    tcp: tokio::net::TcpStream,
-    peer: SocketAddr,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let mut b = hyper::server::conn::http1::Builder::new();
-    b.timer(TokioTimer::new())
-        .header_read_timeout(app.limits.header_read_timeout);
-    if app.admin.tls {
-        // The main material, but HTTP/1.1 only: the admin listener speaks no HTTP/2.
-        let mut cfg = (*app.tls.server_config()).clone();
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-        let tls =
-            tokio::time::timeout(app.limits.handshake_timeout, acceptor.accept(tcp)).await??;
-        let leaf = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .map(|c| c.to_vec());
-        let conn = Arc::new(app.gate.conn_info(peer, leaf.as_deref()));
-        let svc = service_fn(move |req| respond_to(app.clone(), conn.clone(), req));
-        b.serve_connection(TokioIo::new(tls), svc).await?;
-    } else {
-        let conn = Arc::new(app.gate.conn_info(peer, None));
-        let svc = service_fn(move |req| respond_to(app.clone(), conn.clone(), req));
-        b.serve_connection(TokioIo::new(tcp), svc).await?;
+}
+
+impl Connections for Admin {
+    type Conn = ConnInfo;
+
+    fn open(&self, peer: SocketAddr, leaf: Option<&[u8]>) -> ConnInfo {
+        self.app.gate.conn_info(peer, leaf)
     }
-    Ok(())
+
+    fn call(
+        self: Arc<Self>,
+        conn: Arc<ConnInfo>,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static {
+        async move {
+            match respond_to(&self.app, &conn, &req).await {
+                Ok(resp) => resp,
+                Err(e) => gate::respond::refusal(&e.refusal()),
+            }
+        }
+    }
 }
 
 async fn respond_to(
-    app: Arc<App>,
-    conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
-    let resp = match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/healthz" | "/livez") => {
-            text(StatusCode::OK, "ok\n".into())
+    app: &App,
+    conn: &ConnInfo,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, gate::Error> {
+    let path = req.uri().path();
+    Ok(match (req.method(), path) {
+        (&Method::GET | &Method::HEAD, "/healthz" | "/livez") => body::text(StatusCode::OK, "ok\n"),
+        (&Method::GET | &Method::HEAD, "/readyz") => ready(app),
+        (&Method::GET, "/metrics") => {
+            guard(app, conn, req.headers(), path, "get").await?;
+            body::with_type(
+                StatusCode::OK,
+                app.metrics.render(),
+                Some(HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )),
+            )
         }
-        (&Method::GET | &Method::HEAD, "/readyz") => ready(&app),
-        (&Method::GET, "/metrics") => match guard(&app, &conn, &req, "get").await {
-            Ok(()) => {
-                let mut r = text(StatusCode::OK, app.metrics.render());
-                r.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static(
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    ),
-                );
-                r
-            }
-            Err(r) => r,
-        },
-        (&Method::GET, "/migration") => match guard(&app, &conn, &req, "get").await {
-            Ok(()) => migration(&app, &req),
-            Err(r) => r,
-        },
-        (&Method::POST, "/cache/flush") => match guard(&app, &conn, &req, "create").await {
-            Ok(()) => flush(&app, req.uri().query()),
-            Err(r) => r,
-        },
-        _ => respond::json(StatusCode::NOT_FOUND, "no_route", "unknown admin endpoint"),
-    };
-    Ok(resp)
+        (&Method::GET, "/migration") => {
+            guard(app, conn, req.headers(), path, "get").await?;
+            migration(app, req)?
+        }
+        (&Method::POST, "/cache/flush") => {
+            guard(app, conn, req.headers(), path, "create").await?;
+            flush(app, req.uri().query())
+        }
+        _ => return Err(gate::Error::NoRoute(path.to_owned())),
+    })
 }
 
 fn ready(app: &App) -> Response<Body> {
     let checks = readiness(app, unix_now());
     let ok = checks.iter().all(|c| c.ok);
-    let mut body = String::new();
+    let mut out = String::new();
     for c in &checks {
         let mark = if c.ok { "+" } else { "-" };
-        body.push_str(&format!(
+        out.push_str(&format!(
             "[{mark}]{} {}: {}\n",
             c.name,
             if c.ok { "ok" } else { "failed" },
             c.detail
         ));
     }
-    body.push_str(if ok {
+    out.push_str(if ok {
         "readyz check passed\n"
     } else {
         "readyz check failed\n"
     });
-    text(
-        if ok {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        body,
-    )
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    body::text(status, out)
 }
 
-/// `Ok` when the caller may use a guarded endpoint, else the refusal.
+/// `Ok` when the caller may use a guarded endpoint, else why not.
 async fn guard(
     app: &App,
     conn: &ConnInfo,
-    req: &Request<Incoming>,
-    verb: &str,
-) -> Result<(), Response<Body>> {
+    headers: &http::HeaderMap,
+    path: &str,
+    verb: &'static str,
+) -> Result<(), gate::Error> {
     match app.admin.access {
         AdminAccess::Loopback if conn.peer.ip().is_loopback() => Ok(()),
-        AdminAccess::Loopback => Err(respond::json(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this admin endpoint answers loopback clients only",
-        )),
+        AdminAccess::Loopback => Err(gate::Error::AdminLoopbackOnly),
         AdminAccess::Authorized => app
             .gate
-            .check(conn, req.headers(), verb, req.uri().path())
+            .admit_admin(conn, headers, verb, path)
             .await
-            .map(|_| ())
-            .map_err(|e| respond::error_response(&e)),
+            .map(drop),
     }
 }
 
 /// The migration report: JSON, or a plain-text table with `?format=text`
 /// or `Accept: text/plain`.
-fn migration(app: &App, req: &Request<Incoming>) -> Response<Body> {
+fn migration(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, gate::Error> {
     let report = app.gate.migration().tracker().report();
     let text_wanted = req
         .uri()
@@ -244,21 +223,15 @@ fn migration(app: &App, req: &Request<Incoming>) -> Response<Body> {
             .and_then(|a| a.to_str().ok())
             .is_some_and(|a| a.starts_with("text/plain"));
     if text_wanted {
-        return text(StatusCode::OK, report.to_text());
+        return Ok(body::text(StatusCode::OK, report.to_text()));
     }
-    match serde_json::to_string_pretty(&report) {
-        Ok(json) => {
-            let mut r = text(StatusCode::OK, json + "\n");
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
-        }
-        Err(_) => respond::json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "the report could not be encoded",
-        ),
-    }
+    let json = serde_json::to_string_pretty(&report)
+        .map_err(|_| gate::Error::Internal("the migration report could not be encoded"))?;
+    Ok(body::with_type(
+        StatusCode::OK,
+        json + "\n",
+        Some(HeaderValue::from_static("application/json")),
+    ))
 }
 
 fn flush(app: &App, query: Option<&str>) -> Response<Body> {
@@ -276,20 +249,14 @@ fn flush(app: &App, query: Option<&str>) -> Response<Body> {
         user = user.as_deref().unwrap_or("*"),
         "review caches flushed"
     );
-    let body =
+    let json =
         serde_json::json!({"flushed": user.as_deref().map_or("all", |_| "user"), "user": user});
-    let mut r = Response::new(full(Bytes::from(body.to_string())));
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
+    body::with_type(
+        StatusCode::OK,
+        json.to_string(),
+        Some(HeaderValue::from_static("application/json")),
+    )
 }
 
-fn text(status: StatusCode, body: String) -> Response<Body> {
-    let mut r = Response::new(full(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
+#[cfg(test)]
+mod tests;

@@ -2,12 +2,12 @@
 //! acceptor and reloader, backends, routes, gate, metrics, health). Nothing
 //! here decides anything about a request; it only wires.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::authn::jwks::JwksAuthenticator;
@@ -20,12 +20,13 @@ use crate::authz::static_rules::StaticRules;
 use crate::authz::{Authorizer, Authorizers};
 use crate::cache::KeyHasher;
 use crate::config::{AdminConfig, Config, KubernetesConfig, Limits, TlsConfig};
-use crate::gate::{Gate, Parts, Route};
+use crate::gate::{Gate, Parts};
 use crate::kubernetes::{self, ApiClient};
 use crate::metrics::Metrics;
 use crate::migration::Migration;
 use crate::migration::report::IdentityCollector;
-use crate::proxy::{self, Upstream};
+use crate::proxy::{self, Upstreams};
+use crate::server::{self, Handshake, Profile};
 use crate::tls::{self, reload::Reloader};
 
 /// Why the runtime could not be built from a valid config.
@@ -105,53 +106,15 @@ impl App {
             metrics.clone(),
         ));
 
-        let statics = &config.static_backend;
-        let mut tokens: Vec<Arc<dyn TokenAuthenticator>> = Vec::new();
-        if !statics.tokens.is_empty() {
-            tokens.push(Arc::new(StaticTokens::new(&statics.tokens)));
-        }
-        let mut authorizers: Vec<Arc<dyn Authorizer>> = Vec::new();
-        if !statics.allow.is_empty() {
-            authorizers.push(Arc::new(StaticRules::new(&statics.allow)));
-        }
-        // Static first, then the API: the apiserver's union of authenticators.
         let kube = match &config.kubernetes {
             Some(k) => Some(kube_backend(k, kubernetes::client(k).await?, &metrics)),
             None => None,
         };
-        if let Some(k) = &kube {
-            if let Some(tr) = &k.token_review {
-                // With token_review.jwks, local verification takes the
-                // reviewer's place and falls back to it.
-                match &k.jwks {
-                    Some(jwks) => {
-                        jwks.load().await;
-                        tokens.push(jwks.clone());
-                    }
-                    None => tokens.push(tr.clone()),
-                }
-                metrics.register_cache("token", Arc::new(tr.cache().clone()));
-            }
-            if let Some(ar) = &k.access_review {
-                authorizers.push(ar.clone());
-                metrics.register_cache("access", Arc::new(ar.cache().clone()));
-            }
+        if let Some(jwks) = kube.as_ref().and_then(|k| k.jwks.as_ref()) {
+            jwks.load().await;
         }
-        let authn = Authenticator::new(CertMapper::new(&config.identity_rules), tokens);
-
-        let migration = Migration::new(&config.migration);
-        metrics.register_collector(Box::new(IdentityCollector(migration.tracker().clone())));
-        let gate = Gate::new(Parts {
-            routes: routes(config)?,
-            authn,
-            authz: Authorizers::new(authorizers),
-            headers: config.headers.clone(),
-            paths: config.paths.clone(),
-            migration,
-            mode: config.mode.clone(),
-            tls: acceptor.clone(),
-            metrics: metrics.clone(),
-        });
+        let upstreams = Upstreams::new(&config.routes, config.limits.upstream_timeout)?;
+        let gate = gate(config, kube.as_ref(), acceptor.clone(), &metrics, upstreams);
         Ok(Self {
             gate: Arc::new(gate),
             tls: acceptor,
@@ -163,6 +126,17 @@ impl App {
             admin: config.admin.clone(),
             tls_config: config.tls.clone(),
         })
+    }
+
+    /// Serves the main listener until `shutdown`, then drains it.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let handshake = Handshake::Tls {
+            acceptor: self.tls.clone(),
+            profile: Profile::Main,
+            metrics: Some(self.metrics.clone()),
+        };
+        let limits = server::Limits::main(&self.limits);
+        server::serve(listener, handshake, self.gate.clone(), limits, shutdown).await;
     }
 
     /// Starts the background work (TLS reload, API probe) until `stop`.
@@ -223,30 +197,53 @@ pub fn kube_backend(k: &KubernetesConfig, client: kube::Client, metrics: &Metric
     }
 }
 
-/// One pooled client per distinct upstream CA file, shared by its routes.
-fn routes(config: &Config) -> Result<Vec<Route>, Error> {
-    let mut clients = HashMap::<Option<PathBuf>, _>::new();
-    let mut out = Vec::with_capacity(config.routes.len());
-    for r in &config.routes {
-        let upstream = match &r.upstream {
-            // `mode: auth`: the front proxy forwards.
-            None => None,
-            Some(uri) => {
-                let client = match clients.get(&r.upstream_ca_file) {
-                    Some(c) => Clone::clone(c),
-                    None => {
-                        let c = proxy::client(r.upstream_ca_file.as_deref())?;
-                        clients.insert(r.upstream_ca_file.clone(), c.clone());
-                        c
-                    }
-                };
-                Some(Upstream::new(uri, client, config.limits.upstream_timeout))
-            }
-        };
-        out.push(Route {
-            config: r.clone(),
-            upstream,
-        });
+/// The gate of `config`: static backends first, then the Kubernetes
+/// reviewers of `kube` (the apiserver's union of authenticators), sending
+/// permitted requests to `forward`. Registers the caches' and the migration
+/// report's metrics.
+pub fn gate<F>(
+    config: &Config,
+    kube: Option<&KubeBackend>,
+    tls: Arc<tls::Acceptor>,
+    metrics: &Metrics,
+    forward: F,
+) -> Gate<F> {
+    let statics = &config.static_backend;
+    let mut tokens: Vec<Arc<dyn TokenAuthenticator>> = Vec::new();
+    if !statics.tokens.is_empty() {
+        tokens.push(Arc::new(StaticTokens::new(&statics.tokens)));
     }
-    Ok(out)
+    let mut authorizers: Vec<Arc<dyn Authorizer>> = Vec::new();
+    if !statics.allow.is_empty() {
+        authorizers.push(Arc::new(StaticRules::new(&statics.allow)));
+    }
+    if let Some(k) = kube {
+        if let Some(tr) = &k.token_review {
+            // With token_review.jwks, local verification takes the
+            // reviewer's place and falls back to it.
+            match &k.jwks {
+                Some(jwks) => tokens.push(jwks.clone()),
+                None => tokens.push(tr.clone()),
+            }
+            metrics.register_cache("token", Arc::new(tr.cache().clone()));
+        }
+        if let Some(ar) = &k.access_review {
+            authorizers.push(ar.clone());
+            metrics.register_cache("access", Arc::new(ar.cache().clone()));
+        }
+    }
+    let migration = Migration::new(&config.migration);
+    metrics.register_collector(Box::new(IdentityCollector(migration.tracker().clone())));
+    Gate::new(Parts {
+        routes: config.routes.clone(),
+        authn: Authenticator::new(CertMapper::new(&config.identity_rules), tokens),
+        authz: Authorizers::new(authorizers),
+        headers: config.headers.clone(),
+        paths: config.paths.clone(),
+        migration,
+        mode: config.mode.clone(),
+        tls,
+        metrics: metrics.clone(),
+        forward,
+    })
 }

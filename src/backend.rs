@@ -41,16 +41,6 @@ pub enum BackendError {
 }
 
 impl BackendError {
-    /// The fixed log/metric reason for this failure.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Timeout { .. } => "backend_timeout",
-            Self::Throttled { .. } => "backend_throttled",
-            Self::Unreachable { .. } => "backend_unreachable",
-            Self::BadResponse { .. } => "backend_error",
-        }
-    }
-
     /// How long the client should wait before retrying.
     pub fn retry_after(&self) -> Duration {
         match self {

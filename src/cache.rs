@@ -42,9 +42,9 @@ impl KeyHasher {
     /// A hasher with a fresh random key.
     pub fn random() -> Self {
         let mut secret = [0u8; 32];
-        // ring's SystemRandom only fails when the OS has no entropy source at
-        // all; a zero key would still not store raw tokens.
-        let _ = crate::tls::provider().secure_random.fill(&mut secret);
+        // SystemRandom only fails when the OS has no entropy source at all;
+        // a zero key would still not store raw tokens.
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret);
         Self {
             mac: <Hmac<Sha256> as KeyInit>::new_from_slice(&secret)
                 .unwrap_or_else(|_| unreachable!()),
@@ -82,6 +82,15 @@ impl KeyBuilder {
     pub fn finish(self) -> Key {
         self.0.finalize().into_bytes().into()
     }
+}
+
+/// A cache whose counters and size are exported (read by
+/// [`crate::metrics`] on each scrape).
+pub trait CacheSource: Send + Sync + std::fmt::Debug + 'static {
+    /// Lookup counters.
+    fn stats(&self) -> &Stats;
+    /// Approximate entries held.
+    fn entries(&self) -> u64;
 }
 
 /// Which review cache a lookup went to.
@@ -228,7 +237,7 @@ impl<V: Clone + Send + Sync + 'static> std::fmt::Debug for ReviewCache<V> {
     }
 }
 
-impl<V: Clone + Send + Sync + 'static> crate::metrics::CacheSource for ReviewCache<V> {
+impl<V: Clone + Send + Sync + 'static> CacheSource for ReviewCache<V> {
     fn stats(&self) -> &Stats {
         &self.inner.stats
     }

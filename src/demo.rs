@@ -18,10 +18,9 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tracing::debug;
 
+use crate::body::{Body, full};
 use crate::config::Config;
 use crate::pki::{self, ClientSpec};
-use crate::proxy::Body;
-use crate::respond::full;
 
 /// Everything the demo created, for printing.
 pub struct Setup {

@@ -7,64 +7,56 @@
 //! ```text
 //!  client ──TCP──▶ server ──▶ tls ──▶ gate ─────────────────────────────────────▶ upstream
 //!                  (accept,   (rustls, │  routes: normalise path, pick route
-//!                   conn cap)  optional │  authn:  verified cert ─▶ identity rules
-//!                              client   │          else Bearer ──▶ token backends
-//!                              cert)    │  authz:  identity + attributes ─▶ authorizers
-//!                                       │  proxy:  strip spoofable headers, set X-Remote-*
+//!                   conn cap, optional │  authn:  verified cert ─▶ identity rules
+//!                   drain)    client   │          else Bearer ──▶ token backends
+//!                              cert)    │  authz:  identity + attributes ─▶ authorizers ─▶ Permit
+//!                                       │  proxy:  Permit: strip spoofable headers, set X-Remote-*
 //!                                       ▼
-//!                                    respond: every error ─▶ 400/401/403/404/502/503/504
+//!                         gate::error: every error ─▶ one Refusal ─▶ response,
+//!                                      metric and access-log line (400..504)
 //! ```
 //!
-//! The pipeline is written once, top-down, in [`gate`].
+//! The pipeline is written once, top-down, in [`gate`]. [`server::serve`] is
+//! the one accept loop, for the main listener (the [`gate::Gate`]) and the
+//! [`admin`] listener. Nothing reaches [`proxy`] without an
+//! [`authz::permit::Permit`].
 //!
 //! authgate does not:
 //! - forward a request whose identity or authorization could not be established
-//!   (every failure ends in a response built by [`respond`]);
+//!   (every failure ends in a response built from [`gate::Error::refusal`]);
 //! - keep, log or echo a raw bearer token (tokens are [`authn::bearer::BearerToken`]s,
 //!   whose `Debug` is redacted);
 //! - trust identity headers sent by clients: they are removed before forwarding.
 
+// Foundations, used along the whole path.
+pub mod body;
+pub mod clock;
 pub mod config;
-
-pub mod server;
-
-pub mod tls;
-
 pub mod identity;
-
-pub mod authn;
-
-pub mod authz;
-
-pub mod routes;
-
-pub mod gate;
-
-pub mod proxy;
-
-pub mod auth_request;
-
-pub mod migration;
-
-pub mod respond;
-
-pub mod audit;
-
 pub mod metrics;
 
-pub mod admin;
+// The request path, in the order a request travels it.
+pub mod authn;
+pub mod authz;
+pub mod gate;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod tls;
 
+// Decision backends and their caches.
 pub mod backend;
-
 pub mod cache;
-
 pub mod kubernetes;
 
+// Operations around the path.
+pub mod admin;
+pub mod migration;
+
+// Wiring and tools.
 pub mod app;
-
-pub mod pki;
-
 pub mod demo;
+pub mod pki;
 
 /// A boxed, sendable future, the return type of the async backend traits
 /// ([`authn::TokenAuthenticator`], [`authz::Authorizer`]) so they can be used
@@ -79,3 +71,6 @@ pub fn install_crypto_provider() {
     // Err means a provider is already installed, which is what we want.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+#[cfg(test)]
+mod layering;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use authgate::app::App;
 use authgate::config::krp::{self, KrpFlags};
 use authgate::config::{self, Config, LogConfig, LogFormat};
-use authgate::{admin, demo, pki, server};
+use authgate::{admin, demo, pki};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -213,7 +213,7 @@ async fn serve(config: Config) -> Result {
     if let Some(addr) = config.admin.listen {
         let admin_listener = TcpListener::bind(addr).await?;
         info!(admin = %admin_listener.local_addr()?, "admin listening");
-        tokio::spawn(admin::run(
+        tokio::spawn(admin::serve(
             admin_listener,
             app.clone(),
             stop.clone().cancelled_owned(),
@@ -235,7 +235,7 @@ async fn serve(config: Config) -> Result {
             tokio::time::sleep(delay).await;
         }
     };
-    server::run(listener, app, shutdown).await;
+    app.serve(listener, shutdown).await;
     stop.cancel();
     info!("stopped");
     Ok(())
@@ -256,7 +256,7 @@ async fn run_demo(listen: SocketAddr, dir: PathBuf) -> Result {
     }
     writeln!(out, "Ctrl-C stops the demo.")?;
     out.flush()?;
-    server::run(listener, app, shutdown_signal()).await;
+    app.serve(listener, shutdown_signal()).await;
     Ok(())
 }
 

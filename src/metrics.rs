@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::cache::Stats;
+use crate::cache::CacheSource;
 
 /// `route`, `auth`, `outcome`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -23,7 +23,8 @@ pub struct RequestLabels {
     pub route: String,
     /// `mtls`, `token` or `none`.
     pub auth: &'static str,
-    /// See [`outcome`].
+    /// `allowed`, `unauthenticated`, `forbidden`, `backend_error`,
+    /// `upstream_error`, `bad_request`, `no_route` or `internal_error`.
     pub outcome: &'static str,
 }
 
@@ -265,47 +266,19 @@ impl Metrics {
         out
     }
 
-    /// Counts a finished request.
-    pub fn request(&self, route: &str, auth: &'static str, reason: &str, seconds: f64) {
+    /// Counts a finished request; `outcome` is the gate's outcome label.
+    pub fn request(&self, route: &str, auth: &'static str, outcome: &'static str, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.to_owned(),
                 auth,
-                outcome: outcome(reason),
+                outcome,
             })
             .inc();
         self.request_duration
             .get_or_create(&AuthLabel { auth })
             .observe(seconds);
     }
-}
-
-/// The outcome label of a request reason.
-pub fn outcome(reason: &str) -> &'static str {
-    match reason {
-        "allowed" => "allowed",
-        "missing_credentials"
-        | "cert_unmapped"
-        | "invalid_token"
-        | "token_rejected"
-        | "mtls_required"
-        | "token_forbidden"
-        | "cert_not_accepted"
-        | "cert_refused" => "unauthenticated",
-        "forbidden" | "spoofed_identity" => "forbidden",
-        "upstream_error" | "upstream_timeout" => "upstream_error",
-        "bad_request" => "bad_request",
-        "no_route" => "no_route",
-        _ => "backend_error",
-    }
-}
-
-/// A cache whose counters and size are exported.
-pub trait CacheSource: Send + Sync + std::fmt::Debug + 'static {
-    /// Lookup counters.
-    fn stats(&self) -> &Stats;
-    /// Approximate entries held.
-    fn entries(&self) -> u64;
 }
 
 #[derive(Debug)]

@@ -9,8 +9,6 @@ use std::collections::HashMap;
 
 use percent_encoding::percent_decode_str;
 
-use crate::config::RouteConfig;
-
 /// Why a request path was refused (400).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BadPath {
@@ -123,6 +121,26 @@ pub fn covers(prefix: &str, path: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
+/// A route's place in the configuration (`routes[i]`): what forwarding
+/// looks its upstream up by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RouteId(u32);
+
+impl RouteId {
+    /// Not a route: the admin endpoints, which are answered, never forwarded.
+    pub const ADMIN: Self = Self(u32::MAX);
+
+    /// `routes[index]`.
+    pub fn new(index: usize) -> Self {
+        Self(u32::try_from(index).unwrap_or(u32::MAX - 1))
+    }
+
+    /// The index into the configured routes (`None` for [`Self::ADMIN`]).
+    pub fn index(self) -> Option<usize> {
+        (self != Self::ADMIN).then_some(self.0 as usize)
+    }
+}
+
 /// The routes by prefix. A lookup walks the path's own prefixes from the
 /// longest down (`/a/b/c`, `/a/b`, `/a`, `/`), so it costs one hash probe per
 /// path segment however many routes there are.
@@ -157,18 +175,6 @@ impl<T> RouteTable<T> {
     /// Every route, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.by_prefix.values()
-    }
-}
-
-impl RouteTable<RouteConfig> {
-    /// Builds the table from validated route configs.
-    pub fn from_config(routes: &[RouteConfig]) -> Self {
-        Self::new(
-            routes
-                .iter()
-                .map(|r| (r.path_prefix.clone(), r.clone()))
-                .collect(),
-        )
     }
 }
 

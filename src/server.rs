@@ -1,9 +1,13 @@
-//! The accept loop: the only code that owns client sockets.
+//! The accept loop: the only code that owns client sockets, shared by the
+//! main and the admin listener.
 //!
-//! Per connection: a slot under `limits.max_connections`, the TLS handshake
-//! under `limits.handshake_timeout`, the client certificate mapped once, then
-//! HTTP/2 or HTTP/1.1 chosen by ALPN (never by sniffing, which has no timer),
-//! with every request handed to [`crate::gate::Gate::handle`].
+//! Per connection: a slot under [`Limits::max_connections`], the TLS
+//! handshake under [`Limits::handshake_timeout`], then HTTP/2 or HTTP/1.1
+//! chosen by ALPN (never by sniffing, which has no timer), with every request
+//! handed to the listener's [`Connections`]. On shutdown the listener closes,
+//! open connections are told to finish (HTTP/1 `Connection: close`, HTTP/2
+//! GOAWAY), and the loop returns once they have, or after
+//! [`Limits::shutdown_timeout`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,26 +19,116 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use crate::body::Body;
+use crate::metrics::{Metrics, ReasonLabel};
+use crate::{clock, config, tls};
 
-use crate::app::App;
-use crate::config::Limits;
-use crate::metrics::ReasonLabel;
+/// What a listener does with its connections and their requests.
+pub trait Connections: Send + Sync + 'static {
+    /// What the requests of one connection share.
+    type Conn: Send + Sync + 'static;
+
+    /// A connection from `peer` was accepted; `leaf` is its verified client
+    /// certificate (DER), if it presented one.
+    fn open(&self, peer: SocketAddr, leaf: Option<&[u8]>) -> Self::Conn;
+
+    /// Answers one request of `conn`.
+    fn call(
+        self: Arc<Self>,
+        conn: Arc<Self::Conn>,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static;
+}
+
+/// How a listener's connections begin.
+#[derive(Clone)]
+pub enum Handshake {
+    /// Plain HTTP/1.1 (the admin listener without `admin.tls`).
+    Plain,
+    /// TLS with the material in service.
+    Tls {
+        /// The material.
+        acceptor: Arc<tls::Acceptor>,
+        /// Which of its configurations to use.
+        profile: Profile,
+        /// Handshake counters, for the main listener.
+        metrics: Option<Metrics>,
+    },
+}
+
+/// The TLS configuration a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// HTTP/2 and HTTP/1.1 by ALPN.
+    Main,
+    /// HTTP/1.1 only.
+    Admin,
+}
+
+/// The limits of one listener.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Concurrent connections; more are closed at accept.
+    pub max_connections: usize,
+    /// TLS handshake deadline.
+    pub handshake_timeout: Duration,
+    /// HTTP/1 request-head deadline (and idle keep-alive limit); also the
+    /// deadline of an HTTP/2 connection's first request.
+    pub header_read_timeout: Duration,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// HTTP/2 connections with no new request for this long get GOAWAY.
+    pub idle_timeout: Duration,
+    /// How long shutdown waits for open connections.
+    pub shutdown_timeout: Duration,
+}
+
+impl Limits {
+    /// The main listener's limits.
+    pub fn main(l: &config::Limits) -> Self {
+        Self {
+            max_connections: l.max_connections,
+            handshake_timeout: l.handshake_timeout,
+            header_read_timeout: l.header_read_timeout,
+            max_header_bytes: l.max_header_bytes,
+            idle_timeout: l.idle_timeout,
+            shutdown_timeout: l.shutdown_timeout,
+        }
+    }
+
+    /// The admin listener's: its own connection cap, the main timeouts.
+    pub fn admin(l: &config::Limits, a: &config::AdminConfig) -> Self {
+        Self {
+            max_connections: a.max_connections,
+            ..Self::main(l)
+        }
+    }
+}
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting, lets
-/// in-flight requests finish for up to `limits.shutdown_timeout`, and returns.
-pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let slots = Arc::new(Semaphore::new(app.limits.max_connections));
+/// open connections finish for up to `limits.shutdown_timeout`, and returns.
+pub async fn serve<C: Connections>(
+    listener: TcpListener,
+    handshake: Handshake,
+    conns: Arc<C>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
+    let limits = Arc::new(limits);
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -53,10 +147,14 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
             debug!(%peer, "connection limit reached; closing");
             continue;
         };
-        let app = app.clone();
-        let cancel = cancel.clone();
+        let (handshake, conns, limits, cancel) = (
+            handshake.clone(),
+            conns.clone(),
+            limits.clone(),
+            cancel.clone(),
+        );
         tracker.spawn(async move {
-            serve_connection(&app, tcp, peer, cancel).await;
+            connection(&handshake, conns, &limits, tcp, peer, cancel).await;
             drop(slot);
         });
     }
@@ -67,7 +165,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     );
     cancel.cancel();
     tracker.close();
-    if tokio::time::timeout(app.limits.shutdown_timeout, tracker.wait())
+    if tokio::time::timeout(limits.shutdown_timeout, tracker.wait())
         .await
         .is_err()
     {
@@ -78,63 +176,114 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     }
 }
 
-async fn serve_connection(app: &App, tcp: TcpStream, peer: SocketAddr, cancel: CancellationToken) {
+async fn connection<C: Connections>(
+    handshake: &Handshake,
+    conns: Arc<C>,
+    limits: &Limits,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    cancel: CancellationToken,
+) {
     let _ = tcp.set_nodelay(true);
-    let handshake = app.tls.acceptor().accept(tcp);
-    let tls = match tokio::time::timeout(app.limits.handshake_timeout, handshake).await {
+    let (acceptor, profile, metrics) = match handshake {
+        Handshake::Plain => {
+            let conn = Arc::new(conns.open(peer, None));
+            let r = serve_h1(
+                TokioIo::new(tcp),
+                service(conns, conn, None),
+                limits,
+                cancel,
+            );
+            return log_end(peer, r.await);
+        }
+        Handshake::Tls {
+            acceptor,
+            profile,
+            metrics,
+        } => (acceptor, *profile, metrics.as_ref()),
+    };
+    let accept = match profile {
+        Profile::Main => acceptor.acceptor(),
+        Profile::Admin => acceptor.admin_acceptor(),
+    };
+    let tls = match tokio::time::timeout(limits.handshake_timeout, accept.accept(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             let reason = handshake_failure(&e);
             debug!(%peer, error = %e, reason, "TLS handshake failed");
-            count(&app.metrics.handshake_failures, reason);
+            count(metrics.map(|m| &m.handshake_failures), reason);
             return;
         }
         Err(_) => {
             debug!(%peer, "TLS handshake timed out");
-            count(&app.metrics.handshake_failures, "timeout");
+            count(metrics.map(|m| &m.handshake_failures), "timeout");
             return;
         }
     };
     let (_, session) = tls.get_ref();
-    let h2 = session.alpn_protocol() == Some(b"h2");
+    let h2 = profile == Profile::Main && session.alpn_protocol() == Some(b"h2");
     let leaf = session.peer_certificates().and_then(|c| c.first());
-    match leaf.and_then(|l| crate::authn::x509::not_after(l)) {
-        Some(not_after) => {
-            count(&app.metrics.handshakes, "client_cert");
-            let left = not_after.saturating_sub(crate::tls::unix_now());
-            app.metrics.client_cert_expiry.observe(left as f64);
-        }
-        None => count(&app.metrics.handshakes, "no_client_cert"),
+    if let Some(m) = metrics {
+        observe_client_cert(m, leaf.map(AsRef::as_ref));
     }
-    let conn = Arc::new(app.gate.conn_info(peer, leaf.map(AsRef::as_ref)));
-    let gate = app.gate.clone();
-    let activity = Arc::new(Activity::default());
-    let seen = activity.clone();
-    let svc = service_fn(move |req: hyper::Request<Incoming>| {
-        let gate = gate.clone();
-        let conn = conn.clone();
-        let seen = seen.clone();
-        async move {
-            seen.started.fetch_add(1, Ordering::Relaxed);
-            seen.active.fetch_add(1, Ordering::Relaxed);
-            let resp = gate.handle(&conn, req).await;
-            seen.active.fetch_sub(1, Ordering::Relaxed);
-            Ok::<_, Infallible>(resp)
-        }
-    });
+    let conn = Arc::new(conns.open(peer, leaf.map(AsRef::as_ref)));
     let io = TokioIo::new(tls);
     let result = if h2 {
-        serve_h2(io, svc, &app.limits, &activity, cancel).await
+        let activity = Arc::new(Activity::default());
+        let svc = service(conns, conn, Some(activity.clone()));
+        serve_h2(io, svc, limits, &activity, cancel).await
     } else {
-        serve_h1(io, svc, &app.limits, cancel).await
+        serve_h1(io, service(conns, conn, None), limits, cancel).await
     };
+    log_end(peer, result);
+}
+
+/// The hyper service of one connection; counts activity for the HTTP/2
+/// idle check when asked to.
+fn service<C: Connections>(
+    conns: Arc<C>,
+    conn: Arc<C::Conn>,
+    activity: Option<Arc<Activity>>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    service_fn(move |req| {
+        let call = conns.clone().call(conn.clone(), req);
+        let guard = activity.as_ref().map(|a| a.start());
+        async move {
+            let resp = call.await;
+            drop(guard);
+            Ok::<_, Infallible>(resp)
+        }
+    })
+}
+
+fn log_end(peer: SocketAddr, result: hyper::Result<()>) {
     if let Err(e) = result {
         debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 
-fn count(family: &Family<ReasonLabel, Counter>, reason: &'static str) {
-    family.get_or_create(&ReasonLabel { reason }).inc();
+fn observe_client_cert(m: &Metrics, leaf: Option<&[u8]>) {
+    match leaf.and_then(crate::authn::x509::not_after) {
+        Some(not_after) => {
+            count(Some(&m.handshakes), "client_cert");
+            let left = not_after.saturating_sub(clock::unix_now());
+            m.client_cert_expiry.observe(left as f64);
+        }
+        None => count(Some(&m.handshakes), "no_client_cert"),
+    }
+}
+
+fn count(family: Option<&Family<ReasonLabel, Counter>>, reason: &'static str) {
+    if let Some(f) = family {
+        f.get_or_create(&ReasonLabel { reason }).inc();
+    }
 }
 
 /// The metric reason of a failed handshake.
@@ -165,7 +314,7 @@ fn handshake_failure(e: &std::io::Error) -> &'static str {
     }
 }
 
-/// Request counters of one connection, for the HTTP/2 idle check.
+/// Request counters of one HTTP/2 connection, for its idle check.
 #[derive(Default)]
 struct Activity {
     /// Requests started on the connection so far.
@@ -174,18 +323,34 @@ struct Activity {
     active: AtomicUsize,
 }
 
-async fn serve_h1<S>(
-    io: TokioIo<tokio_rustls::server::TlsStream<TcpStream>>,
+impl Activity {
+    /// Counts a request as started and running until the guard drops, so a
+    /// request whose stream is reset (its future dropped) is not left
+    /// counted as running.
+    fn start(self: &Arc<Self>) -> ActiveGuard {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(self.clone())
+    }
+}
+
+struct ActiveGuard(Arc<Activity>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn serve_h1<I, S>(
+    io: TokioIo<I>,
     svc: S,
     limits: &Limits,
     cancel: CancellationToken,
 ) -> hyper::Result<()>
 where
-    S: hyper::service::Service<
-            hyper::Request<Incoming>,
-            Response = hyper::Response<crate::proxy::Body>,
-            Error = Infallible,
-        >,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>,
     S::Future: Send + 'static,
 {
     let mut b = http1::Builder::new();
@@ -206,19 +371,17 @@ where
     }
 }
 
-async fn serve_h2<S>(
-    io: TokioIo<tokio_rustls::server::TlsStream<TcpStream>>,
+async fn serve_h2<I, S>(
+    io: TokioIo<I>,
     svc: S,
     limits: &Limits,
     activity: &Activity,
     cancel: CancellationToken,
 ) -> hyper::Result<()>
 where
-    S: hyper::service::Service<
-            hyper::Request<Incoming>,
-            Response = hyper::Response<crate::proxy::Body>,
-            Error = Infallible,
-        > + Send
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Send
         + 'static,
     S::Future: Send + 'static,
 {
@@ -275,3 +438,6 @@ where
         .await
         .unwrap_or(Ok(()))
 }
+
+#[cfg(test)]
+mod tests;

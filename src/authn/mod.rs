@@ -13,7 +13,6 @@ pub mod token_review;
 pub mod x509;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 
@@ -74,23 +73,6 @@ pub enum Error {
     Backend(#[from] BackendError),
 }
 
-impl Error {
-    /// The fixed log/metric reason.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::MissingCredentials => "missing_credentials",
-            Self::CertUnmapped(_) => "cert_unmapped",
-            Self::InvalidToken(_) => "invalid_token",
-            Self::TokenRejected => "token_rejected",
-            Self::TokenForbidden => "token_forbidden",
-            Self::CertNotAccepted => "cert_not_accepted",
-            Self::ForwardedCertRefused(_) => "cert_refused",
-            Self::MtlsRequired { .. } => "mtls_required",
-            Self::Backend(e) => e.reason(),
-        }
-    }
-}
-
 /// The certificate rules and the token backends.
 pub struct Authenticator {
     certs: CertMapper,
@@ -105,10 +87,7 @@ impl Authenticator {
 
     /// Maps a connection's verified leaf certificate, once per connection.
     pub fn map_cert(&self, leaf_der: &[u8]) -> CertIdentity {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        self.certs.map(leaf_der, now)
+        self.certs.map(leaf_der, crate::clock::unix_now())
     }
 
     /// Establishes the identity of a request from its connection's

@@ -6,7 +6,7 @@
 //! key, bound and coalescing.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, TokenReviewStatus};
@@ -17,6 +17,7 @@ use super::bearer::BearerToken;
 use crate::BoxFuture;
 use crate::backend::BackendError;
 use crate::cache::{KeyHasher, Kind, ReviewCache};
+use crate::clock::unix_now;
 use crate::config::TokenReviewConfig;
 use crate::identity::{AuthMethod, Identity};
 use crate::kubernetes::ApiClient;
@@ -194,12 +195,6 @@ pub fn success_ttl(ttl: Duration, exp: Option<i64>, now: i64) -> Duration {
         Some(exp) if exp <= now => Duration::ZERO,
         Some(exp) => ttl.min(Duration::from_secs(exp.abs_diff(now))),
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -216,7 +216,8 @@ mod tests {
     use http::Method;
 
     use super::*;
-    use crate::authz::attributes::{ResourceAttributes, for_request};
+    use crate::authz::attributes::for_request;
+    use crate::config::ResourceAttributes;
     use crate::identity::AuthMethod;
 
     fn alice() -> Identity {

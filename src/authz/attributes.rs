@@ -2,23 +2,7 @@
 
 use http::Method;
 
-/// The resource a route stands for (`routes[].resource`), as in
-/// `SubjectAccessReviewSpec.resourceAttributes`. Empty strings are unset.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ResourceAttributes {
-    /// Namespace.
-    pub namespace: String,
-    /// API group (`""` is the core group).
-    pub group: String,
-    /// API version.
-    pub version: String,
-    /// Resource, e.g. `services`.
-    pub resource: String,
-    /// Subresource, e.g. `proxy`.
-    pub subresource: String,
-    /// Object name.
-    pub name: String,
-}
+use crate::config::ResourceAttributes;
 
 /// What is being accessed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

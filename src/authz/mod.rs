@@ -5,14 +5,18 @@
 
 pub mod access_review;
 pub mod attributes;
+pub mod permit;
 pub mod static_rules;
 
 use std::sync::Arc;
 
 use crate::BoxFuture;
+use crate::authn::policy::Notice;
 use crate::backend::BackendError;
 use crate::identity::Identity;
+use crate::routes::RouteId;
 use attributes::{Attributes, Target};
+use permit::Permit;
 
 /// One authorizer's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,16 +67,6 @@ fn reason_suffix(reason: &str) -> String {
     }
 }
 
-impl Error {
-    /// The fixed log/metric reason.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Denied { .. } => "forbidden",
-            Self::Backend(e) => e.reason(),
-        }
-    }
-}
-
 /// Describes a target for messages, e.g. `path "/metrics"`.
 pub fn describe(target: &Target) -> String {
     match target {
@@ -105,12 +99,19 @@ impl Authorizers {
         Self { chain }
     }
 
-    /// `Ok` only when some authorizer allows before any denies.
-    pub async fn authorize(&self, id: &Identity, attrs: &Attributes) -> Result<(), Error> {
+    /// A permit for `route` only when some authorizer allows before any
+    /// denies. `notice` is what admission asks the response to carry.
+    pub async fn authorize(
+        &self,
+        route: RouteId,
+        id: &Arc<Identity>,
+        notice: Notice,
+        attrs: &Attributes,
+    ) -> Result<Permit, Error> {
         let mut reason = String::new();
         for a in &self.chain {
             match a.authorize(id, attrs).await? {
-                Decision::Allow => return Ok(()),
+                Decision::Allow => return Ok(Permit::granted(route, id.clone(), notice)),
                 Decision::Deny(why) => {
                     reason = why;
                     break;
@@ -156,48 +157,42 @@ mod tests {
 
     #[tokio::test]
     async fn first_opinion_decides_and_silence_denies() {
-        let id = Identity::new(
+        let id = Arc::new(Identity::new(
             "alice".into(),
             None,
             vec![],
             BTreeMap::new(),
             AuthMethod::Mtls,
-        );
+        ));
         let attrs = attributes::for_request(None, &http::Method::GET, "/x");
+        let route = RouteId::new(3);
+        let decide = |ds| {
+            let (id, attrs) = (id.clone(), attrs.clone());
+            async move { chain(ds).authorize(route, &id, Notice::None, &attrs).await }
+        };
         let down = BackendError::Timeout {
             backend: "SubjectAccessReview",
         };
         let no = || Ok(Decision::NoOpinion);
         let allow = || Ok(Decision::Allow);
         let deny = || Ok(Decision::Deny("nope".into()));
-        assert!(
-            chain(vec![no(), allow()])
-                .authorize(&id, &attrs)
-                .await
-                .is_ok()
-        );
-        assert!(
-            chain(vec![allow(), Err(down.clone())])
-                .authorize(&id, &attrs)
-                .await
-                .is_ok()
-        );
-        let e = chain(vec![deny(), allow()])
-            .authorize(&id, &attrs)
-            .await
-            .unwrap_err();
+        let permit = decide(vec![no(), allow()]).await.unwrap();
+        assert_eq!(permit.route(), route);
+        assert_eq!(permit.identity().unwrap().user, "alice");
+        assert!(decide(vec![allow(), Err(down.clone())]).await.is_ok());
+        let e = decide(vec![deny(), allow()]).await.unwrap_err();
         assert_eq!(
             e.to_string(),
             "user \"alice\" may not get path \"/x\": nope"
         );
-        let e = chain(vec![no()]).authorize(&id, &attrs).await.unwrap_err();
-        assert_eq!(e.reason(), "forbidden");
-        let e = chain(vec![]).authorize(&id, &attrs).await.unwrap_err();
-        assert_eq!(e.reason(), "forbidden");
-        let e = chain(vec![no(), Err(down)])
-            .authorize(&id, &attrs)
-            .await
-            .unwrap_err();
-        assert_eq!(e.reason(), "backend_timeout");
+        assert!(matches!(
+            decide(vec![no()]).await,
+            Err(Error::Denied { .. })
+        ));
+        assert!(matches!(decide(vec![]).await, Err(Error::Denied { .. })));
+        assert_eq!(
+            decide(vec![no(), Err(down.clone())]).await.unwrap_err(),
+            Error::Backend(down)
+        );
     }
 }

@@ -3,11 +3,11 @@
 
 use globset::{GlobSet, GlobSetBuilder};
 
-use super::attributes::{Attributes, ResourceAttributes, Target};
+use super::attributes::{Attributes, Target};
 use super::{Authorizer, Decision};
 use crate::BoxFuture;
 use crate::backend::BackendError;
-use crate::config::{AllowRule, ResourceRule, Subject};
+use crate::config::{AllowRule, ResourceAttributes, ResourceRule, Subject};
 use crate::identity::Identity;
 
 /// Compiled `static.allow`.

@@ -108,6 +108,8 @@ pub struct AdminFile {
     /// `/readyz` requires the Kubernetes API to have answered within this.
     /// Default `30s`.
     pub api_ready_window: Option<HumanDuration>,
+    /// Concurrent admin connections. Default 64.
+    pub max_connections: Option<usize>,
 }
 
 /// `kubernetes:`

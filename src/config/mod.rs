@@ -6,6 +6,7 @@
 //! its errors names the offending key. Runtime state (sockets, caches, clients)
 //! is built from a `Config` in [`crate::app`], never stored here.
 
+pub mod defaults;
 pub mod file;
 pub mod krp;
 mod validate;
@@ -17,8 +18,6 @@ use std::time::Duration;
 use globset::Glob;
 use http::HeaderName;
 use http::Uri;
-
-use crate::authz::attributes::ResourceAttributes;
 
 pub use validate::parse_yaml;
 
@@ -199,6 +198,8 @@ pub struct AdminConfig {
     pub tls: bool,
     /// Readiness window for the Kubernetes API.
     pub api_ready_window: Duration,
+    /// Concurrent admin connections.
+    pub max_connections: usize,
 }
 
 /// `kubernetes:`, `token_review:` and `access_review:` validated.
@@ -428,6 +429,24 @@ impl Default for HeaderNames {
     }
 }
 
+/// The resource a route stands for (`routes[].resource`), as in
+/// `SubjectAccessReviewSpec.resourceAttributes`. Empty strings are unset.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ResourceAttributes {
+    /// Namespace.
+    pub namespace: String,
+    /// API group (`""` is the core group).
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Resource, e.g. `services`.
+    pub resource: String,
+    /// Subresource, e.g. `proxy`.
+    pub subresource: String,
+    /// Object name.
+    pub name: String,
+}
+
 /// Connection and timing limits.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -452,14 +471,14 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_connections: 10_000,
-            handshake_timeout: Duration::from_secs(10),
-            header_read_timeout: Duration::from_secs(10),
-            upstream_timeout: Duration::from_secs(30),
-            max_header_bytes: 32 * 1024,
-            idle_timeout: Duration::from_secs(60),
-            shutdown_timeout: Duration::from_secs(25),
-            shutdown_delay: Duration::ZERO,
+            max_connections: defaults::MAX_CONNECTIONS,
+            handshake_timeout: defaults::HANDSHAKE_TIMEOUT,
+            header_read_timeout: defaults::HEADER_READ_TIMEOUT,
+            upstream_timeout: defaults::UPSTREAM_TIMEOUT,
+            max_header_bytes: defaults::MAX_HEADER_BYTES,
+            idle_timeout: defaults::IDLE_TIMEOUT,
+            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            shutdown_delay: defaults::SHUTDOWN_DELAY,
         }
     }
 }

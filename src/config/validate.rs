@@ -15,7 +15,7 @@ use super::{
     RouteAuth, RouteConfig, SanKind, StaticConfig, StaticToken, Subject, TlsConfig, TlsVersion,
     TokenReviewConfig,
 };
-use crate::authz::attributes::ResourceAttributes;
+use super::{ResourceAttributes, defaults};
 use crate::routes::normalize_prefix;
 
 /// Parses YAML into the file shape; unknown keys and wrong types are errors
@@ -104,6 +104,13 @@ fn admin(a: file::AdminFile) -> Result<AdminConfig, Error> {
             "authorized needs admin.tls: true (credentials must not travel in clear text)",
         ));
     }
+    let max_connections = a.max_connections.unwrap_or(defaults::ADMIN_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        return Err(Error::invalid(
+            "admin.max_connections",
+            "must be at least 1",
+        ));
+    }
     Ok(AdminConfig {
         listen,
         access,
@@ -111,8 +118,9 @@ fn admin(a: file::AdminFile) -> Result<AdminConfig, Error> {
         api_ready_window: duration(
             "admin.api_ready_window",
             a.api_ready_window,
-            Duration::from_secs(30),
+            defaults::API_READY_WINDOW,
         )?,
+        max_connections,
     })
 }
 
@@ -147,21 +155,21 @@ fn kubernetes(
         }
         return Ok(None);
     };
-    let max_in_flight = k.max_in_flight.unwrap_or(64);
+    let max_in_flight = k.max_in_flight.unwrap_or(defaults::API_MAX_IN_FLIGHT);
     if max_in_flight == 0 {
         return Err(Error::invalid(
             "kubernetes.max_in_flight",
             "must be at least 1",
         ));
     }
-    let qps = k.qps.unwrap_or(200.0);
+    let qps = k.qps.unwrap_or(defaults::API_QPS);
     if !(qps.is_finite() && qps > 0.0) {
         return Err(Error::invalid(
             "kubernetes.qps",
             "must be a positive number",
         ));
     }
-    let burst = k.burst.unwrap_or(400);
+    let burst = k.burst.unwrap_or(defaults::API_BURST);
     if burst == 0 {
         return Err(Error::invalid("kubernetes.burst", "must be at least 1"));
     }
@@ -169,16 +177,16 @@ fn kubernetes(
     let access_review = if ar.enabled.unwrap_or(true) {
         let c = ar.cache;
         Some(AccessReviewConfig {
-            max_entries: c.max_entries.unwrap_or(10_000),
+            max_entries: c.max_entries.unwrap_or(defaults::ACCESS_CACHE_ENTRIES),
             allow_ttl: duration(
                 "access_review.cache.allow_ttl",
                 c.allow_ttl,
-                Duration::from_secs(300),
+                defaults::ALLOW_TTL,
             )?,
             deny_ttl: duration(
                 "access_review.cache.deny_ttl",
                 c.deny_ttl,
-                Duration::from_secs(30),
+                defaults::DENY_TTL,
             )?,
         })
     } else {
@@ -186,7 +194,7 @@ fn kubernetes(
     };
     Ok(Some(KubernetesConfig {
         kubeconfig: k.kubeconfig,
-        timeout: duration("kubernetes.timeout", k.timeout, Duration::from_secs(5))?,
+        timeout: duration("kubernetes.timeout", k.timeout, defaults::API_TIMEOUT)?,
         max_in_flight,
         qps,
         burst,
@@ -205,16 +213,16 @@ fn token_review(tr: file::TokenReviewFile) -> Result<Option<TokenReviewConfig>, 
                 "must not contain an empty audience",
             ));
         }
-        let max_entries = c.max_entries.unwrap_or(10_000);
+        let max_entries = c.max_entries.unwrap_or(defaults::TOKEN_CACHE_ENTRIES);
         let jwks = jwks::jwks(tr.jwks, &tr.audiences, max_entries)?;
         Some(TokenReviewConfig {
             audiences: tr.audiences,
             max_entries,
-            ttl: duration("token_review.cache.ttl", c.ttl, Duration::from_secs(120))?,
+            ttl: duration("token_review.cache.ttl", c.ttl, defaults::TOKEN_TTL)?,
             failure_ttl: duration(
                 "token_review.cache.failure_ttl",
                 c.failure_ttl,
-                Duration::from_secs(10),
+                defaults::TOKEN_FAILURE_TTL,
             )?,
             jwks,
         })
@@ -251,7 +259,7 @@ fn tls_config(t: file::TlsFile) -> Result<TlsConfig, Error> {
         reload_interval: duration(
             "tls.reload_interval",
             t.reload_interval,
-            Duration::from_secs(30),
+            defaults::TLS_RELOAD_INTERVAL,
         )?,
     })
 }
@@ -629,7 +637,7 @@ fn log_config(l: file::LogFile) -> Result<LogConfig, Error> {
     };
     Ok(LogConfig {
         format,
-        level: l.level.unwrap_or_else(|| "info".to_owned()),
+        level: l.level.unwrap_or_else(|| defaults::LOG_LEVEL.to_owned()),
     })
 }
 

@@ -14,7 +14,7 @@ pub mod rate;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -27,7 +27,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::backend::BackendError;
+use crate::clock::unix_now;
 use crate::config::KubernetesConfig;
+
 use crate::metrics::{ApiLabels, KindLabel, Metrics};
 use rate::RateLimiter;
 
@@ -436,10 +438,4 @@ fn unreachable(backend: &'static str, e: &(dyn std::error::Error + 'static)) -> 
         return BackendError::Timeout { backend };
     }
     BackendError::Unreachable { backend, detail }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

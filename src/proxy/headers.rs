@@ -11,6 +11,7 @@ use http::header::{
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use crate::authz::permit::Permit;
 use crate::config::HeaderNames;
 use crate::identity::Identity;
 
@@ -152,15 +153,19 @@ fn value(s: &str) -> Result<HeaderValue, Unrepresentable> {
     HeaderValue::from_bytes(s.as_bytes()).map_err(|_| Unrepresentable)
 }
 
-/// Strip, then set: the whole rewrite for a request that passed authn and authz.
-/// An upgrade request keeps `Connection: upgrade` and its `Upgrade` header.
+/// Strip, then set: the whole rewrite of a permitted request. A public
+/// path gets no identity headers; a granted identity gets its own. An
+/// upgrade request keeps `Connection: upgrade` and its `Upgrade` header.
 pub fn rewrite(
     headers: &mut HeaderMap,
-    id: &Identity,
+    permit: &Permit,
     names: &HeaderNames,
 ) -> Result<(), Unrepresentable> {
     sanitize(headers, names);
-    set_identity(headers, id, names)
+    match permit.identity() {
+        Some(id) => set_identity(headers, id, names),
+        None => Ok(()),
+    }
 }
 
 /// Removes hop-by-hop headers (an upgrade request keeps `Connection:
@@ -191,6 +196,17 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    /// [`rewrite`] for a granted identity (a permit is only minted by the
+    /// authorizers; the gate's tests cover that path end to end).
+    fn granted(
+        h: &mut HeaderMap,
+        id: &Identity,
+        names: &HeaderNames,
+    ) -> Result<(), Unrepresentable> {
+        sanitize(h, names);
+        set_identity(h, id, names)
+    }
     use crate::identity::AuthMethod;
 
     fn spoofed() -> HeaderMap {
@@ -233,7 +249,7 @@ mod tests {
             AuthMethod::Mtls,
         );
         let mut h = spoofed();
-        rewrite(&mut h, &id, &HeaderNames::default()).unwrap();
+        granted(&mut h, &id, &HeaderNames::default()).unwrap();
         let mut got: Vec<(String, String)> = h
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
@@ -269,12 +285,12 @@ mod tests {
             BTreeMap::new(),
             AuthMethod::Token,
         );
-        rewrite(&mut h, &id, &HeaderNames::default()).unwrap();
+        granted(&mut h, &id, &HeaderNames::default()).unwrap();
         assert_eq!(h.get(CONNECTION).unwrap(), "upgrade");
         assert_eq!(h.get(UPGRADE).unwrap(), "SPDY/3.1");
         let mut h = HeaderMap::new();
         h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-        rewrite(&mut h, &id, &HeaderNames::default()).unwrap();
+        granted(&mut h, &id, &HeaderNames::default()).unwrap();
         assert!(
             h.get(UPGRADE).is_none(),
             "Upgrade without Connection: upgrade is dropped"
@@ -302,7 +318,7 @@ mod tests {
             BTreeMap::new(),
             AuthMethod::Token,
         );
-        rewrite(&mut h, &id, &names).unwrap();
+        granted(&mut h, &id, &names).unwrap();
         assert_eq!(h.get("x-user").unwrap(), "bob");
         assert_eq!(h.get("x-groups").unwrap(), "system:authenticated");
         assert!(h.get("x-extra-foo").is_none());
@@ -316,7 +332,7 @@ mod tests {
             BTreeMap::new(),
             AuthMethod::Mtls,
         );
-        assert_eq!(rewrite(&mut h, &sneaky, &names), Err(Unrepresentable));
+        assert_eq!(granted(&mut h, &sneaky, &names), Err(Unrepresentable));
     }
 
     #[test]

@@ -1,20 +1,23 @@
 //! Forwarding an authorized request to its upstream over a pooled HTTP/1.1
 //! client: bodies stream both ways, HTTP/2 clients are downgraded, and
 //! protocol upgrades (WebSocket, SPDY for `kubectl exec`) are spliced through.
+//!
+//! [`Forward`] is the seam between the pipeline and the network: the gate
+//! hands it a request with a [`Permit`]; [`Upstreams`] sends it to the
+//! permit's route, and tests put an in-memory upstream in its place.
 
 pub mod headers;
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{HOST, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -25,8 +28,9 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use tracing::debug;
 
-/// The body type of every response authgate sends.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+use crate::authz::permit::Permit;
+use crate::body::Body;
+use crate::config::RouteConfig;
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Incoming>;
 
@@ -53,6 +57,72 @@ pub enum Error {
         /// The limit.
         timeout: Duration,
     },
+    /// The permit's route has no upstream (a bug: validation gives every
+    /// proxy-mode route one).
+    #[error("the route has no upstream")]
+    NoUpstream,
+}
+
+/// Sends a permitted request on: the pipeline's only way out.
+pub trait Forward<B>: Send + Sync {
+    /// Sends `req` (headers already rewritten for `permit`) to
+    /// `path_and_query` on the permit's route, for the client at `client`.
+    fn forward(
+        &self,
+        permit: &Permit,
+        req: Request<B>,
+        path_and_query: PathAndQuery,
+        client: SocketAddr,
+    ) -> impl Future<Output = Result<Response<Body>, Error>> + Send;
+}
+
+/// The upstream of every route, by [`crate::routes::RouteId`].
+#[derive(Debug, Default)]
+pub struct Upstreams {
+    by_route: Vec<Option<Upstream>>,
+}
+
+impl Upstreams {
+    /// One pooled client per distinct upstream CA file, shared by its
+    /// routes; routes without an upstream (`mode: auth`) get none.
+    pub fn new(routes: &[RouteConfig], timeout: Duration) -> Result<Self, SetupError> {
+        let mut clients = std::collections::HashMap::<Option<PathBuf>, HttpClient>::new();
+        let mut by_route = Vec::with_capacity(routes.len());
+        for r in routes {
+            let Some(uri) = &r.upstream else {
+                by_route.push(None);
+                continue;
+            };
+            let client = match clients.get(&r.upstream_ca_file) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = client(r.upstream_ca_file.as_deref())?;
+                    clients.insert(r.upstream_ca_file.clone(), c.clone());
+                    c
+                }
+            };
+            by_route.push(Some(Upstream::new(uri, client, timeout)));
+        }
+        Ok(Self { by_route })
+    }
+}
+
+impl Forward<Incoming> for Upstreams {
+    async fn forward(
+        &self,
+        permit: &Permit,
+        req: Request<Incoming>,
+        path_and_query: PathAndQuery,
+        client: SocketAddr,
+    ) -> Result<Response<Body>, Error> {
+        let upstream = permit
+            .route()
+            .index()
+            .and_then(|i| self.by_route.get(i))
+            .and_then(Option::as_ref)
+            .ok_or(Error::NoUpstream)?;
+        upstream.forward(req, path_and_query, client).await
+    }
 }
 
 /// Building an upstream client failed (bad CA file).

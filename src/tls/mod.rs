@@ -12,7 +12,6 @@ pub mod reload;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
@@ -26,6 +25,7 @@ use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
+use crate::clock::unix_now;
 use crate::config::{TlsConfig, TlsVersion};
 
 /// A TLS material problem, naming the file.
@@ -287,11 +287,21 @@ impl ResolvesServerCert for FixedCert {
     }
 }
 
+/// `cfg` with HTTP/1.1 as its only ALPN protocol.
+fn http1_only(cfg: &Arc<ServerConfig>) -> Arc<ServerConfig> {
+    let mut c = ServerConfig::clone(cfg);
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(c)
+}
+
 /// The material in service. A reload swaps it for new handshakes; a new
 /// server configuration also brings a fresh session cache, so a resumed
 /// session never outlives a client-CA or CRL change.
 pub struct Acceptor {
     config: ArcSwap<ServerConfig>,
+    /// The same material for the admin listener, which speaks HTTP/1.1
+    /// only; derived once per install, not per connection.
+    admin_config: ArcSwap<ServerConfig>,
     status: ArcSwap<Status>,
     fingerprint: ArcSwap<[u8; 32]>,
     client_verifier: ArcSwap<Option<Arc<dyn ClientCertVerifier>>>,
@@ -309,6 +319,7 @@ impl Acceptor {
     /// Starts with `m`.
     pub fn new(m: Material) -> Self {
         Self {
+            admin_config: ArcSwap::new(http1_only(&m.server_config)),
             config: ArcSwap::new(m.server_config),
             status: ArcSwap::from_pointee(m.status),
             fingerprint: ArcSwap::from_pointee(m.fingerprint),
@@ -321,6 +332,11 @@ impl Acceptor {
         tokio_rustls::TlsAcceptor::from(self.config.load_full())
     }
 
+    /// An acceptor for one new admin connection (HTTP/1.1 by ALPN).
+    pub fn admin_acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.admin_config.load_full())
+    }
+
     /// The current server configuration.
     pub fn server_config(&self) -> Arc<ServerConfig> {
         self.config.load_full()
@@ -328,6 +344,7 @@ impl Acceptor {
 
     /// Puts `m` in service for new handshakes.
     pub fn install(&self, m: Material) {
+        self.admin_config.store(http1_only(&m.server_config));
         self.config.store(m.server_config);
         self.status.store(Arc::new(m.status));
         self.fingerprint.store(Arc::new(m.fingerprint));
@@ -357,11 +374,4 @@ impl Acceptor {
     pub fn fingerprint(&self) -> [u8; 32] {
         **self.fingerprint.load()
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Acceptor, Error, directories, fingerprint, load, unix_now};
+use super::{Acceptor, Error, directories, fingerprint, load};
+use crate::clock::unix_now;
 use crate::config::TlsConfig;
 use crate::metrics::{Metrics, ResultLabel};
 

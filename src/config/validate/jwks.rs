@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::duration;
 use crate::config::file::JwksFile;
-use crate::config::{Error, JwksConfig};
+use crate::config::{Error, JwksConfig, defaults};
 
 /// Keys are fetched at most this often by the periodic refresh.
 const MIN_REFRESH: Duration = Duration::from_secs(10);
@@ -34,7 +34,7 @@ pub(super) fn jwks(
     let refresh = duration(
         "token_review.jwks.refresh",
         j.refresh,
-        Duration::from_secs(3600),
+        defaults::JWKS_REFRESH,
     )?;
     if refresh < MIN_REFRESH {
         return Err(Error::invalid(
@@ -45,7 +45,7 @@ pub(super) fn jwks(
     let revalidate_after = duration(
         "token_review.jwks.revalidate_after",
         j.revalidate_after,
-        Duration::from_secs(60),
+        defaults::JWKS_REVALIDATE_AFTER,
     )?;
     if !j.enabled.unwrap_or(false) {
         return Ok(None);

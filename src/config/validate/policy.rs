@@ -5,7 +5,7 @@ use http::HeaderName;
 
 use super::glob;
 use crate::config::file::{AuthEndpointFile, MigrationFile, RouteAuthFile};
-use crate::config::{AuthEndpoint, Error, MigrationConfig, Mode, RouteAuth, TokenPolicy};
+use crate::config::{AuthEndpoint, Error, MigrationConfig, Mode, RouteAuth, TokenPolicy, defaults};
 use crate::routes::normalize_prefix;
 
 pub(super) fn mode(mode: Option<&str>, auth: Option<AuthEndpointFile>) -> Result<Mode, Error> {
@@ -43,7 +43,10 @@ fn auth_endpoint(a: AuthEndpointFile) -> Result<AuthEndpoint, Error> {
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let name = a.cert_header.as_deref().unwrap_or("X-Client-Cert");
+    let name = a
+        .cert_header
+        .as_deref()
+        .unwrap_or(defaults::AUTH_CERT_HEADER);
     let cert_header = HeaderName::try_from(name).map_err(|_| {
         Error::invalid("auth.cert_header", format!("{name:?} is not a header name"))
     })?;
@@ -132,7 +135,9 @@ pub(super) fn migration(m: MigrationFile) -> Result<MigrationConfig, Error> {
             glob(&key, g, false)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let max_identities = m.max_identities.unwrap_or(1000);
+    let max_identities = m
+        .max_identities
+        .unwrap_or(defaults::MIGRATION_MAX_IDENTITIES);
     if max_identities == 0 || max_identities > 100_000 {
         return Err(Error::invalid(
             "migration.max_identities",

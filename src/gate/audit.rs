@@ -1,5 +1,6 @@
 //! The access log and request metrics: one structured line and one count per
-//! request, with a reason from a fixed taxonomy. Never a token, never a
+//! request. A refused request is logged and counted by its [`Refusal`], the
+//! same one its response was built from. Never a token, never a
 //! certificate; the path is logged without its query string.
 
 use std::net::SocketAddr;
@@ -8,9 +9,23 @@ use std::time::Duration;
 use http::Method;
 use tracing::info;
 
+use super::error::{Outcome, Refusal};
 use crate::cache::Lookups;
 use crate::identity::Identity;
 use crate::metrics::Metrics;
+
+/// Whether a request was served.
+pub enum Verdict<'a> {
+    /// Forwarded (or, in `mode: auth`, answered 200).
+    Allowed,
+    /// Refused.
+    Refused {
+        /// The refusal the response was built from.
+        refusal: &'a Refusal,
+        /// Token-free detail of the error, for the log only.
+        detail: &'a str,
+    },
+}
 
 /// What happened to one request.
 pub struct Record<'a> {
@@ -26,10 +41,8 @@ pub struct Record<'a> {
     pub identity: Option<&'a Identity>,
     /// Response status.
     pub status: u16,
-    /// `allowed` or an error reason (see README "Responses").
-    pub reason: &'static str,
-    /// Token-free detail of an error.
-    pub detail: Option<&'a str>,
+    /// Served or refused.
+    pub verdict: Verdict<'a>,
     /// Time to the response head.
     pub latency: Duration,
     /// What the review caches did.
@@ -40,7 +53,13 @@ pub struct Record<'a> {
 pub fn record(metrics: &Metrics, r: &Record<'_>) {
     let auth = r.identity.map_or("none", |i| i.method.as_str());
     let route = r.route.unwrap_or("");
-    metrics.request(route, auth, r.reason, r.latency.as_secs_f64());
+    let (outcome, reason, detail) = match r.verdict {
+        Verdict::Allowed => (Outcome::Allowed, "allowed", ""),
+        Verdict::Refused { refusal, detail } => {
+            (refusal.outcome(), refusal.reason.as_str(), detail)
+        }
+    };
+    metrics.request(route, auth, outcome.as_str(), r.latency.as_secs_f64());
     info!(
         target: "authgate::access",
         peer = %r.peer,
@@ -51,8 +70,8 @@ pub fn record(metrics: &Metrics, r: &Record<'_>) {
         groups = r.identity.map_or(0, |i| i.groups.len()),
         auth,
         status = r.status,
-        reason = r.reason,
-        detail = r.detail.unwrap_or(""),
+        reason,
+        detail,
         latency_us = u64::try_from(r.latency.as_micros()).unwrap_or(u64::MAX),
         token_cache = r.lookups.token.as_str(),
         access_cache = r.lookups.access.as_str(),

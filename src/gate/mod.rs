@@ -1,76 +1,47 @@
 //! The request pipeline, top to bottom: route, authenticate (with the
 //! route's methods and the migration policy), authorize, forward (or, in
-//! `mode: auth`, answer the front proxy). Every failure leaves the pipeline
-//! as an [`Error`] and becomes a response in [`crate::respond`]; nothing is
-//! forwarded on any error path, including a panic.
+//! `mode: auth`, answer the front proxy).
+//!
+//! Every failure leaves the pipeline as an [`Error`], whose one
+//! [`Error::refusal`] becomes the response ([`respond`]), the metric and the
+//! access-log line ([`audit`]). Nothing is forwarded without a
+//! [`Permit`], and nothing at all on an error path, a panic included.
+//!
+//! The gate is generic over the request body and over its [`Forward`]er,
+//! so tests drive the whole pipeline in memory.
 
+pub mod audit;
+pub mod auth_request;
+pub mod error;
+pub mod respond;
+
+use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt;
-use futures_util::future::Either;
+use globset::{GlobSet, GlobSetBuilder};
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::authn::policy::Notice;
+use crate::authn::policy::{self, Notice};
 use crate::authn::{self, Authenticator, CertIdentity, x509};
-use crate::authz::{self, Authorizers};
+use crate::authz::Authorizers;
+use crate::authz::attributes::{self, Attributes, Target as AuthzTarget};
+use crate::authz::permit::{self, Permit};
+use crate::body::{self, Body};
 use crate::config::{AuthEndpoint, HeaderNames, Mode, PathRules, RouteAuth, RouteConfig};
 use crate::identity::{AuthMethod, Identity};
 use crate::metrics::{Metrics, RouteLabel};
 use crate::migration::Migration;
-use crate::proxy::{self, Body, Upstream};
-use crate::respond;
-use crate::routes::{RouteTable, normalize_path};
-use crate::{audit, auth_request, cache, tls};
-use globset::{GlobSet, GlobSetBuilder};
-
-/// Why a request was not forwarded (or forwarding failed).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Unusable request line (bad path, `CONNECT`).
-    #[error("bad request: {0}")]
-    BadRequest(String),
-    /// No route covers the path.
-    #[error("no route for path {0:?}")]
-    NoRoute(String),
-    /// `mode: auth`: the checked request carries identity headers, which
-    /// the front proxy would pass on.
-    #[error("the request carries the identity header {0}; clients may not send identity headers")]
-    SpoofedIdentity(String),
-    /// Not authenticated.
-    #[error(transparent)]
-    Authn(#[from] authn::Error),
-    /// Not authorized.
-    #[error(transparent)]
-    Authz(#[from] authz::Error),
-    /// Forwarding failed.
-    #[error(transparent)]
-    Upstream(#[from] proxy::Error),
-    /// A bug: a panic, or an identity that cannot be expressed as headers.
-    #[error("internal error: {0}")]
-    Internal(&'static str),
-}
-
-impl Error {
-    /// The fixed log/metric reason.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::BadRequest(_) => "bad_request",
-            Self::NoRoute(_) => "no_route",
-            Self::SpoofedIdentity(_) => "spoofed_identity",
-            Self::Authn(e) => e.reason(),
-            Self::Authz(e) => e.reason(),
-            Self::Upstream(proxy::Error::Unavailable { .. }) => "upstream_error",
-            Self::Upstream(proxy::Error::RequestBody(_)) => "bad_request",
-            Self::Upstream(proxy::Error::Timeout { .. }) => "upstream_timeout",
-            Self::Internal(_) => "internal_error",
-        }
-    }
-}
+use crate::proxy::{self, Forward};
+use crate::routes::{RouteId, RouteTable, normalize_path};
+use crate::server::Connections;
+use crate::{cache, clock, tls};
+pub use error::{Error, Outcome, Reason, Refusal};
 
 /// What the TLS layer established about a connection, shared by its requests.
 #[derive(Debug)]
@@ -87,14 +58,14 @@ pub struct ConnInfo {
 /// A configured route.
 #[derive(Debug)]
 pub struct Route {
+    /// Where it is in the configuration.
+    pub id: RouteId,
     /// Its configuration.
     pub config: RouteConfig,
-    /// Where it forwards to (`None` in `mode: auth`).
-    pub upstream: Option<Upstream>,
 }
 
-/// The pipeline and everything it needs.
-pub struct Gate {
+/// The pipeline and everything it needs; `F` sends permitted requests on.
+pub struct Gate<F = proxy::Upstreams> {
     routes: RouteTable<Route>,
     authn: Authenticator,
     authz: Authorizers,
@@ -108,12 +79,13 @@ pub struct Gate {
     /// Verifies certificates a trusted front proxy forwards (`mode: auth`).
     tls: Arc<tls::Acceptor>,
     metrics: Metrics,
+    forward: F,
 }
 
 /// The parts a [`Gate`] is assembled from.
-pub struct Parts {
-    /// Routes.
-    pub routes: Vec<Route>,
+pub struct Parts<F> {
+    /// Routes, in configuration order.
+    pub routes: Vec<RouteConfig>,
     /// Authentication.
     pub authn: Authenticator,
     /// Authorization.
@@ -130,21 +102,8 @@ pub struct Parts {
     pub tls: Arc<tls::Acceptor>,
     /// Metric handles.
     pub metrics: Metrics,
-}
-
-/// A set of validated globs; `None` when empty.
-fn glob_set(globs: &[globset::Glob]) -> Option<GlobSet> {
-    if globs.is_empty() {
-        return None;
-    }
-    let mut b = GlobSetBuilder::new();
-    for g in globs {
-        b.add(g.clone());
-    }
-    // Every glob compiled on its own during validation; a set of them builds.
-    // Should it not, an empty set matches nothing: for the allow-list that
-    // closes every path, for public paths it makes none public.
-    Some(b.build().unwrap_or_else(|_| GlobSet::empty()))
+    /// Where permitted requests go.
+    pub forward: F,
 }
 
 /// What the access log records about a request as it moves along.
@@ -164,13 +123,31 @@ enum Target<'g> {
     Guarded(&'g Route),
 }
 
-impl Gate {
+/// Who is admitted where: a route, or the admin endpoints.
+#[derive(Clone, Copy)]
+struct Scope<'g> {
+    route: RouteId,
+    /// The route prefix, for the migration report and metrics.
+    prefix: &'g str,
+    auth: RouteAuth,
+    /// Count the request in the migration report.
+    track: bool,
+}
+
+impl<F> Gate<F> {
     /// Assembles a gate from its parts.
-    pub fn new(p: Parts) -> Self {
+    pub fn new(p: Parts<F>) -> Self {
         let routes = p
             .routes
             .into_iter()
-            .map(|r| (r.config.path_prefix.clone(), r))
+            .enumerate()
+            .map(|(i, config)| {
+                let route = Route {
+                    id: RouteId::new(i),
+                    config,
+                };
+                (route.config.path_prefix.clone(), route)
+            })
             .collect();
         Self {
             routes: RouteTable::new(routes),
@@ -183,6 +160,7 @@ impl Gate {
             mode: p.mode,
             tls: p.tls,
             metrics: p.metrics,
+            forward: p.forward,
         }
     }
 
@@ -206,20 +184,29 @@ impl Gate {
 
     /// Serves one request: the upstream's response (or, in `mode: auth`, the
     /// check's answer), or the refusal.
-    pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle<B>(&self, conn: &ConnInfo, req: Request<B>) -> Response<Body>
+    where
+        F: Forward<B>,
+        B: Send,
+    {
         let start = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let mut trail = Trail::default();
-        let pass = match &self.mode {
-            Mode::Proxy => Either::Left(self.pass(conn, req, &mut trail)),
-            Mode::Auth(ep) => Either::Right(self.check_for_proxy(conn, ep, req, &mut trail)),
+        let pass = async {
+            match &self.mode {
+                Mode::Proxy => self.pass(conn, req, &mut trail).await,
+                Mode::Auth(ep) => self.check_for_proxy(conn, ep, req, &mut trail).await,
+            }
         };
         let (result, lookups) = cache::traced(AssertUnwindSafe(pass).catch_unwind()).await;
         let result = result.unwrap_or(Err(Error::Internal("request handler panicked")));
-        let (resp, reason, detail) = match result {
-            Ok(r) => (r, "allowed", None),
-            Err(e) => (respond::error_response(&e), e.reason(), Some(e.to_string())),
+        let (resp, refused) = match result {
+            Ok(r) => (r, None),
+            Err(e) => {
+                let refusal = e.refusal();
+                (respond::refusal(&refusal), Some((refusal, e.to_string())))
+            }
         };
         let (method, path) = trail.original.take().unwrap_or((method, path));
         audit::record(
@@ -231,8 +218,10 @@ impl Gate {
                 route: trail.route,
                 identity: trail.identity.as_deref(),
                 status: resp.status().as_u16(),
-                reason,
-                detail: detail.as_deref(),
+                verdict: match &refused {
+                    None => audit::Verdict::Allowed,
+                    Some((refusal, detail)) => audit::Verdict::Refused { refusal, detail },
+                },
                 latency: start.elapsed(),
                 lookups,
             },
@@ -240,77 +229,85 @@ impl Gate {
         resp
     }
 
-    /// Authenticates and authorizes a request for `verb` on the non-resource
-    /// `path` without forwarding it (the admin endpoints use this).
-    pub async fn check(
+    /// Admits a request for `verb` on the admin endpoint `path` (a
+    /// non-resource request), with the same admission as every route.
+    pub async fn admit_admin(
         &self,
         conn: &ConnInfo,
-        headers: &http::HeaderMap,
-        verb: &str,
+        headers: &HeaderMap,
+        verb: &'static str,
         path: &str,
-    ) -> Result<Arc<Identity>, Error> {
-        let id = self
-            .authn
-            .authenticate(conn.cert.as_ref(), headers, RouteAuth::default())
-            .await?;
-        authn::policy::admit(RouteAuth::default(), &id, self.migration.is_pinned(&id))?;
-        let attrs = authz::attributes::Attributes {
+    ) -> Result<Permit, Error> {
+        let scope = Scope {
+            route: RouteId::ADMIN,
+            prefix: "",
+            auth: RouteAuth::default(),
+            track: false,
+        };
+        let attrs = Attributes {
             verb: verb.to_owned(),
-            target: authz::attributes::Target::NonResource {
+            target: AuthzTarget::NonResource {
                 path: path.to_owned(),
             },
         };
-        self.authz.authorize(&id, &attrs).await?;
-        Ok(id)
+        let mut trail = Trail::default();
+        self.admit(conn.cert.as_ref(), headers, scope, &attrs, &mut trail)
+            .await
     }
 
     /// `mode: proxy`: route, admit, forward.
-    async fn pass<'g>(
+    async fn pass<'g, B>(
         &'g self,
         conn: &ConnInfo,
-        mut req: Request<Incoming>,
+        mut req: Request<B>,
         trail: &mut Trail<'g>,
-    ) -> Result<Response<Body>, Error> {
+    ) -> Result<Response<Body>, Error>
+    where
+        F: Forward<B>,
+    {
         // 1. Which route? The path is normalised once; authorization and the
         //    upstream both see the normalised form.
         let (path, path_and_query) = target(&req)?;
-        let route = match self.route(&path, trail)? {
-            Target::Public(route) => {
-                proxy::headers::sanitize(req.headers_mut(), &self.headers);
-                return Ok(upstream(route)?
-                    .forward(req, path_and_query, conn.peer)
-                    .await?);
+        let permit = match self.route(&path, trail)? {
+            Target::Public(route) => Permit::public(route.id),
+            Target::Guarded(route) => {
+                // 2-3. Who is asking, may they use this credential here, may they do this?
+                let attrs =
+                    attributes::for_request(route.config.resource.as_ref(), req.method(), &path);
+                self.admit(
+                    conn.cert.as_ref(),
+                    req.headers(),
+                    Scope::of(route),
+                    &attrs,
+                    trail,
+                )
+                .await?
             }
-            Target::Guarded(route) => route,
         };
 
-        // 2-3. Who is asking, may they use this credential here, may they do this?
-        let attrs =
-            authz::attributes::for_request(route.config.resource.as_ref(), req.method(), &path);
-        let (id, notice) = self
-            .admit(conn.cert.as_ref(), req.headers(), route, &attrs, trail)
-            .await?;
-
         // 4. Forward, carrying authgate's identity headers and no client-sent ones.
-        proxy::headers::rewrite(req.headers_mut(), &id, &self.headers)
+        proxy::headers::rewrite(req.headers_mut(), &permit, &self.headers)
             .map_err(|_| Error::Internal("identity cannot be expressed as headers"))?;
-        if let (Some(xfcc), AuthMethod::Mtls) = (&conn.xfcc, id.method) {
+        if let (Some(xfcc), Some(id)) = (&conn.xfcc, permit.identity())
+            && id.method == AuthMethod::Mtls
+        {
             req.headers_mut().insert(proxy::headers::XFCC, xfcc.clone());
         }
-        let mut resp = upstream(route)?
-            .forward(req, path_and_query, conn.peer)
+        let mut resp = self
+            .forward
+            .forward(&permit, req, path_and_query, conn.peer)
             .await?;
-        notify(&mut resp, notice);
+        notify(&mut resp, &permit);
         Ok(resp)
     }
 
     /// `mode: auth`: the same decision about the request a front proxy is
     /// checking, answered with the identity headers instead of forwarded.
-    async fn check_for_proxy<'g>(
+    async fn check_for_proxy<'g, B>(
         &'g self,
         conn: &ConnInfo,
         ep: &AuthEndpoint,
-        req: Request<Incoming>,
+        req: Request<B>,
         trail: &mut Trail<'g>,
     ) -> Result<Response<Body>, Error> {
         // 1. Which request is being checked, and which route would serve it?
@@ -325,7 +322,7 @@ impl Gate {
             return Err(Error::SpoofedIdentity(name.to_string()));
         }
         let route = match self.route(&original.path, trail)? {
-            Target::Public(_) => return Ok(respond::empty(StatusCode::OK)),
+            Target::Public(_) => return Ok(body::empty(StatusCode::OK)),
             Target::Guarded(route) => route,
         };
 
@@ -347,20 +344,28 @@ impl Gate {
         };
 
         // 3. The same admission as in proxy mode, for the original request.
-        let attrs = authz::attributes::for_request(
+        let attrs = attributes::for_request(
             route.config.resource.as_ref(),
             &original.method,
             &original.path,
         );
-        let (id, notice) = self
-            .admit(cert.as_ref(), req.headers(), route, &attrs, trail)
+        let permit = self
+            .admit(
+                cert.as_ref(),
+                req.headers(),
+                Scope::of(route),
+                &attrs,
+                trail,
+            )
             .await?;
 
         // 4. Answer with the identity headers for the proxy to pass on.
-        let mut resp = respond::empty(StatusCode::OK);
-        proxy::headers::set_identity(resp.headers_mut(), &id, &self.headers)
-            .map_err(|_| Error::Internal("identity cannot be expressed as headers"))?;
-        notify(&mut resp, notice);
+        let mut resp = body::empty(StatusCode::OK);
+        if let Some(id) = permit.identity() {
+            proxy::headers::set_identity(resp.headers_mut(), id, &self.headers)
+                .map_err(|_| Error::Internal("identity cannot be expressed as headers"))?;
+        }
+        notify(&mut resp, &permit);
         Ok(resp)
     }
 
@@ -390,59 +395,97 @@ impl Gate {
         })
     }
 
-    /// Authentication with the route's methods, the migration policy, then
-    /// authorization: one identity or one refusal.
-    async fn admit<'g>(
-        &'g self,
+    /// The one admission: authentication with the scope's methods, the
+    /// migration policy, then authorization. One permit or one refusal.
+    async fn admit(
+        &self,
         cert: Option<&CertIdentity>,
-        headers: &http::HeaderMap,
-        route: &'g Route,
-        attrs: &authz::attributes::Attributes,
-        trail: &mut Trail<'g>,
-    ) -> Result<(Arc<Identity>, Notice), Error> {
-        let id = self
-            .authn
-            .authenticate(cert, headers, route.config.auth)
-            .await?;
+        headers: &HeaderMap,
+        scope: Scope<'_>,
+        attrs: &Attributes,
+        trail: &mut Trail<'_>,
+    ) -> Result<Permit, Error> {
+        let id = self.authn.authenticate(cert, headers, scope.auth).await?;
         trail.identity = Some(id.clone());
         let pinned = self.migration.is_pinned(&id);
-        self.migration.tracker().record(
-            &id.user,
-            id.method,
-            &route.config.path_prefix,
-            pinned,
-            tls::unix_now(),
-        );
-        let notice = authn::policy::admit(route.config.auth, &id, pinned)?;
+        if scope.track {
+            self.migration.tracker().record(
+                &id.user,
+                id.method,
+                scope.prefix,
+                pinned,
+                clock::unix_now(),
+            );
+        }
+        let notice = policy::admit(scope.auth, &id, pinned)?;
         if notice == Notice::TokenDeprecated {
             self.metrics
                 .deprecated_tokens
                 .get_or_create(&RouteLabel {
-                    route: route.config.path_prefix.clone(),
+                    route: scope.prefix.to_owned(),
                 })
                 .inc();
         }
-        self.authz.authorize(&id, attrs).await?;
-        Ok((id, notice))
+        Ok(self
+            .authz
+            .authorize(scope.route, &id, notice, attrs)
+            .await?)
     }
 }
 
-/// The route's upstream; every proxy-mode route has one.
-fn upstream(route: &Route) -> Result<&Upstream, Error> {
-    route
-        .upstream
-        .as_ref()
-        .ok_or(Error::Internal("route has no upstream"))
+/// The main listener: each connection's requests go through the pipeline.
+impl<F: Forward<Incoming> + 'static> Connections for Gate<F> {
+    type Conn = ConnInfo;
+
+    fn open(&self, peer: SocketAddr, leaf: Option<&[u8]>) -> ConnInfo {
+        self.conn_info(peer, leaf)
+    }
+
+    fn call(
+        self: Arc<Self>,
+        conn: Arc<ConnInfo>,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static {
+        async move { self.handle(&conn, req).await }
+    }
 }
 
-/// Adds what `notice` asks for to a response.
-fn notify(resp: &mut Response<Body>, notice: Notice) {
-    if notice == Notice::TokenDeprecated {
-        resp.headers_mut().append(
-            http::header::WARNING,
-            authn::policy::DEPRECATED_TOKEN_WARNING,
-        );
+impl<'g> Scope<'g> {
+    fn of(route: &'g Route) -> Self {
+        Self {
+            route: route.id,
+            prefix: &route.config.path_prefix,
+            auth: route.config.auth,
+            track: true,
+        }
     }
+}
+
+/// Adds what the permit's notice asks for to a response.
+fn notify(resp: &mut Response<Body>, permit: &Permit) {
+    if let permit::Kind::Granted {
+        notice: Notice::TokenDeprecated,
+        ..
+    } = permit.kind()
+    {
+        resp.headers_mut()
+            .append(http::header::WARNING, policy::DEPRECATED_TOKEN_WARNING);
+    }
+}
+
+/// A set of validated globs; `None` when empty.
+fn glob_set(globs: &[globset::Glob]) -> Option<GlobSet> {
+    if globs.is_empty() {
+        return None;
+    }
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        b.add(g.clone());
+    }
+    // Every glob compiled on its own during validation; a set of them builds.
+    // Should it not, an empty set matches nothing: for the allow-list that
+    // closes every path, for public paths it makes none public.
+    Some(b.build().unwrap_or_else(|_| GlobSet::empty()))
 }
 
 /// The normalised path, and the path-and-query to send upstream.
@@ -464,3 +507,6 @@ fn target<B>(req: &Request<B>) -> Result<(String, PathAndQuery), Error> {
     let pq = PathAndQuery::try_from(pq).map_err(|e| Error::BadRequest(e.to_string()))?;
     Ok((path, pq))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,12 @@
+//! Wall-clock time in Unix seconds, the unit of certificate validity, JWT
+//! `exp` and the migration report. Monotonic time (`Instant`) is used for
+//! durations everywhere else.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,180 @@
+//! Every default of the configuration file, once.
+//!
+//! Validation applies these constants, [`TABLE`] lists them by key for
+//! `authgate check-config --defaults`, and a test checks that README.md's
+//! configuration reference states each one as written here.
+
+use std::time::Duration;
+
+/// `limits.max_connections`.
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// `limits.handshake_timeout`.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `limits.header_read_timeout`.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// `limits.upstream_timeout`.
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// `limits.max_header_bytes`.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// `limits.idle_timeout`.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `limits.shutdown_timeout`.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(25);
+/// `limits.shutdown_delay`.
+pub const SHUTDOWN_DELAY: Duration = Duration::ZERO;
+
+/// `admin.max_connections`: the admin listener serves probes and scrapes,
+/// so a small cap keeps it from being a second door to exhaust.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// `admin.api_ready_window`.
+pub const API_READY_WINDOW: Duration = Duration::from_secs(30);
+
+/// `kubernetes.timeout`.
+pub const API_TIMEOUT: Duration = Duration::from_secs(5);
+/// `kubernetes.max_in_flight`.
+pub const API_MAX_IN_FLIGHT: usize = 64;
+/// `kubernetes.qps`.
+pub const API_QPS: f64 = 200.0;
+/// `kubernetes.burst`.
+pub const API_BURST: u32 = 400;
+
+/// `token_review.cache.max_entries`.
+pub const TOKEN_CACHE_ENTRIES: u64 = 10_000;
+/// `token_review.cache.ttl`.
+pub const TOKEN_TTL: Duration = Duration::from_secs(120);
+/// `token_review.cache.failure_ttl`.
+pub const TOKEN_FAILURE_TTL: Duration = Duration::from_secs(10);
+/// `token_review.jwks.refresh`.
+pub const JWKS_REFRESH: Duration = Duration::from_secs(3600);
+/// `token_review.jwks.revalidate_after`.
+pub const JWKS_REVALIDATE_AFTER: Duration = Duration::from_secs(60);
+
+/// `access_review.cache.max_entries`.
+pub const ACCESS_CACHE_ENTRIES: u64 = 10_000;
+/// `access_review.cache.allow_ttl`.
+pub const ALLOW_TTL: Duration = Duration::from_secs(300);
+/// `access_review.cache.deny_ttl`.
+pub const DENY_TTL: Duration = Duration::from_secs(30);
+
+/// `tls.reload_interval`.
+pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
+/// `auth.cert_header`.
+pub const AUTH_CERT_HEADER: &str = "X-Client-Cert";
+/// `migration.max_identities`.
+pub const MIGRATION_MAX_IDENTITIES: usize = 1000;
+/// `log.level`.
+pub const LOG_LEVEL: &str = "info";
+
+/// Every default by key, as README.md and `check-config --defaults` write it.
+pub const TABLE: &[(&str, &str)] = &[
+    ("limits.max_connections", "10000"),
+    ("limits.handshake_timeout", "10s"),
+    ("limits.header_read_timeout", "10s"),
+    ("limits.upstream_timeout", "30s"),
+    ("limits.max_header_bytes", "32768"),
+    ("limits.idle_timeout", "60s"),
+    ("limits.shutdown_timeout", "25s"),
+    ("limits.shutdown_delay", "0s"),
+    ("admin.max_connections", "64"),
+    ("admin.api_ready_window", "30s"),
+    ("kubernetes.timeout", "5s"),
+    ("kubernetes.max_in_flight", "64"),
+    ("kubernetes.qps", "200"),
+    ("kubernetes.burst", "400"),
+    ("token_review.cache.max_entries", "10000"),
+    ("token_review.cache.ttl", "2m"),
+    ("token_review.cache.failure_ttl", "10s"),
+    ("token_review.jwks.refresh", "1h"),
+    ("token_review.jwks.revalidate_after", "60s"),
+    ("access_review.cache.max_entries", "10000"),
+    ("access_review.cache.allow_ttl", "5m"),
+    ("access_review.cache.deny_ttl", "30s"),
+    ("tls.reload_interval", "30s"),
+    ("auth.cert_header", "X-Client-Cert"),
+    ("migration.max_identities", "1000"),
+    ("log.level", "info"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rendered table says what the constants say.
+    #[test]
+    fn table_renders_the_constants() {
+        let get = |k: &str| {
+            TABLE
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| *v)
+                .unwrap_or_else(|| panic!("{k} missing from TABLE"))
+        };
+        let dur = |k: &str| humantime::parse_duration(get(k)).unwrap();
+        for (key, c) in [
+            ("limits.handshake_timeout", HANDSHAKE_TIMEOUT),
+            ("limits.header_read_timeout", HEADER_READ_TIMEOUT),
+            ("limits.upstream_timeout", UPSTREAM_TIMEOUT),
+            ("limits.idle_timeout", IDLE_TIMEOUT),
+            ("limits.shutdown_timeout", SHUTDOWN_TIMEOUT),
+            ("limits.shutdown_delay", SHUTDOWN_DELAY),
+            ("admin.api_ready_window", API_READY_WINDOW),
+            ("kubernetes.timeout", API_TIMEOUT),
+            ("token_review.cache.ttl", TOKEN_TTL),
+            ("token_review.cache.failure_ttl", TOKEN_FAILURE_TTL),
+            ("token_review.jwks.refresh", JWKS_REFRESH),
+            ("token_review.jwks.revalidate_after", JWKS_REVALIDATE_AFTER),
+            ("access_review.cache.allow_ttl", ALLOW_TTL),
+            ("access_review.cache.deny_ttl", DENY_TTL),
+            ("tls.reload_interval", TLS_RELOAD_INTERVAL),
+        ] {
+            assert_eq!(dur(key), c, "{key}");
+        }
+        for (key, c) in [
+            ("limits.max_connections", MAX_CONNECTIONS),
+            ("limits.max_header_bytes", MAX_HEADER_BYTES),
+            ("admin.max_connections", ADMIN_MAX_CONNECTIONS),
+            ("kubernetes.max_in_flight", API_MAX_IN_FLIGHT),
+            ("migration.max_identities", MIGRATION_MAX_IDENTITIES),
+        ] {
+            assert_eq!(get(key), c.to_string(), "{key}");
+        }
+        assert_eq!(get("kubernetes.qps"), API_QPS.to_string());
+        assert_eq!(get("kubernetes.burst"), API_BURST.to_string());
+        assert_eq!(
+            get("token_review.cache.max_entries"),
+            TOKEN_CACHE_ENTRIES.to_string()
+        );
+        assert_eq!(
+            get("access_review.cache.max_entries"),
+            ACCESS_CACHE_ENTRIES.to_string()
+        );
+        assert_eq!(get("auth.cert_header"), AUTH_CERT_HEADER);
+        assert_eq!(get("log.level"), LOG_LEVEL);
+    }
+
+    /// README.md's configuration table states every default as the table
+    /// here does: a row `| `key` | `value` | ... |`, where a row may name
+    /// several keys and values joined by ` / `.
+    #[test]
+    fn readme_states_every_default() {
+        let readme = include_str!("../../README.md");
+        let mut stated = std::collections::HashMap::new();
+        for row in readme.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let (Some(keys), Some(values)) = (cells.get(1), cells.get(2)) else {
+                continue;
+            };
+            let unquote = |s: &str| s.trim().trim_matches('`').to_owned();
+            for (k, v) in keys.split(" / ").zip(values.split(" / ")) {
+                stated.insert(unquote(k), unquote(v));
+            }
+        }
+        for (key, value) in TABLE {
+            assert_eq!(
+                stated.get(*key).map(String::as_str),
+                Some(*value),
+                "README.md's configuration table must state {key}'s default as `{value}`"
+            );
+        }
+    }
+}
