@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
+use authgate::authn::policy::Notice;
 use authgate::authn::x509::CertMapper;
 use authgate::authn::{Authenticator, TokenAuthenticator};
 use authgate::authz::attributes::for_request;
@@ -15,7 +16,7 @@ use authgate::authz::{Authorizer, Authorizers};
 use authgate::config::{HeaderNames, IdentityRule, RouteAuth};
 use authgate::identity::{AuthMethod, Identity};
 use authgate::proxy::headers;
-use authgate::routes::{RouteTable, normalize_path};
+use authgate::routes::{RouteId, RouteTable, normalize_path};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
@@ -53,7 +54,10 @@ fn decision(c: &mut Criterion) {
             .authenticate(None, &headers, RouteAuth::default())
             .await
             .expect("authn");
-        authz.authorize(&id, &attrs).await.expect("authz");
+        authz
+            .authorize(RouteId::new(0), &id, Notice::None, &attrs)
+            .await
+            .expect("authz");
     });
     c.bench_function("decision/token_cache_hit_authn_authz", |b| {
         b.to_async(&rt).iter(|| async {
@@ -62,7 +66,7 @@ fn decision(c: &mut Criterion) {
                 .await
                 .expect("authn");
             authz
-                .authorize(&id, black_box(&attrs))
+                .authorize(RouteId::new(0), &id, Notice::None, black_box(&attrs))
                 .await
                 .expect("authz");
         });
@@ -82,7 +86,10 @@ fn decision(c: &mut Criterion) {
             .authenticate(Some(&cert_id), &HeaderMap::new(), RouteAuth::default())
             .await
             .expect("authn");
-        authz.authorize(&id, &attrs).await.expect("authz");
+        authz
+            .authorize(RouteId::new(0), &id, Notice::None, &attrs)
+            .await
+            .expect("authz");
     });
     c.bench_function("decision/mtls_cache_hit_authn_authz", |b| {
         b.to_async(&rt).iter(|| async {
@@ -91,7 +98,7 @@ fn decision(c: &mut Criterion) {
                 .await
                 .expect("authn");
             authz
-                .authorize(&id, black_box(&attrs))
+                .authorize(RouteId::new(0), &id, Notice::None, black_box(&attrs))
                 .await
                 .expect("authz");
         });
@@ -165,7 +172,11 @@ fn sanitation(c: &mut Criterion) {
     c.bench_function("headers/strip_and_set_identity", |b| {
         b.iter_batched_ref(
             || base.clone(),
-            |h| headers::rewrite(h, black_box(&id), &names).expect("rewrite"),
+            |h| {
+                // What `headers::rewrite` does for a granted identity.
+                headers::sanitize(h, &names);
+                headers::set_identity(h, black_box(&id), &names).expect("rewrite")
+            },
             criterion::BatchSize::SmallInput,
         );
     });

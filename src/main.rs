@@ -41,8 +41,11 @@ enum Command {
     /// Validate a configuration file: exit 0, or exit 2 naming the key and reason.
     CheckConfig {
         /// YAML configuration file.
+        #[arg(long, required_unless_present = "defaults")]
+        config: Option<PathBuf>,
+        /// Print every default, one `key: value` per line.
         #[arg(long)]
-        config: PathBuf,
+        defaults: bool,
     },
     /// Development PKI (use cert-manager in production).
     Certs {
@@ -106,7 +109,12 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::CheckConfig { config } => return check_config(&config),
+        Command::CheckConfig { defaults: true, .. } => return print_defaults(),
+        Command::CheckConfig {
+            config: Some(config),
+            ..
+        } => return check_config(&config),
+        Command::CheckConfig { config: None, .. } => return ExitCode::from(2),
         Command::Certs { command } => certs(command),
         Command::Serve { config, krp } => match serve_config(config.as_deref(), *krp) {
             Ok(config) => runtime().and_then(|rt| rt.block_on(serve(config))),
@@ -134,6 +142,16 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+fn print_defaults() -> ExitCode {
+    let mut out = std::io::stdout();
+    for (key, value) in config::defaults::TABLE {
+        if writeln!(out, "{key}: {value}").is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn check_config(path: &std::path::Path) -> ExitCode {
