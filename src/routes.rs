@@ -21,26 +21,47 @@ pub enum BadPath {
     /// `..` would climb above the root.
     #[error("request path escapes the root with '..'")]
     Escapes,
-    /// A `.` or `..` segment with `;` parameters, which some servers
-    /// (Tomcat, Spring) read as a dot segment after authorization saw none.
-    #[error("request path has a dot segment with ';' parameters")]
-    DotParameters,
+    /// A `;` path parameter (`/admin;jsessionid=1/secret`). Tomcat, Jetty
+    /// and Spring drop parameters before matching, so the upstream would
+    /// serve `/admin/secret` while a prefix match saw another route.
+    #[error("request path has ';' parameters (paths.allow_matrix_params is off)")]
+    MatrixParams,
+}
+
+/// What to do with `;` path parameters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MatrixParams {
+    /// Refuse the request (the default).
+    #[default]
+    Refuse,
+    /// Remove them from every segment before dot segments are resolved,
+    /// as Tomcat does, and route, authorize and forward without them.
+    Strip,
 }
 
 /// Normalises a request path: decodes percent-escapes of unreserved
 /// characters, rejects escapes that would change the path's structure,
-/// resolves `.` and `..`, and collapses repeated `/`. A trailing `/` is kept.
+/// refuses `;` parameters, resolves `.` and `..`, and collapses repeated
+/// `/`. A trailing `/` is kept.
 pub fn normalize_path(raw: &str) -> Result<String, BadPath> {
+    normalize_path_with(raw, MatrixParams::Refuse)
+}
+
+/// [`normalize_path`], with `matrix` deciding about `;` parameters.
+pub fn normalize_path_with(raw: &str, matrix: MatrixParams) -> Result<String, BadPath> {
     if !raw.starts_with('/') {
         return Err(BadPath::NotAbsolute);
     }
     let decoded = decode_unreserved(raw)?;
-    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let segments = decoded.split('/').map(|seg| match seg.split_once(';') {
+        None => Ok(seg),
+        Some(_) if matrix == MatrixParams::Refuse => Err(BadPath::MatrixParams),
+        Some((name, _params)) => Ok(name),
+    });
+    let segments = segments.collect::<Result<Vec<&str>, BadPath>>()?;
+    let trailing = matches!(segments.last(), Some(&("" | "." | ".."))) && segments.len() > 1;
     let mut out: Vec<&str> = Vec::new();
-    for seg in decoded.split('/') {
-        if seg.contains(';') && matches!(seg.split(';').next(), Some("." | "..")) {
-            return Err(BadPath::DotParameters);
-        }
+    for seg in segments {
         match seg {
             "" | "." => {}
             ".." => {
@@ -206,13 +227,13 @@ mod tests {
             ("/api%zz", Err(BadPath::Encoding)),
             ("/api%2", Err(BadPath::Encoding)),
             ("/a\\b", Err(BadPath::Encoding)),
-            ("/api/..;/admin", Err(BadPath::DotParameters)),
-            ("/api/.;x=1/admin", Err(BadPath::DotParameters)),
-            (
-                "/api/%2e%2e;jsessionid=1/admin",
-                Err(BadPath::DotParameters),
-            ),
-            ("/api/a;b/c", Ok("/api/a;b/c")),
+            ("/api/..;/admin", Err(BadPath::MatrixParams)),
+            ("/api/.;x=1/admin", Err(BadPath::MatrixParams)),
+            ("/api/%2e%2e;jsessionid=1/admin", Err(BadPath::MatrixParams)),
+            ("/api/a;b/c", Err(BadPath::MatrixParams)),
+            ("/admin;jsessionid=1/secret", Err(BadPath::MatrixParams)),
+            // An escaped ';' is a character of the segment, not a parameter.
+            ("/a%3bb", Ok("/a%3Bb")),
             // Found by the request_attributes fuzz target: non-ASCII UTF-8
             // next to an escape was re-encoded as Latin-1.
             ("/%20é", Ok("/%20é")),
@@ -232,6 +253,28 @@ mod tests {
                     Ok(p.as_str()),
                     "not idempotent: {raw}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn matrix_parameters_are_stripped_before_dot_segments_when_allowed() {
+        let strip = |raw| normalize_path_with(raw, MatrixParams::Strip);
+        for (raw, want) in [
+            ("/admin;jsessionid=1/secret", Ok("/admin/secret")),
+            ("/api/..;/admin", Ok("/admin")),
+            ("/api/.;x=1/admin", Ok("/api/admin")),
+            ("/api/%2e%2e;jsessionid=1/admin", Ok("/admin")),
+            ("/a;b=c;d/e;f", Ok("/a/e")),
+            ("/a/;x", Ok("/a/")),
+            ("/;x/..;y/..", Err(BadPath::Escapes)),
+            ("/a%3bb;c", Ok("/a%3Bb")),
+        ] {
+            let got = strip(raw);
+            assert_eq!(got.as_deref(), want.as_deref(), "{raw}");
+            if let Ok(p) = &got {
+                // What was stripped is a plain path: the strict rule accepts it.
+                assert_eq!(normalize_path(p).as_deref(), Ok(p.as_str()), "{raw}");
             }
         }
     }

@@ -64,6 +64,10 @@ pub const AUTH_CERT_HEADER: &str = "X-Client-Cert";
 pub const MIGRATION_MAX_IDENTITIES: usize = 1000;
 /// `log.level`.
 pub const LOG_LEVEL: &str = "info";
+/// `headers.strip_steering`.
+pub const STRIP_STEERING: bool = true;
+/// `paths.allow_matrix_params`.
+pub const ALLOW_MATRIX_PARAMS: bool = false;
 
 /// Every default by key, as README.md and `check-config --defaults` write it.
 pub const TABLE: &[(&str, &str)] = &[
@@ -93,6 +97,8 @@ pub const TABLE: &[(&str, &str)] = &[
     ("auth.cert_header", "X-Client-Cert"),
     ("migration.max_identities", "1000"),
     ("log.level", "info"),
+    ("headers.strip_steering", "true"),
+    ("paths.allow_matrix_params", "false"),
 ];
 
 #[cfg(test)]
@@ -150,6 +156,11 @@ mod tests {
         );
         assert_eq!(get("auth.cert_header"), AUTH_CERT_HEADER);
         assert_eq!(get("log.level"), LOG_LEVEL);
+        assert_eq!(get("headers.strip_steering"), STRIP_STEERING.to_string());
+        assert_eq!(
+            get("paths.allow_matrix_params"),
+            ALLOW_MATRIX_PARAMS.to_string()
+        );
     }
 
     /// README.md's configuration table states every default as the table

@@ -402,6 +402,9 @@ pub struct HeadersFile {
     /// kube-rbac-proxy's `--auth-header-groups-field-separator`). Default:
     /// one header per group.
     pub group_separator: Option<String>,
+    /// Strip request-steering headers (`X-HTTP-Method-Override`,
+    /// `X-Original-URL`, `Forwarded`, `X-Real-IP`, ...). Default `true`.
+    pub strip_steering: Option<bool>,
 }
 
 /// `paths:`
@@ -417,6 +420,11 @@ pub struct PathsFile {
     /// Identity headers are still stripped and none are set.
     #[serde(default)]
     pub unauthenticated: Vec<String>,
+    /// Accept `;` path parameters (`/a;jsessionid=1/b`): routing and
+    /// authorization then see the path with them removed. Default `false`:
+    /// such a request gets 400, because Tomcat, Jetty and Spring ignore the
+    /// parameters while a prefix match would not.
+    pub allow_matrix_params: Option<bool>,
 }
 
 /// `limits:`

@@ -176,6 +176,8 @@ pub struct PathRules {
     pub allow: Vec<Glob>,
     /// Served without authentication or authorization.
     pub unauthenticated: Vec<Glob>,
+    /// Accept `;` path parameters, removing them before routing.
+    pub allow_matrix_params: bool,
 }
 
 /// Who may use the guarded admin endpoints.
@@ -413,6 +415,8 @@ pub struct HeaderNames {
     pub enabled: bool,
     /// One joined group header with this separator, instead of one per group.
     pub group_separator: Option<String>,
+    /// Strip request-steering headers.
+    pub strip_steering: bool,
 }
 
 impl Default for HeaderNames {
@@ -425,6 +429,7 @@ impl Default for HeaderNames {
             forward_client_cert: false,
             enabled: true,
             group_separator: None,
+            strip_steering: true,
         }
     }
 }

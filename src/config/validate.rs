@@ -74,6 +74,9 @@ fn paths(p: file::PathsFile) -> Result<PathRules, Error> {
     Ok(PathRules {
         allow: globs("paths.allow", &p.allow)?,
         unauthenticated: globs("paths.unauthenticated", &p.unauthenticated)?,
+        allow_matrix_params: p
+            .allow_matrix_params
+            .unwrap_or(defaults::ALLOW_MATRIX_PARAMS),
     })
 }
 
@@ -568,6 +571,7 @@ fn header_names(h: file::HeadersFile) -> Result<HeaderNames, Error> {
         group: name("headers.group", h.group, d.group)?,
         uid: name("headers.uid", h.uid, d.uid)?,
         extra_prefix,
+        strip_steering: h.strip_steering.unwrap_or(defaults::STRIP_STEERING),
     })
 }
 

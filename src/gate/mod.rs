@@ -38,7 +38,7 @@ use crate::identity::{AuthMethod, Identity};
 use crate::metrics::{Metrics, RouteLabel};
 use crate::migration::Migration;
 use crate::proxy::{self, Forward};
-use crate::routes::{RouteId, RouteTable, normalize_path};
+use crate::routes::{MatrixParams, RouteId, RouteTable, normalize_path_with};
 use crate::server::Connections;
 use crate::{cache, clock, tls};
 pub use error::{Error, Outcome, Reason, Refusal};
@@ -74,6 +74,8 @@ pub struct Gate<F = proxy::Upstreams> {
     allow_paths: Option<GlobSet>,
     /// Paths served without authentication or authorization.
     unauthenticated_paths: Option<GlobSet>,
+    /// `;` path parameters: refused, or stripped before routing.
+    matrix: MatrixParams,
     migration: Migration,
     mode: Mode,
     /// Verifies certificates a trusted front proxy forwards (`mode: auth`).
@@ -156,6 +158,11 @@ impl<F> Gate<F> {
             headers: p.headers,
             allow_paths: glob_set(&p.paths.allow),
             unauthenticated_paths: glob_set(&p.paths.unauthenticated),
+            matrix: if p.paths.allow_matrix_params {
+                MatrixParams::Strip
+            } else {
+                MatrixParams::Refuse
+            },
             migration: p.migration,
             mode: p.mode,
             tls: p.tls,
@@ -267,7 +274,7 @@ impl<F> Gate<F> {
     {
         // 1. Which route? The path is normalised once; authorization and the
         //    upstream both see the normalised form.
-        let (path, path_and_query) = target(&req)?;
+        let (path, path_and_query) = target(&req, self.matrix)?;
         let permit = match self.route(&path, trail)? {
             Target::Public(route) => Permit::public(route.id),
             Target::Guarded(route) => {
@@ -489,7 +496,7 @@ fn glob_set(globs: &[globset::Glob]) -> Option<GlobSet> {
 }
 
 /// The normalised path, and the path-and-query to send upstream.
-fn target<B>(req: &Request<B>) -> Result<(String, PathAndQuery), Error> {
+fn target<B>(req: &Request<B>, matrix: MatrixParams) -> Result<(String, PathAndQuery), Error> {
     let (method, uri) = (req.method(), req.uri());
     if method == Method::CONNECT {
         return Err(Error::BadRequest("CONNECT is not supported".into()));
@@ -499,7 +506,8 @@ fn target<B>(req: &Request<B>) -> Result<(String, PathAndQuery), Error> {
             "an HTTP/1.1 request needs a Host header".into(),
         ));
     }
-    let path = normalize_path(uri.path()).map_err(|e| Error::BadRequest(e.to_string()))?;
+    let path =
+        normalize_path_with(uri.path(), matrix).map_err(|e| Error::BadRequest(e.to_string()))?;
     let pq = match uri.query() {
         Some(q) => format!("{path}?{q}"),
         None => path.clone(),

@@ -29,6 +29,55 @@ const SPOOFABLE_PREFIXES: &[&str] = &[
     "x-ssl-client-",
 ];
 
+/// Headers that steer how an upstream routes or attributes a request
+/// (method overrides, rewritten URLs, client-address claims). authgate
+/// authorized the method, path and peer it saw; an upstream framework that
+/// honours one of these would act on something else. Stripped unless
+/// `headers.strip_steering: false`. authgate sets its own `X-Forwarded-Host`
+/// and `X-Forwarded-Proto` afterwards, and appends to `X-Forwarded-For`.
+const STEERING: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-original-uri",
+    "x-original-method",
+    "x-rewrite-url",
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-server",
+];
+
+/// A header name as CGI, WSGI, Rack and PHP see it: they fold `_` into `-`
+/// (both become `HTTP_X_REMOTE_USER`), so `x_remote_user` is `x-remote-user`
+/// to the upstream and must be treated as it.
+pub fn normalized(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.contains('_') {
+        std::borrow::Cow::Owned(name.replace('_', "-"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
+/// Whether `name` (lower-case, as `http` keeps it) claims an identity or a
+/// client certificate, in any spelling an upstream folds to one.
+fn is_spoofable(name: &str, names: &HeaderNames) -> bool {
+    let n = normalized(name);
+    let n = n.as_ref();
+    SPOOFABLE_PREFIXES.iter().any(|p| n.starts_with(p))
+        || n.starts_with(&*normalized(&names.extra_prefix))
+        || [&names.user, &names.group, &names.uid]
+            .iter()
+            .any(|h| n == normalized(h.as_str()))
+        || n == "authorization"
+}
+
 /// Hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded.
 static HOP_BY_HOP: [HeaderName; 9] = [
     CONNECTION,
@@ -64,15 +113,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes every header a client could use to claim an identity, plus
-/// `Authorization` and the configured identity header names.
+/// Removes every header a client could use to claim an identity (in every
+/// spelling, `_` for `-` included), plus `Authorization`, the configured
+/// identity header names and, unless turned off, the steering headers.
 pub fn strip_spoofable(headers: &mut HeaderMap, names: &HeaderNames) {
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|k| {
-            let k = k.as_str();
-            SPOOFABLE_PREFIXES.iter().any(|p| k.starts_with(p))
-                || k.starts_with(names.extra_prefix.as_str())
+            is_spoofable(k.as_str(), names)
+                || (names.strip_steering && STEERING.contains(&&*normalized(k.as_str())))
         })
         .cloned()
         .collect();
@@ -90,11 +139,14 @@ pub fn strip_spoofable(headers: &mut HeaderMap, names: &HeaderNames) {
 /// check request that carries one is refused.
 pub fn claimed_identity<'h>(headers: &'h HeaderMap, names: &HeaderNames) -> Option<&'h HeaderName> {
     headers.keys().find(|k| {
-        let s = k.as_str();
-        s.starts_with("x-remote-")
-            || s.starts_with("impersonate-")
-            || s.starts_with(names.extra_prefix.as_str())
-            || [&names.user, &names.group, &names.uid].contains(k)
+        let n = normalized(k.as_str());
+        let n = n.as_ref();
+        n.starts_with("x-remote-")
+            || n.starts_with("impersonate-")
+            || n.starts_with(&*normalized(&names.extra_prefix))
+            || [&names.user, &names.group, &names.uid]
+                .iter()
+                .any(|h| n == normalized(h.as_str()))
     })
 }
 
@@ -307,6 +359,7 @@ mod tests {
             forward_client_cert: false,
             enabled: true,
             group_separator: Some("|".into()),
+            strip_steering: true,
         };
         let mut h = HeaderMap::new();
         h.insert("x-user", HeaderValue::from_static("mallory"));

@@ -6,6 +6,7 @@
 
 mod admission;
 mod auth_mode;
+mod lookalikes;
 mod refusals;
 mod rewrite;
 
