@@ -9,6 +9,11 @@
 //!   task with its own deadline, so a caller that goes away (client
 //!   disconnect) does not cancel it for the others.
 //! - Errors are never stored: the next lookup fetches again.
+//! - A flush is never undone by a review that was under way when it
+//!   happened: each flush starts a new generation and detaches the flights,
+//!   and an entry stored by a flight of an older generation counts only if
+//!   no later flush covers it (checked on every read, so no store can race
+//!   a flush).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -189,6 +194,22 @@ pub struct Stats {
 struct Timed<V> {
     value: V,
     ttl: Duration,
+    /// The generation its flight was launched in.
+    generation: u64,
+}
+
+/// Per-user flushes kept for the read check; more collapse into a full one.
+const MAX_FLUSH_MARKS: usize = 64;
+
+/// A flush predicate, applied to entries older than its generation.
+type Doomed<V> = Arc<dyn Fn(&V) -> bool + Send + Sync>;
+
+/// What flushes happened, for entries of older generations.
+struct Flushes<V> {
+    /// Entries of a generation below this were flushed whole.
+    valid_from: u64,
+    /// Per-user flushes: entries below the generation that match are gone.
+    marks: Vec<(u64, Doomed<V>)>,
 }
 
 struct TtlFromEntry;
@@ -201,6 +222,12 @@ impl<V> moka::Expiry<Key, Timed<V>> for TtlFromEntry {
 
 type Flight<V> = Shared<BoxFuture<'static, Result<V, BackendError>>>;
 
+/// A flight and its number, so a finished flight removes only itself.
+struct Flying<V> {
+    id: u64,
+    flight: Flight<V>,
+}
+
 /// A bounded, coalescing, per-entry-TTL cache of review results.
 pub struct ReviewCache<V: Clone + Send + Sync + 'static> {
     inner: Arc<Inner<V>>,
@@ -209,23 +236,64 @@ pub struct ReviewCache<V: Clone + Send + Sync + 'static> {
 struct Inner<V: Clone + Send + Sync + 'static> {
     kind: Kind,
     store: Option<moka::future::Cache<Key, Timed<V>>>,
-    flights: Mutex<HashMap<Key, Flight<V>>>,
+    flights: Mutex<HashMap<Key, Flying<V>>>,
     stats: Stats,
+    /// Bumped by every flush.
+    generation: AtomicU64,
+    /// Numbers flights.
+    next_flight: AtomicU64,
+    flushes: Mutex<Flushes<V>>,
 }
 
-/// Removes a finished flight from the table when its task ends.
+/// Removes a finished flight from the table when its task ends (unless a
+/// flush detached it and a newer flight took its key).
 struct Landing<V: Clone + Send + Sync + 'static> {
     inner: Arc<Inner<V>>,
     key: Key,
+    id: u64,
 }
 
 impl<V: Clone + Send + Sync + 'static> Drop for Landing<V> {
     fn drop(&mut self) {
-        self.inner
-            .flights
+        let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if flights.get(&self.key).is_some_and(|f| f.id == self.id) {
+            flights.remove(&self.key);
+        }
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Inner<V> {
+    /// Whether a stored entry still counts: stored in the current
+    /// generation, or in an older one that no later flush covers.
+    fn current(&self, entry: &Timed<V>) -> bool {
+        if entry.generation == self.generation.load(Ordering::Acquire) {
+            return true;
+        }
+        let flushes = self.flushes.lock().unwrap_or_else(|e| e.into_inner());
+        entry.generation >= flushes.valid_from
+            && !flushes
+                .marks
+                .iter()
+                .any(|(g, doomed)| entry.generation < *g && doomed(&entry.value))
+    }
+
+    /// Starts a new generation and detaches every flight, so no lookup
+    /// after the flush joins a review that began before it.
+    fn flush(&self, doomed: Option<Doomed<V>>) {
+        let mut flushes = self.flushes.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        match doomed {
+            Some(d) if flushes.marks.len() < MAX_FLUSH_MARKS => flushes.marks.push((generation, d)),
+            _ => {
+                flushes.valid_from = generation;
+                flushes.marks.clear();
+            }
+        }
+        drop(flushes);
+        self.flights
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.key);
+            .clear();
     }
 }
 
@@ -272,6 +340,12 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
                 store,
                 flights: Mutex::new(HashMap::new()),
                 stats: Stats::default(),
+                generation: AtomicU64::new(0),
+                next_flight: AtomicU64::new(0),
+                flushes: Mutex::new(Flushes {
+                    valid_from: 0,
+                    marks: Vec::new(),
+                }),
             }),
         }
     }
@@ -287,9 +361,13 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
         if let Some(store) = &inner.store
             && let Some(hit) = store.get(&key).await
         {
-            inner.stats.hits.fetch_add(1, Ordering::Relaxed);
-            note(inner.kind, Lookup::Hit);
-            return Ok(hit.value);
+            if inner.current(&hit) {
+                inner.stats.hits.fetch_add(1, Ordering::Relaxed);
+                note(inner.kind, Lookup::Hit);
+                return Ok(hit.value);
+            }
+            // Stored by a review a later flush covers.
+            store.invalidate(&key).await;
         }
         let mut fetch = Some(fetch);
         let flight = {
@@ -297,7 +375,7 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
             if let Some(f) = flights.get(&key) {
                 inner.stats.coalesced.fetch_add(1, Ordering::Relaxed);
                 note(inner.kind, Lookup::Coalesced);
-                Some(f.clone())
+                Some(f.flight.clone())
             } else if inner.store.as_ref().is_some_and(|s| s.contains_key(&key)) {
                 // A flight finished between our miss and taking the lock.
                 None
@@ -305,8 +383,15 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
                 inner.stats.misses.fetch_add(1, Ordering::Relaxed);
                 note(inner.kind, Lookup::Miss);
                 let start = fetch.take().unwrap_or_else(|| unreachable!());
-                let f = self.launch(key, start());
-                flights.insert(key, f.clone());
+                let id = inner.next_flight.fetch_add(1, Ordering::Relaxed);
+                let f = self.launch(key, id, start());
+                flights.insert(
+                    key,
+                    Flying {
+                        id,
+                        flight: f.clone(),
+                    },
+                );
                 Some(f)
             }
         };
@@ -322,29 +407,34 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
     fn launch(
         &self,
         key: Key,
+        id: u64,
         fut: BoxFuture<'static, Result<(V, Duration), BackendError>>,
     ) -> Flight<V> {
         let inner = self.inner.clone();
         let backend = inner.kind.backend();
+        // Taken before the review starts: a flush from here on covers it.
+        let generation = inner.generation.load(Ordering::Acquire);
         let task = tokio::spawn(async move {
             // Leaves the flight table however the task ends, panics included.
             let _landing = Landing {
                 inner: inner.clone(),
                 key,
+                id,
             };
             let result = fut.await;
             match &result {
                 Ok((value, ttl)) if !ttl.is_zero() => {
-                    if let Some(store) = &inner.store {
-                        store
-                            .insert(
-                                key,
-                                Timed {
-                                    value: value.clone(),
-                                    ttl: *ttl,
-                                },
-                            )
-                            .await;
+                    let entry = Timed {
+                        value: value.clone(),
+                        ttl: *ttl,
+                        generation,
+                    };
+                    // A flush since launch: not worth storing (and the read
+                    // check would refuse it should a flush race this test).
+                    if let Some(store) = &inner.store
+                        && inner.current(&entry)
+                    {
+                        store.insert(key, entry).await;
                     }
                 }
                 Ok(_) => {}
@@ -365,15 +455,19 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
         joined.shared()
     }
 
-    /// Drops every stored result.
+    /// Drops every stored result, and every result of a review under way.
     pub fn clear(&self) {
+        self.inner.flush(None);
         if let Some(store) = &self.inner.store {
             store.invalidate_all();
         }
     }
 
-    /// Drops the stored results for which `doomed` is true.
+    /// Drops the stored results for which `doomed` is true, now and when a
+    /// review under way stores one.
     pub fn clear_if(&self, doomed: impl Fn(&V) -> bool + Send + Sync + 'static) {
+        let doomed: Doomed<V> = Arc::new(doomed);
+        self.inner.flush(Some(doomed.clone()));
         if let Some(store) = &self.inner.store {
             // Fails only without `support_invalidation_closures`, set in `new`.
             let _ = store.invalidate_entries_if(move |_, entry| doomed(&entry.value));

@@ -208,3 +208,117 @@ async fn traced_records_what_each_cache_did() {
         }
     );
 }
+
+/// A fetch that answers `value` once `gate` is released.
+fn held(
+    calls: &Arc<AtomicUsize>,
+    gate: &Arc<tokio::sync::Notify>,
+    value: u32,
+) -> impl FnOnce() -> BoxFuture<'static, Result<(u32, Duration), BackendError>> + use<> {
+    let (calls, gate) = (calls.clone(), gate.clone());
+    move || {
+        Box::pin(async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            gate.notified().await;
+            Ok((value, Duration::from_secs(300)))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_review_under_way_at_a_flush_never_stores_its_answer() {
+    for per_user in [false, true] {
+        let cache: ReviewCache<u32> = ReviewCache::new(Kind::Access, 100);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let key = [7u8; 32];
+        // A review starts (the API is slow) ...
+        let before = {
+            let (cache, fetch) = (cache.clone(), held(&calls, &gate, 1));
+            tokio::spawn(async move { cache.get_or_fetch(key, fetch).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // ... the operator flushes (everything, or this value's user) ...
+        if per_user {
+            cache.clear_if(|v| *v == 1);
+        } else {
+            cache.clear();
+        }
+        // ... a lookup after the flush does not join the old review ...
+        let after = {
+            let (cache, fetch) = (cache.clone(), held(&calls, &gate, 2));
+            tokio::spawn(async move { cache.get_or_fetch(key, fetch).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "per_user={per_user}");
+        // ... and when both answer, the old answer goes to its own caller only.
+        gate.notify_waiters();
+        assert_eq!(before.await.unwrap(), Ok(1));
+        assert_eq!(after.await.unwrap(), Ok(2));
+        cache.sync().await;
+        let fetch = counting(&calls, Ok((3, Duration::from_secs(1))), Duration::ZERO);
+        assert_eq!(
+            cache.get_or_fetch(key, fetch).await,
+            Ok(2),
+            "per_user={per_user}: the post-flush answer is the one kept"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_entry_stored_after_a_user_flush_by_an_older_review_is_refused_on_read() {
+    let cache: ReviewCache<u32> = ReviewCache::new(Kind::Token, 100);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let key = [9u8; 32];
+    // Store as a flight launched before the flush would, racing past the
+    // store-time check: the read check alone must refuse it.
+    let old = cache.inner.generation.load(Ordering::Acquire);
+    cache.clear_if(|v| *v == 1);
+    let store = cache.inner.store.as_ref().unwrap();
+    let stale = Timed {
+        value: 1,
+        ttl: Duration::from_secs(300),
+        generation: old,
+    };
+    store.insert(key, stale.clone()).await;
+    let fetch = counting(&calls, Ok((5, Duration::from_secs(300))), Duration::ZERO);
+    assert_eq!(cache.get_or_fetch(key, fetch).await, Ok(5));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // An older entry the flush does not cover still counts.
+    let other = [10u8; 32];
+    store
+        .insert(
+            other,
+            Timed {
+                value: 4,
+                ..stale.clone()
+            },
+        )
+        .await;
+    let fetch = counting(&calls, Ok((6, Duration::from_secs(300))), Duration::ZERO);
+    assert_eq!(cache.get_or_fetch(other, fetch).await, Ok(4));
+    // A full flush covers every older entry.
+    cache.clear();
+    store.insert(other, Timed { value: 4, ..stale }).await;
+    let fetch = counting(&calls, Ok((6, Duration::from_secs(300))), Duration::ZERO);
+    assert_eq!(cache.get_or_fetch(other, fetch).await, Ok(6));
+}
+
+#[tokio::test]
+async fn too_many_user_flushes_collapse_into_a_full_one() {
+    let cache: ReviewCache<u32> = ReviewCache::new(Kind::Token, 100);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let key = [11u8; 32];
+    let fetch = counting(&calls, Ok((1, Duration::from_secs(300))), Duration::ZERO);
+    assert_eq!(cache.get_or_fetch(key, fetch).await, Ok(1));
+    for n in 0..=MAX_FLUSH_MARKS as u32 {
+        cache.clear_if(move |v| *v == 1000 + n);
+    }
+    assert!(cache.inner.flushes.lock().unwrap().marks.len() <= MAX_FLUSH_MARKS);
+    let fetch = counting(&calls, Ok((2, Duration::from_secs(300))), Duration::ZERO);
+    assert_eq!(
+        cache.get_or_fetch(key, fetch).await,
+        Ok(2),
+        "fails safe: a miss"
+    );
+}
