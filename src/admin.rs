@@ -8,7 +8,6 @@
 //! refusal map.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::HeaderValue;
@@ -22,7 +21,7 @@ use crate::body::{self, Body};
 use crate::clock::unix_now;
 use crate::config::AdminAccess;
 use crate::gate::{self, ConnInfo};
-use crate::server::{self, Connections, Handshake, Limits, Profile};
+use crate::server::{self, Connections, Downstream, Handshake, Limits, Profile};
 
 /// One readiness check.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,20 +114,14 @@ struct Admin {
 impl Connections for Admin {
     type Conn = ConnInfo;
 
-    fn open(&self, peer: SocketAddr, leaf: Option<&[u8]>) -> ConnInfo {
-        self.app.gate.conn_info(peer, leaf)
+    fn open(&self, downstream: Downstream, leaf: Option<&[u8]>) -> ConnInfo {
+        self.app.gate.conn_info(downstream.peer, leaf)
     }
 
-    fn call(
-        self: Arc<Self>,
-        conn: Arc<ConnInfo>,
-        req: Request<Incoming>,
-    ) -> impl Future<Output = Response<Body>> + Send + 'static {
-        async move {
-            match respond_to(&self.app, &conn, &req).await {
-                Ok(resp) => resp,
-                Err(e) => gate::respond::refusal(&e.refusal()),
-            }
+    async fn call(self: Arc<Self>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<Body> {
+        match respond_to(&self.app, &conn, &req).await {
+            Ok(resp) => resp,
+            Err(e) => gate::respond::refusal(&e.refusal()),
         }
     }
 }

@@ -113,7 +113,7 @@ impl App {
         if let Some(jwks) = kube.as_ref().and_then(|k| k.jwks.as_ref()) {
             jwks.load().await;
         }
-        let upstreams = Upstreams::new(&config.routes, config.limits.upstream_timeout)?;
+        let upstreams = Upstreams::new(&config.routes, &config.limits)?;
         let gate = gate(config, kube.as_ref(), acceptor.clone(), &metrics, upstreams);
         Ok(Self {
             gate: Arc::new(gate),
@@ -133,7 +133,7 @@ impl App {
         let handshake = Handshake::Tls {
             acceptor: self.tls.clone(),
             profile: Profile::Main,
-            metrics: Some(self.metrics.clone()),
+            metrics: Some(Box::new(self.metrics.clone())),
         };
         let limits = server::Limits::main(&self.limits);
         server::serve(listener, handshake, self.gate.clone(), limits, shutdown).await;

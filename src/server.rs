@@ -25,23 +25,69 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, info, warn};
 
 use crate::body::Body;
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::{clock, config, tls};
 
+/// One accepted connection: who it is from, and what keeps it counted. A
+/// tunnel that outlives the HTTP exchange (an upgrade) holds a [`Hold`], so
+/// it keeps its connection slot, is waited for by the shutdown drain, and
+/// is closed at the drain deadline.
+#[derive(Clone, Debug)]
+pub struct Downstream {
+    /// The client's address.
+    pub peer: SocketAddr,
+    hold: Option<Arc<Held>>,
+}
+
+#[derive(Debug)]
+struct Held {
+    _slot: OwnedSemaphorePermit,
+    _drain: TaskTrackerToken,
+    /// Cancelled when the drain deadline passes.
+    stop: CancellationToken,
+}
+
+/// Keeps a connection counted while a tunnel of it runs.
+#[derive(Clone, Debug)]
+pub struct Hold(Option<Arc<Held>>);
+
+impl Downstream {
+    /// A connection the accept loop does not count (in-memory tests).
+    pub fn detached(peer: SocketAddr) -> Self {
+        Self { peer, hold: None }
+    }
+
+    /// What a tunnel of this connection holds while it runs.
+    pub fn hold(&self) -> Hold {
+        Hold(self.hold.clone())
+    }
+}
+
+impl Hold {
+    /// Resolves when the tunnel must close (the drain deadline passed).
+    pub async fn stopped(&self) {
+        match &self.0 {
+            Some(h) => h.stop.cancelled().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// What a listener does with its connections and their requests.
 pub trait Connections: Send + Sync + 'static {
     /// What the requests of one connection share.
     type Conn: Send + Sync + 'static;
 
-    /// A connection from `peer` was accepted; `leaf` is its verified client
+    /// A connection was accepted; `leaf` is its verified client
     /// certificate (DER), if it presented one.
-    fn open(&self, peer: SocketAddr, leaf: Option<&[u8]>) -> Self::Conn;
+    fn open(&self, downstream: Downstream, leaf: Option<&[u8]>) -> Self::Conn;
 
     /// Answers one request of `conn`.
     fn call(
@@ -63,7 +109,7 @@ pub enum Handshake {
         /// Which of its configurations to use.
         profile: Profile,
         /// Handshake counters, for the main listener.
-        metrics: Option<Metrics>,
+        metrics: Option<Box<Metrics>>,
     },
 }
 
@@ -128,6 +174,7 @@ pub async fn serve<C: Connections>(
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
+    let deadline = CancellationToken::new();
     let limits = Arc::new(limits);
     tokio::pin!(shutdown);
     loop {
@@ -147,6 +194,14 @@ pub async fn serve<C: Connections>(
             debug!(%peer, "connection limit reached; closing");
             continue;
         };
+        let downstream = Downstream {
+            peer,
+            hold: Some(Arc::new(Held {
+                _slot: slot,
+                _drain: tracker.token(),
+                stop: deadline.clone(),
+            })),
+        };
         let (handshake, conns, limits, cancel) = (
             handshake.clone(),
             conns.clone(),
@@ -154,8 +209,7 @@ pub async fn serve<C: Connections>(
             cancel.clone(),
         );
         tracker.spawn(async move {
-            connection(&handshake, conns, &limits, tcp, peer, cancel).await;
-            drop(slot);
+            connection(&handshake, conns, &limits, tcp, downstream, cancel).await;
         });
     }
     drop(listener);
@@ -174,6 +228,8 @@ pub async fn serve<C: Connections>(
             "drain deadline passed; dropping connections"
         );
     }
+    // Tunnels still open are closed now.
+    deadline.cancel();
 }
 
 async fn connection<C: Connections>(
@@ -181,13 +237,15 @@ async fn connection<C: Connections>(
     conns: Arc<C>,
     limits: &Limits,
     tcp: TcpStream,
-    peer: SocketAddr,
+    downstream: Downstream,
     cancel: CancellationToken,
 ) {
+    let peer = downstream.peer;
     let _ = tcp.set_nodelay(true);
     let (acceptor, profile, metrics) = match handshake {
         Handshake::Plain => {
-            let conn = Arc::new(conns.open(peer, None));
+            // `downstream` (and the slot it holds) lives as long as this task.
+            let conn = Arc::new(conns.open(downstream.clone(), None));
             let r = serve_h1(
                 TokioIo::new(tcp),
                 service(conns, conn, None),
@@ -200,7 +258,7 @@ async fn connection<C: Connections>(
             acceptor,
             profile,
             metrics,
-        } => (acceptor, *profile, metrics.as_ref()),
+        } => (acceptor, *profile, metrics.as_deref()),
     };
     let accept = match profile {
         Profile::Main => acceptor.acceptor(),
@@ -226,7 +284,7 @@ async fn connection<C: Connections>(
     if let Some(m) = metrics {
         observe_client_cert(m, leaf.map(AsRef::as_ref));
     }
-    let conn = Arc::new(conns.open(peer, leaf.map(AsRef::as_ref)));
+    let conn = Arc::new(conns.open(downstream.clone(), leaf.map(AsRef::as_ref)));
     let io = TokioIo::new(tls);
     let result = if h2 {
         let activity = Arc::new(Activity::default());

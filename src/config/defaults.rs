@@ -64,6 +64,12 @@ pub const AUTH_CERT_HEADER: &str = "X-Client-Cert";
 pub const MIGRATION_MAX_IDENTITIES: usize = 1000;
 /// `log.level`.
 pub const LOG_LEVEL: &str = "info";
+/// `routes[].upgrades`.
+pub const UPGRADES: &[&str] = &["websocket", "SPDY/3.1"];
+/// `routes[].upgrades_on_public_paths`.
+pub const UPGRADES_ON_PUBLIC_PATHS: bool = false;
+/// `limits.tunnel_idle_timeout`.
+pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// `headers.strip_steering`.
 pub const STRIP_STEERING: bool = true;
 /// `paths.allow_matrix_params`.
@@ -99,6 +105,9 @@ pub const TABLE: &[(&str, &str)] = &[
     ("log.level", "info"),
     ("headers.strip_steering", "true"),
     ("paths.allow_matrix_params", "false"),
+    ("routes[].upgrades", "[websocket, SPDY/3.1]"),
+    ("routes[].upgrades_on_public_paths", "false"),
+    ("limits.tunnel_idle_timeout", "1h"),
 ];
 
 #[cfg(test)]
@@ -132,6 +141,7 @@ mod tests {
             ("access_review.cache.allow_ttl", ALLOW_TTL),
             ("access_review.cache.deny_ttl", DENY_TTL),
             ("tls.reload_interval", TLS_RELOAD_INTERVAL),
+            ("limits.tunnel_idle_timeout", TUNNEL_IDLE_TIMEOUT),
         ] {
             assert_eq!(dur(key), c, "{key}");
         }
@@ -157,6 +167,14 @@ mod tests {
         assert_eq!(get("auth.cert_header"), AUTH_CERT_HEADER);
         assert_eq!(get("log.level"), LOG_LEVEL);
         assert_eq!(get("headers.strip_steering"), STRIP_STEERING.to_string());
+        assert_eq!(
+            get("routes[].upgrades"),
+            format!("[{}]", UPGRADES.join(", "))
+        );
+        assert_eq!(
+            get("routes[].upgrades_on_public_paths"),
+            UPGRADES_ON_PUBLIC_PATHS.to_string()
+        );
         assert_eq!(
             get("paths.allow_matrix_params"),
             ALLOW_MATRIX_PARAMS.to_string()

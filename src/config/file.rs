@@ -349,6 +349,13 @@ pub struct RouteFile {
     pub resource: Option<ResourceAttributesFile>,
     /// Which credentials the route accepts.
     pub auth: Option<RouteAuthFile>,
+    /// Protocols a request may upgrade to (`Upgrade:`), case-insensitive.
+    /// Default `[websocket, SPDY/3.1]` (WebSocket; `kubectl exec`,
+    /// `attach` and `port-forward`); `[]` allows none; `h2c` is refused.
+    pub upgrades: Option<Vec<String>>,
+    /// Allow upgrades on this route's `paths.unauthenticated` paths.
+    /// Default `false`: a tunnel without an identity is refused.
+    pub upgrades_on_public_paths: Option<bool>,
 }
 
 /// `routes[].auth`
@@ -431,6 +438,9 @@ pub struct PathsFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsFile {
+    /// An upgraded connection (WebSocket, `kubectl exec`) with no bytes
+    /// either way for this long is closed. Default `1h`.
+    pub tunnel_idle_timeout: Option<HumanDuration>,
     /// Concurrent connections; more are closed at accept. Default 10000.
     pub max_connections: Option<usize>,
     /// TLS handshake deadline. Default `10s`.

@@ -268,6 +268,8 @@ impl KrpFlags {
                 upstream_ca_file: self.upstream_ca_file.clone(),
                 resource,
                 auth: None,
+                upgrades: None,
+                upgrades_on_public_paths: None,
             }];
         } else if self.upstream_ca_file.is_some() {
             return Err(Error::invalid("--upstream-ca-file", "needs --upstream"));

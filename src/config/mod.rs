@@ -396,6 +396,10 @@ pub struct RouteConfig {
     pub resource: Option<ResourceAttributes>,
     /// Which credentials the route accepts.
     pub auth: RouteAuth,
+    /// Protocols a request may upgrade to, lower-case.
+    pub upgrades: Vec<String>,
+    /// Upgrades allowed on public paths too.
+    pub upgrades_on_public_paths: bool,
 }
 
 /// Identity header names.
@@ -471,6 +475,8 @@ pub struct Limits {
     pub shutdown_timeout: Duration,
     /// How long readiness is false before the listener closes on shutdown.
     pub shutdown_delay: Duration,
+    /// Upgraded connections idle for this long are closed.
+    pub tunnel_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -484,6 +490,7 @@ impl Default for Limits {
             idle_timeout: defaults::IDLE_TIMEOUT,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             shutdown_delay: defaults::SHUTDOWN_DELAY,
+            tunnel_idle_timeout: defaults::TUNNEL_IDLE_TIMEOUT,
         }
     }
 }

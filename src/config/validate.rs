@@ -235,6 +235,28 @@ fn token_review(tr: file::TokenReviewFile) -> Result<Option<TokenReviewConfig>, 
     })
 }
 
+/// `routes[].upgrades`: HTTP tokens, lower-cased; never `h2c`.
+fn upgrades(key: &str, list: Option<Vec<String>>) -> Result<Vec<String>, Error> {
+    let list = list.unwrap_or_else(|| defaults::UPGRADES.iter().map(|s| (*s).to_owned()).collect());
+    list.into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let k = format!("{key}[{i}]");
+            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~/".contains(c);
+            if p.is_empty() || !p.chars().all(token) {
+                return Err(Error::invalid(k, format!("{p:?} is not a protocol name")));
+            }
+            if p.eq_ignore_ascii_case("h2c") {
+                return Err(Error::invalid(
+                    k,
+                    "h2c is not an upgrade over TLS (HTTP/2 is negotiated by ALPN)",
+                ));
+            }
+            Ok(p.to_ascii_lowercase())
+        })
+        .collect()
+}
+
 fn tls_config(t: file::TlsFile) -> Result<TlsConfig, Error> {
     let min_version = match t.min_version.as_deref() {
         None | Some("1.2") => TlsVersion::Tls12,
@@ -445,6 +467,8 @@ fn routes(rs: Vec<file::RouteFile>, mode: &Mode) -> Result<Vec<RouteConfig>, Err
                 upstream_ca_file: None,
                 resource: None,
                 auth: RouteAuth::default(),
+                upgrades: upgrades("routes", None)?,
+                upgrades_on_public_paths: false,
             }]),
             Mode::Proxy => Err(Error::invalid("routes", "needs at least one route")),
         };
@@ -497,6 +521,10 @@ fn routes(rs: Vec<file::RouteFile>, mode: &Mode) -> Result<Vec<RouteConfig>, Err
                     name: a.name.unwrap_or_default(),
                 }),
                 auth: policy::route_auth(&format!("{key}.auth"), r.auth)?,
+                upgrades: upgrades(&format!("{key}.upgrades"), r.upgrades)?,
+                upgrades_on_public_paths: r
+                    .upgrades_on_public_paths
+                    .unwrap_or(defaults::UPGRADES_ON_PUBLIC_PATHS),
             })
         })
         .collect()
@@ -625,6 +653,11 @@ fn limits(l: file::LimitsFile) -> Result<Limits, Error> {
         shutdown_delay: l
             .shutdown_delay
             .map_or(d.shutdown_delay, |file::HumanDuration(v)| v),
+        tunnel_idle_timeout: positive(
+            "limits.tunnel_idle_timeout",
+            l.tunnel_idle_timeout,
+            d.tunnel_idle_timeout,
+        )?,
     })
 }
 

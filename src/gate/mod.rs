@@ -15,7 +15,6 @@ pub mod auth_request;
 pub mod error;
 pub mod respond;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -39,7 +38,7 @@ use crate::metrics::{Metrics, RouteLabel};
 use crate::migration::Migration;
 use crate::proxy::{self, Forward};
 use crate::routes::{MatrixParams, RouteId, RouteTable, normalize_path_with};
-use crate::server::Connections;
+use crate::server::{Connections, Downstream};
 use crate::{cache, clock, tls};
 pub use error::{Error, Outcome, Reason, Refusal};
 
@@ -48,6 +47,8 @@ pub use error::{Error, Outcome, Reason, Refusal};
 pub struct ConnInfo {
     /// The client's address.
     pub peer: SocketAddr,
+    /// The connection as the accept loop counts it (tunnels hold it).
+    pub downstream: Downstream,
     /// The client certificate's identity, if a certificate was presented.
     pub cert: Option<CertIdentity>,
     /// The client certificate as an Envoy `X-Forwarded-Client-Cert` value,
@@ -181,6 +182,7 @@ impl<F> Gate<F> {
     pub fn conn_info(&self, peer: SocketAddr, leaf_der: Option<&[u8]>) -> ConnInfo {
         ConnInfo {
             peer,
+            downstream: Downstream::detached(peer),
             cert: leaf_der.map(|der| self.authn.map_cert(der)),
             xfcc: leaf_der
                 .filter(|_| self.headers.forward_client_cert)
@@ -275,7 +277,18 @@ impl<F> Gate<F> {
         // 1. Which route? The path is normalised once; authorization and the
         //    upstream both see the normalised form.
         let (path, path_and_query) = target(&req, self.matrix)?;
-        let permit = match self.route(&path, trail)? {
+        let target = self.route(&path, trail)?;
+        // An upgrade (a tunnel no later check sees into) only to a protocol
+        // the route allows, and on a public path only if the route says so.
+        if let Some(protocol) = proxy::upgrade::requested(req.headers()) {
+            let (route, public) = match &target {
+                Target::Public(r) => (r, true),
+                Target::Guarded(r) => (r, false),
+            };
+            proxy::upgrade::allowed(&route.config, &protocol, public)
+                .map_err(|why| Error::BadRequest(why.to_string()))?;
+        }
+        let permit = match target {
             Target::Public(route) => Permit::public(route.id),
             Target::Guarded(route) => {
                 // 2-3. Who is asking, may they use this credential here, may they do this?
@@ -302,7 +315,7 @@ impl<F> Gate<F> {
         }
         let mut resp = self
             .forward
-            .forward(&permit, req, path_and_query, conn.peer)
+            .forward(&permit, req, path_and_query, &conn.downstream)
             .await?;
         notify(&mut resp, &permit);
         Ok(resp)
@@ -444,16 +457,15 @@ impl<F> Gate<F> {
 impl<F: Forward<Incoming> + 'static> Connections for Gate<F> {
     type Conn = ConnInfo;
 
-    fn open(&self, peer: SocketAddr, leaf: Option<&[u8]>) -> ConnInfo {
-        self.conn_info(peer, leaf)
+    fn open(&self, downstream: Downstream, leaf: Option<&[u8]>) -> ConnInfo {
+        ConnInfo {
+            downstream: downstream.clone(),
+            ..self.conn_info(downstream.peer, leaf)
+        }
     }
 
-    fn call(
-        self: Arc<Self>,
-        conn: Arc<ConnInfo>,
-        req: Request<Incoming>,
-    ) -> impl Future<Output = Response<Body>> + Send + 'static {
-        async move { self.handle(&conn, req).await }
+    async fn call(self: Arc<Self>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<Body> {
+        self.handle(&conn, req).await
     }
 }
 

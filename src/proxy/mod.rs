@@ -7,6 +7,7 @@
 //! permit's route, and tests put an in-memory upstream in its place.
 
 pub mod headers;
+pub mod upgrade;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,15 +23,15 @@ use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use tracing::debug;
 
 use crate::authz::permit::Permit;
 use crate::body::Body;
-use crate::config::RouteConfig;
+use crate::config::{Limits, RouteConfig};
+use crate::server::Downstream;
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Incoming>;
 
@@ -66,13 +67,14 @@ pub enum Error {
 /// Sends a permitted request on: the pipeline's only way out.
 pub trait Forward<B>: Send + Sync {
     /// Sends `req` (headers already rewritten for `permit`) to
-    /// `path_and_query` on the permit's route, for the client at `client`.
+    /// `path_and_query` on the permit's route, for the client connection
+    /// `downstream` (its address, and what a tunnel of it holds).
     fn forward(
         &self,
         permit: &Permit,
         req: Request<B>,
         path_and_query: PathAndQuery,
-        client: SocketAddr,
+        downstream: &Downstream,
     ) -> impl Future<Output = Result<Response<Body>, Error>> + Send;
 }
 
@@ -85,7 +87,7 @@ pub struct Upstreams {
 impl Upstreams {
     /// One pooled client per distinct upstream CA file, shared by its
     /// routes; routes without an upstream (`mode: auth`) get none.
-    pub fn new(routes: &[RouteConfig], timeout: Duration) -> Result<Self, SetupError> {
+    pub fn new(routes: &[RouteConfig], limits: &Limits) -> Result<Self, SetupError> {
         let mut clients = std::collections::HashMap::<Option<PathBuf>, HttpClient>::new();
         let mut by_route = Vec::with_capacity(routes.len());
         for r in routes {
@@ -101,7 +103,7 @@ impl Upstreams {
                     c
                 }
             };
-            by_route.push(Some(Upstream::new(uri, client, timeout)));
+            by_route.push(Some(Upstream::new(uri, client, limits)));
         }
         Ok(Self { by_route })
     }
@@ -113,7 +115,7 @@ impl Forward<Incoming> for Upstreams {
         permit: &Permit,
         req: Request<Incoming>,
         path_and_query: PathAndQuery,
-        client: SocketAddr,
+        downstream: &Downstream,
     ) -> Result<Response<Body>, Error> {
         let upstream = permit
             .route()
@@ -121,7 +123,7 @@ impl Forward<Incoming> for Upstreams {
             .and_then(|i| self.by_route.get(i))
             .and_then(Option::as_ref)
             .ok_or(Error::NoUpstream)?;
-        upstream.forward(req, path_and_query, client).await
+        upstream.forward(req, path_and_query, downstream).await
     }
 }
 
@@ -140,11 +142,12 @@ pub struct Upstream {
     authority: http::uri::Authority,
     client: HttpClient,
     timeout: Duration,
+    tunnel_idle: Duration,
 }
 
 impl Upstream {
     /// An upstream at `base` (scheme and authority), using `client`.
-    pub fn new(base: &Uri, client: HttpClient, timeout: Duration) -> Self {
+    pub fn new(base: &Uri, client: HttpClient, limits: &Limits) -> Self {
         Self {
             scheme: base.scheme().cloned().unwrap_or(Scheme::HTTP),
             authority: base
@@ -152,7 +155,8 @@ impl Upstream {
                 .cloned()
                 .unwrap_or_else(|| http::uri::Authority::from_static("localhost")),
             client,
-            timeout,
+            timeout: limits.upstream_timeout,
+            tunnel_idle: limits.tunnel_idle_timeout,
         }
     }
 
@@ -162,17 +166,21 @@ impl Upstream {
         &self,
         mut req: Request<Incoming>,
         path_and_query: PathAndQuery,
-        client_addr: SocketAddr,
+        downstream: &Downstream,
     ) -> Result<Response<Body>, Error> {
         let host = req.headers().get(HOST).cloned().or_else(|| {
             req.uri()
                 .authority()
                 .and_then(|a| HeaderValue::try_from(a.as_str()).ok())
         });
-        let client_upgrade = req
-            .headers()
-            .contains_key(http::header::UPGRADE)
-            .then(|| hyper::upgrade::on(&mut req));
+        // An upgrade the gate allowed: what was asked, to check the 101 against.
+        let asked = upgrade::requested(req.headers()).map(|protocol| {
+            (
+                protocol,
+                req.headers().clone(),
+                hyper::upgrade::on(&mut req),
+            )
+        });
         *req.uri_mut() = Uri::from_parts({
             let mut p = http::uri::Parts::default();
             p.scheme = Some(self.scheme.clone());
@@ -183,7 +191,7 @@ impl Upstream {
         .map_err(|e| self.unavailable(e))?;
         // The pooled client speaks HTTP/1.1 and refuses HTTP/2-tagged requests.
         *req.version_mut() = Version::HTTP_11;
-        set_forwarded(req.headers_mut(), host, client_addr);
+        set_forwarded(req.headers_mut(), host, downstream.peer);
         let sent = tokio::time::timeout(self.timeout, self.client.request(req)).await;
         let mut resp = sent
             .map_err(|_| Error::Timeout {
@@ -191,11 +199,23 @@ impl Upstream {
                 timeout: self.timeout,
             })?
             .map_err(|e| self.failed(e))?;
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            splice_upgrade(client_upgrade, hyper::upgrade::on(&mut resp));
-        } else {
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             headers::strip_hop_by_hop(resp.headers_mut());
+            return Ok(resp.map(BodyExt::boxed));
         }
+        // A 101: splice only what was asked for and proven; anything else
+        // would open a raw channel that no later check sees into.
+        let Some((protocol, request, client)) = asked else {
+            return Err(self.bad_switch("the upstream switched protocols unasked"));
+        };
+        upgrade::switched(&protocol, &request, resp.headers())
+            .map_err(|why| self.bad_switch(why))?;
+        upgrade::splice(
+            client,
+            hyper::upgrade::on(&mut resp),
+            downstream.hold(),
+            self.tunnel_idle,
+        );
         Ok(resp.map(BodyExt::boxed))
     }
 
@@ -212,6 +232,13 @@ impl Upstream {
             next = cause.source();
         }
         self.unavailable(e)
+    }
+
+    fn bad_switch(&self, why: &str) -> Error {
+        Error::Unavailable {
+            upstream: self.authority.to_string(),
+            detail: why.to_owned(),
+        }
     }
 
     fn unavailable(&self, e: impl std::error::Error) -> Error {
@@ -250,20 +277,6 @@ fn set_forwarded(h: &mut http::HeaderMap, host: Option<HeaderValue>, client: Soc
     if let Ok(v) = HeaderValue::try_from(xff) {
         h.insert("x-forwarded-for", v);
     }
-}
-
-/// After a 101, copies bytes both ways between client and upstream until
-/// either side closes.
-fn splice_upgrade(client: Option<hyper::upgrade::OnUpgrade>, upstream: hyper::upgrade::OnUpgrade) {
-    let Some(client) = client else { return };
-    tokio::spawn(async move {
-        let (Ok(c), Ok(u)) = tokio::join!(client, upstream) else {
-            debug!("upgrade did not complete on both sides");
-            return;
-        };
-        let r = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(u)).await;
-        debug!(?r, "upgraded connection closed");
-    });
 }
 
 /// Builds the pooled client for upstreams, trusting `ca_file` or, without

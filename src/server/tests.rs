@@ -19,19 +19,13 @@ struct Held {
 impl Connections for Held {
     type Conn = ();
 
-    fn open(&self, _: SocketAddr, _: Option<&[u8]>) {}
+    fn open(&self, _: Downstream, _: Option<&[u8]>) {}
 
-    fn call(
-        self: Arc<Self>,
-        _: Arc<()>,
-        _: Request<Incoming>,
-    ) -> impl Future<Output = Response<Body>> + Send + 'static {
-        async move {
-            if !self.released.load(Ordering::SeqCst) {
-                self.release.notified().await;
-            }
-            body::text(hyper::StatusCode::OK, "done")
+    async fn call(self: Arc<Self>, _: Arc<()>, _: Request<Incoming>) -> Response<Body> {
+        if !self.released.load(Ordering::SeqCst) {
+            self.release.notified().await;
         }
+        body::text(hyper::StatusCode::OK, "done")
     }
 }
 

@@ -9,6 +9,7 @@ mod auth_mode;
 mod lookalikes;
 mod refusals;
 mod rewrite;
+mod tunnels;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::pki::{self, ClientSpec};
 use crate::proxy::{self, Forward};
 use crate::routes::RouteId;
+use crate::server::Downstream;
 use crate::tls;
 
 /// Bob's static token (groups `dev`).
@@ -80,7 +82,7 @@ impl<B: Send> Forward<B> for Recorder {
         permit: &Permit,
         req: Request<B>,
         path_and_query: PathAndQuery,
-        _client: SocketAddr,
+        _downstream: &Downstream,
     ) -> Result<Response<Body>, proxy::Error> {
         let answer = *self.answer.lock().unwrap();
         let upstream = "10.0.0.1:80".to_owned();
@@ -207,9 +209,11 @@ impl<B: Send> Forward<B> for Shared {
         permit: &Permit,
         req: Request<B>,
         path_and_query: PathAndQuery,
-        client: SocketAddr,
+        downstream: &Downstream,
     ) -> Result<Response<Body>, proxy::Error> {
-        self.0.forward(permit, req, path_and_query, client).await
+        self.0
+            .forward(permit, req, path_and_query, downstream)
+            .await
     }
 }
 
