@@ -292,22 +292,13 @@ impl Pki {
         p.serial_number = o.serial.map(SerialNumber::from);
         p.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate().expect("key pair");
-        let (cert, extra) = match o.signer {
-            Signer::Root => (
-                p.signed_by(&key, &self.root).expect("client certificate"),
-                None,
-            ),
-            Signer::Intermediate => (
-                p.signed_by(&key, &self.intermediate)
-                    .expect("client certificate"),
-                Some(self.intermediate.der().clone()),
-            ),
-            Signer::Foreign => (
-                p.signed_by(&key, &self.foreign)
-                    .expect("client certificate"),
-                None,
-            ),
+        let issuer = match o.signer {
+            Signer::Root => &self.root,
+            Signer::Intermediate => &self.intermediate,
+            Signer::Foreign => &self.foreign,
         };
+        let cert = p.signed_by(&key, issuer).expect("client certificate");
+        let extra = (o.signer == Signer::Intermediate).then(|| self.intermediate.der().clone());
         let mut pem = cert.pem();
         let mut chain = vec![cert.der().clone()];
         if let Some(inter) = extra {
