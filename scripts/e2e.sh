@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end tier: a real kube-apiserver + etcd on 127.0.0.1 (built from Debian's
 # source package and cached by scripts/kube-apiserver.sh), then the ignored tests
-# in tests/real_apiserver.rs against it through the authgate binary.
+# in tests/it/real_apiserver.rs against it through the authgate binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,4 +13,4 @@ cleanup() {
 trap cleanup EXIT
 
 bash scripts/kube-apiserver.sh start "$dir" >&2
-AUTHGATE_E2E_DIR="$dir" cargo test --locked --test real_apiserver -- --ignored --test-threads=1
+AUTHGATE_E2E_DIR="$dir" cargo test --locked --test it real_apiserver:: -- --ignored --test-threads=1

@@ -7,15 +7,12 @@
 //! Needs `nginx` and `curl`. Without nginx the test is skipped, unless
 //! `AUTHGATE_REQUIRE_NGINX=1` (CI sets it), when it fails.
 
-#[cfg(test)]
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use support::*;
+use testkit::*;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

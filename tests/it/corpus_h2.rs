@@ -5,13 +5,10 @@
 //! Frames are written by hand (HPACK literals without Huffman coding), so
 //! inputs that the h2 crate's client refuses to produce reach the server.
 
-#[cfg(test)]
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::raw::{self, Until};
-use support::*;
+use testkit::raw::{self, Until};
+use testkit::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HEADERS: u8 = 1;

@@ -5,9 +5,6 @@
 //! Every case asserts its outcome, that the upstream saw nothing, and that a
 //! good request still works afterwards.
 
-#[cfg(test)]
-mod support;
-
 use std::time::Duration;
 
 use rcgen::{
@@ -15,8 +12,8 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
-use support::raw::{self, Until};
-use support::*;
+use testkit::raw::{self, Until};
+use testkit::*;
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -1,12 +1,9 @@
 //! The admin listener: readiness, metrics that match the API's own counts,
 //! cache flushing and its guard.
 
-#[cfg(test)]
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
+use testkit::*;
 
 async fn kube_env(extra: &str) -> (FakeApi, Env) {
     let pki = Pki::new();

@@ -3,11 +3,8 @@
 //! and reason, that a refusal carries no identity, and that a good check
 //! still succeeds afterwards.
 
-#[cfg(test)]
-mod support;
-
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use support::*;
+use testkit::*;
 
 /// Who sends the case: a trusted proxy (127.0.0.1), or an untrusted peer
 /// (a gate that trusts only 10.9.9.9).

@@ -3,11 +3,8 @@
 //! path, the client certificate forwarded in a header, believed only from a
 //! trusted proxy and only when it verifies.
 
-#[cfg(test)]
-mod support;
-
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use support::*;
+use testkit::*;
 
 async fn auth_env(trusted: &str) -> Env {
     auth_env_with(trusted, "X-Client-Cert").await

@@ -1,15 +1,12 @@
 //! Hot reload of TLS material as kubelet updates a mounted Secret: an atomic
 //! `..data` symlink swap. Rotations under load, bad files, CRL updates.
 
-#[cfg(test)]
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support::*;
+use testkit::*;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// A directory laid out like a Secret volume: `name -> ..data/name`,

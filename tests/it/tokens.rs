@@ -1,9 +1,6 @@
 //! Bearer tokens and authorization through the static backend, over real TLS.
 
-#[cfg(test)]
-mod support;
-
-use support::*;
+use testkit::*;
 
 #[tokio::test]
 async fn static_token_gets_200_with_its_identity() {

@@ -3,16 +3,13 @@
 //! made with kubectl, tokens from `kubectl create token`, and the authgate
 //! binary in between.
 
-#[cfg(test)]
-mod support;
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::*;
+use testkit::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_authgate");
 const AUDIENCE: &str = "https://authgate.e2e";

@@ -1,14 +1,11 @@
 //! The Kubernetes backend against a fake API server over HTTPS: cached,
 //! coalesced TokenReview and SubjectAccessReview, and fail-closed behaviour.
 
-#[cfg(test)]
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use support::*;
+use testkit::*;
 
 /// The fake API, a gate using it (static backend too) and an upstream.
 struct KubeEnv {

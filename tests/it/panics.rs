@@ -1,9 +1,6 @@
 //! A panic anywhere in a decision ends in 503, never in a forwarded request,
 //! and the server keeps serving.
 
-#[cfg(test)]
-mod support;
-
 use std::sync::Arc;
 
 use authgate::BoxFuture;
@@ -19,7 +16,7 @@ use authgate::gate::{Gate as Pipeline, Parts, Route};
 use authgate::identity::Identity;
 use authgate::migration::Migration;
 use authgate::proxy::{self, Upstream as ProxyUpstream};
-use support::*;
+use testkit::*;
 
 struct PanicsOn(&'static str);
 

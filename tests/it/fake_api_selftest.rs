@@ -1,8 +1,5 @@
-//! Self-check of the fake Kubernetes API (tests/support/fake_api.rs) with the
+//! Self-check of the fake Kubernetes API (testkit/src/fake_api.rs) with the
 //! real kube client, so other tests can rely on it.
-
-#[cfg(test)]
-mod support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -13,11 +10,11 @@ use k8s_openapi::api::authorization::v1::{
     SubjectAccessReviewStatus,
 };
 use kube::api::{Api, PostParams};
-use support::*;
+use testkit::*;
 
 /// A kube client from the fake's kubeconfig, adjusted by `tweak`.
 async fn client_with(api: &FakeApi, tweak: impl FnOnce(&mut kube::Config)) -> kube::Client {
-    authgate::install_crypto_provider();
+    install_crypto_provider();
     let mut cfg = api.kube_config().await;
     cfg.default_retry = false;
     tweak(&mut cfg);

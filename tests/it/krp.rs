@@ -1,12 +1,9 @@
 //! A kube-rbac-proxy sidecar's arguments, unchanged, drive the authgate binary.
 
-#[cfg(test)]
-mod support;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::*;
+use testkit::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_authgate");
 

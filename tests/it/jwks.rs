@@ -4,9 +4,6 @@
 //! unknown kids refresh the keys once, and `revalidate_after` sends old
 //! entries back to TokenReview.
 
-#[cfg(test)]
-mod support;
-
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -18,7 +15,7 @@ use ring::signature::{
     RsaPublicKeyComponents,
 };
 use serde_json::{Value, json};
-use support::*;
+use testkit::*;
 
 const ISSUER: &str = "https://kubernetes.default.svc";
 const AUDIENCE: &str = "https://authgate.test";

@@ -1,13 +1,10 @@
 //! Tokens are secrets: the real binary, logging at trace level in both
 //! formats, never writes a raw token, whatever path the request takes.
 
-#[cfg(test)]
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::*;
+use testkit::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_authgate");
 

@@ -1,12 +1,9 @@
 //! What reaches the upstream: header hygiene, path normalisation, routing,
 //! upgrades and upstream failures.
 
-#[cfg(test)]
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
+use testkit::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]

@@ -13,7 +13,8 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{BOB_TOKEN, Env, TIMEOUT};
+use crate::gate::tls_provider;
+use crate::{BOB_TOKEN, ClientCert, Env, TIMEOUT, Yaml};
 
 /// One HTTP/1.x response parsed from raw bytes.
 #[derive(Clone, Debug)]
@@ -273,7 +274,7 @@ impl TcpReply {
 pub fn rustls_client_hello(ca: &CertificateDer<'static>) -> Vec<u8> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).expect("CA");
-    let cfg = ClientConfig::builder_with_provider(authgate::tls::provider())
+    let cfg = ClientConfig::builder_with_provider(tls_provider())
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_root_certificates(roots)
@@ -367,7 +368,7 @@ pub async fn assert_still_serves(env: &Env, case: &str) {
 
 /// Replaces the catch-all route with `/api` and `/admin` routes to the same
 /// upstream, so paths outside them get 404.
-pub fn api_and_admin_routes(y: &mut super::Yaml) {
+pub fn api_and_admin_routes(y: &mut Yaml) {
     let line = y.routes.lines().nth(1).expect("a route line").to_owned();
     let route =
         |prefix: &str| line.replacen("path_prefix: /,", &format!("path_prefix: {prefix},"), 1);
@@ -378,13 +379,13 @@ pub fn api_and_admin_routes(y: &mut super::Yaml) {
 /// TLS 1.2 only or the defaults, and the ALPN protocols offered.
 pub async fn tls_connect(
     env: &Env,
-    cert: Option<&super::ClientCert>,
+    cert: Option<&ClientCert>,
     tls12_only: bool,
     alpn: &[&[u8]],
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(env.pki.ca_der.clone()).expect("CA");
-    let b = ClientConfig::builder_with_provider(authgate::tls::provider());
+    let b = ClientConfig::builder_with_provider(tls_provider());
     let b = if tls12_only {
         b.with_protocol_versions(&[&rustls::version::TLS12])
     } else {

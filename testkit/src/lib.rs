@@ -1,8 +1,13 @@
-//! Shared test support: a PKI, a recording upstream, clients, a running gate
-//! and a configuration builder. Each test file uses the parts it needs.
-#![allow(dead_code, unused_imports, unreachable_pub, missing_docs)]
+//! authgate's integration-test harness: an rcgen PKI, a fake Kubernetes API,
+//! a recording upstream, TLS and raw-bytes clients, a configuration builder
+//! and the gate itself, run in-process on 127.0.0.1.
+//!
+//! [`Env::start`] is the usual entry point: a PKI, an upstream and a gate
+//! configured by [`Yaml`]. Every call into authgate's library API is in
+//! [`gate`].
 
 pub mod fake_api;
+pub mod gate;
 pub mod net;
 pub mod pki;
 pub mod raw;
@@ -10,7 +15,8 @@ pub mod raw;
 use std::net::SocketAddr;
 
 pub use fake_api::{Endpoint, FakeApi, Fault, Rule, TokenIdentity};
-pub use net::{Client, Gate, Resp, Seen, TIMEOUT, Upstream};
+pub use gate::{Gate, install_crypto_provider, tls_provider};
+pub use net::{Client, H2Session, Resp, Seen, TIMEOUT, Upstream};
 pub use pki::{ClientCert, ClientOpts, Pki, Signer, Usage, Validity};
 
 /// Static token of `bob` (groups `dev`).
@@ -66,8 +72,11 @@ impl Yaml {
 
 /// A PKI, an upstream and a gate with the default test configuration.
 pub struct Env {
+    /// The PKI (the gate's server certificate and client CA).
     pub pki: Pki,
+    /// The upstream of the default route.
     pub upstream: Upstream,
+    /// The running gate.
     pub gate: Gate,
 }
 

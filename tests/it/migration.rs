@@ -2,10 +2,7 @@
 //! combination with its exact status, Warning header and reason; the
 //! `/migration` report and the identity metric after a mixed workload.
 
-#[cfg(test)]
-mod support;
-
-use support::*;
+use testkit::*;
 
 const PROM: &str = "system:serviceaccount:monitoring:prom";
 const PROM_TOKEN: &str = "prom-token-0c1d2e";

@@ -1,13 +1,11 @@
-//! Real network pieces on 127.0.0.1: a recording echo upstream, a TLS
-//! client speaking HTTP/1.1 or HTTP/2, and the gate itself.
+//! Real network pieces on 127.0.0.1: a recording echo upstream and a TLS
+//! client speaking HTTP/1.1 or HTTP/2.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use authgate::app::App;
-use authgate::config::Config;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -18,11 +16,10 @@ use rustls::ClientConfig;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-use super::pki::{ClientCert, Pki};
+use crate::gate::tls_provider;
+use crate::pki::ClientCert;
 
 /// Every test network operation gives up after this long.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,7 +41,7 @@ impl Seen {
         self.headers
             .get_all(name)
             .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
+            .map(|v| v.to_str().expect("ASCII header value").to_owned())
             .collect()
     }
 }
@@ -61,8 +58,8 @@ pub struct Upstream {
 impl Upstream {
     /// Starts on 127.0.0.1:0.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
         let task = tokio::spawn(async move {
@@ -96,12 +93,12 @@ impl Upstream {
 
     /// Requests received so far.
     pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        self.seen.lock().expect("upstream record").clone()
     }
 
     /// How many requests reached the upstream.
     pub fn count(&self) -> usize {
-        self.seen.lock().unwrap().len()
+        self.seen.lock().expect("upstream record").len()
     }
 
     /// The last request received.
@@ -125,7 +122,7 @@ fn answer(mut req: Request<Incoming>, record: &Mutex<Vec<Seen>>) -> Response<Ful
             .map_or_else(|| "/".into(), ToString::to_string),
         headers: req.headers().clone(),
     };
-    record.lock().unwrap().push(seen.clone());
+    record.lock().expect("upstream record").push(seen.clone());
     if let Some(proto) = req.headers().get(http::header::UPGRADE).cloned() {
         let on = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
@@ -144,119 +141,10 @@ fn answer(mut req: Request<Incoming>, record: &Mutex<Vec<Seen>>) -> Response<Ful
             .header("connection", "upgrade")
             .header("upgrade", proto)
             .body(Full::new(Bytes::new()))
-            .unwrap();
+            .expect("101 response");
     }
     let body = serde_json::json!({"method": seen.method, "path": seen.path});
     Response::new(Full::new(Bytes::from(body.to_string())))
-}
-
-/// A running gate on 127.0.0.1:0 with its admin listener and background
-/// tasks (TLS reload, API probe), stopped on drop.
-pub struct Gate {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    /// Where the admin listener listens.
-    pub admin_addr: SocketAddr,
-    /// The runtime parts (for reload tests).
-    pub app: Arc<App>,
-    stop: Option<oneshot::Sender<()>>,
-    background: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Gate {
-    /// Validates `yaml`, builds the app and serves it.
-    pub async fn start(yaml: &str) -> Self {
-        authgate::install_crypto_provider();
-        let config = Config::from_yaml(yaml).unwrap_or_else(|e| panic!("test config: {e}\n{yaml}"));
-        let app = Arc::new(App::build(&config).await.expect("app builds"));
-        Self::serve(app).await
-    }
-
-    /// Serves an already built app.
-    pub async fn serve(app: Arc<App>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let background = CancellationToken::new();
-        app.spawn_background(&background);
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin_addr = admin.local_addr().unwrap();
-        tokio::spawn(authgate::admin::run(
-            admin,
-            app.clone(),
-            background.clone().cancelled_owned(),
-        ));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(authgate::server::run(listener, app.clone(), async move {
-            let _ = stopped.await;
-        }));
-        Self {
-            addr,
-            admin_addr,
-            app,
-            stop: Some(stop),
-            background,
-            task,
-        }
-    }
-
-    /// `method path` on the admin listener (plain HTTP); (status, body).
-    pub async fn admin(&self, method: &str, path: &str) -> (u16, String) {
-        let tcp = TcpStream::connect(self.admin_addr).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "localhost")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let resp = tokio::time::timeout(TIMEOUT, send.send_request(req))
-            .await
-            .unwrap()
-            .unwrap();
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
-    }
-
-    /// The value of a metric line (`name{labels} value`) in `/metrics`, 0 if absent.
-    pub async fn metric(&self, series: &str) -> f64 {
-        let (status, body) = self.admin("GET", "/metrics").await;
-        assert_eq!(status, 200, "{body}");
-        body.lines()
-            .find_map(|l| {
-                l.strip_prefix(series)
-                    .and_then(|rest| rest.strip_prefix(' '))
-            })
-            .map_or(0.0, |v| v.trim().parse().unwrap())
-    }
-
-    /// Stops accepting, drains and waits for the server to return.
-    pub async fn shutdown(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
-        tokio::time::timeout(Duration::from_secs(30), task)
-            .await
-            .unwrap()
-            .unwrap();
-    }
-
-    /// A client of this gate trusting `pki`'s root.
-    pub fn client(&self, pki: &Pki) -> Client {
-        Client::new(self.addr, &pki.ca_der)
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        self.background.cancel();
-        self.task.abort();
-    }
 }
 
 /// A TLS client: HTTP/1.1 or HTTP/2, with or without a client certificate.
@@ -305,7 +193,7 @@ impl Client {
     /// A client of `addr` trusting `ca`.
     pub fn new(addr: SocketAddr, ca: &CertificateDer<'static>) -> Self {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca.clone()).unwrap();
+        roots.add(ca.clone()).expect("CA");
         Self {
             addr,
             roots,
@@ -327,14 +215,14 @@ impl Client {
     }
 
     fn tls_config(&self) -> Arc<ClientConfig> {
-        let b = ClientConfig::builder_with_provider(authgate::tls::provider())
+        let b = ClientConfig::builder_with_provider(tls_provider())
             .with_safe_default_protocol_versions()
-            .unwrap()
+            .expect("protocol versions")
             .with_root_certificates(self.roots.clone());
         let mut c = match self.cert.as_deref() {
             Some((chain, key)) => b
                 .with_client_auth_cert(chain.clone(), key.clone_key())
-                .unwrap(),
+                .expect("client certificate"),
             None => b.with_no_client_auth(),
         };
         c.alpn_protocols = if self.h2 {
@@ -351,7 +239,7 @@ impl Client {
             .await
             .map_err(|e| e.to_string())?;
         let connector = tokio_rustls::TlsConnector::from(self.tls_config());
-        let name = ServerName::try_from("localhost").unwrap();
+        let name = ServerName::try_from("localhost").expect("server name");
         tokio::time::timeout(TIMEOUT, connector.connect(name, tcp))
             .await
             .map_err(|_| "handshake timed out".to_owned())?
@@ -380,7 +268,8 @@ impl Client {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        self.send(b.body(Full::new(Bytes::new())).unwrap()).await
+        self.send(b.body(Full::new(Bytes::new())).expect("request"))
+            .await
     }
 
     /// `GET path` with a bearer token.
@@ -396,7 +285,7 @@ impl Client {
         let fut = async move {
             let resp = if self.h2 {
                 let uri = format!("https://localhost{}", req.uri());
-                *req.uri_mut() = uri.parse().unwrap();
+                *req.uri_mut() = uri.parse().expect("absolute URI");
                 let (mut send, conn) =
                     hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
                         .await
@@ -443,7 +332,7 @@ impl H2Session {
         let req = Request::get(format!("https://localhost{path}"))
             .header("authorization", format!("Bearer {token}"))
             .body(Full::new(Bytes::new()))
-            .unwrap();
+            .expect("request");
         let fut = async {
             self.send.ready().await.map_err(|e| e.to_string())?;
             let resp = self

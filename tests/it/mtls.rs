@@ -1,10 +1,7 @@
 //! Client certificates over real TLS: identities, every bad-certificate kind,
 //! and the fallback to bearer tokens.
 
-#[cfg(test)]
-mod support;
-
-use support::*;
+use testkit::*;
 
 #[tokio::test]
 async fn cn_cert_via_intermediate_gets_200_and_upstream_sees_exactly_the_mapped_identity() {

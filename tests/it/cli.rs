@@ -1,14 +1,11 @@
 //! The real `authgate` binary: check-config, certs, serve (with curl) and demo.
 
-#[cfg(test)]
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::*;
+use testkit::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_authgate");
 

@@ -7,13 +7,10 @@
 //! upstream saw nothing it should not, and that a good request still works
 //! afterwards (and is the only new thing the upstream saw).
 
-#[cfg(test)]
-mod support;
-
 use std::time::Duration;
 
-use support::raw;
-use support::*;
+use testkit::raw;
+use testkit::*;
 
 /// What a case must end in.
 #[derive(Clone, Copy, Debug)]

@@ -1,0 +1,28 @@
+//! authgate's integration tests, one binary with one module per area. The
+//! harness is the `testkit` crate (testkit/).
+//!
+//! The modules share one process: a test must not change process-wide state
+//! (environment, current directory, global subscribers); child processes get
+//! their environment through `Command::env`.
+
+mod auth_mode;
+mod cli;
+mod corpus;
+mod corpus_auth;
+mod corpus_h2;
+mod corpus_tls;
+mod deploy;
+mod fake_api_selftest;
+mod jwks;
+mod krp;
+mod kubernetes;
+mod migration;
+mod mtls;
+mod nginx;
+mod operations;
+mod panics;
+mod proxy;
+mod real_apiserver;
+mod reload;
+mod secrets;
+mod tokens;
