@@ -3,7 +3,7 @@
 //!
 //! This is the one file of the harness that calls authgate's library
 //! (`Config::from_yaml`, `App::build`, `App::spawn_background`,
-//! `server::run`, `admin::run`, `tls::provider`, `install_crypto_provider`);
+//! `App::serve`, `admin::serve`, `tls::provider`, `install_crypto_provider`);
 //! when those signatures change, this file is what to adapt.
 
 use std::net::SocketAddr;
@@ -67,13 +67,13 @@ impl Gate {
         app.spawn_background(&background);
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let admin_addr = admin.local_addr().expect("admin local addr");
-        tokio::spawn(authgate::admin::run(
+        tokio::spawn(authgate::admin::serve(
             admin,
             app.clone(),
             background.clone().cancelled_owned(),
         ));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(authgate::server::run(listener, app.clone(), async move {
+        let task = tokio::spawn(app.clone().serve(listener, async move {
             let _ = stopped.await;
         }));
         Self {
