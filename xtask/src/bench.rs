@@ -952,6 +952,26 @@ pub(crate) fn run(args: &BenchArgs) -> Res<i32> {
         let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
         c.args(["build", "--release", "--locked", "--bin", "authgate"])
             .current_dir(&root);
+        // Not the variables `cargo run` set for xtask: build scripts that
+        // depend on them (ring's CARGO_PKG_*, CARGO_MANIFEST_DIR) would rerun
+        // and rebuild the whole tree, and again at the next plain build.
+        for (k, _) in std::env::vars_os() {
+            if let Some(k) = k.to_str()
+                && (k.starts_with("CARGO_PKG_")
+                    || matches!(
+                        k,
+                        "CARGO_MANIFEST_DIR"
+                            | "CARGO_MANIFEST_PATH"
+                            | "CARGO_MANIFEST_LINKS"
+                            | "CARGO_CRATE_NAME"
+                            | "CARGO_BIN_NAME"
+                            | "CARGO_PRIMARY_PACKAGE"
+                            | "CARGO_RUSTC_CURRENT_DIR"
+                    ))
+            {
+                c.env_remove(k);
+            }
+        }
         // The same target directory as this binary.
         if let Some(t) = exe.parent().and_then(Path::parent) {
             c.env("CARGO_TARGET_DIR", t);

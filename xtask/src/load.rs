@@ -187,12 +187,19 @@ pub(crate) async fn open(
         .await?;
     let (_, conn) = tls.get_ref();
     let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    let show = |x: Option<String>| x.unwrap_or_else(|| "?".to_owned());
     let info = format!(
-        "{:?} {:?} {:?} {:?}",
-        conn.protocol_version(),
-        conn.negotiated_cipher_suite().map(|s| s.suite()),
-        conn.negotiated_key_exchange_group().map(|g| g.name()),
-        conn.handshake_kind(),
+        "{} {} {} {}",
+        show(conn.protocol_version().map(|v| format!("{v:?}"))),
+        show(
+            conn.negotiated_cipher_suite()
+                .map(|s| format!("{:?}", s.suite()))
+        ),
+        show(
+            conn.negotiated_key_exchange_group()
+                .map(|g| format!("{:?}", g.name()))
+        ),
+        show(conn.handshake_kind().map(|k| format!("{k:?}"))),
     );
     let (send, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
     tokio::spawn(c);

@@ -35,7 +35,7 @@ fn short(cfg: &str) -> &'static str {
     match cfg {
         "token" => "token k-a",
         "mtls" => "mTLS k-a",
-        "handshake" => "mTLS handshakes",
+        "handshake" => "handshakes",
         "h2" => "token h2",
         _ => "cache",
     }
@@ -634,41 +634,42 @@ fn markdown(
             slow.join(", ")
         ));
     }
-    let noisy: Vec<String> = runs
+    let noisy: Vec<f64> = measured
         .iter()
-        .filter(|r| r.round > 0 && r.d.server_core_other.is_some_and(|x| x > OTHER_LOAD_WARN))
-        .map(|r| {
-            format!(
-                "round {} {} {} {} ({:.2})",
-                r.round,
-                r.config,
-                r.server,
-                r.phase,
-                r.d.server_core_other.unwrap_or(0.0)
-            )
-        })
+        .filter_map(|r| r.d.server_core_other)
+        .filter(|x| *x > OTHER_LOAD_WARN)
         .collect();
     if !noisy.is_empty() {
+        let worst = noisy.iter().copied().fold(0.0, f64::max);
         notes.push(format!(
-            "Busy time on the server's CPU outside the server's processes above {OTHER_LOAD_WARN} of a CPU (other \
-             processes were probably running there): {}",
-            noisy.join(", ")
+            "In {} of {} measurements the server's CPU was busy outside the server's processes for more than \
+             {OTHER_LOAD_WARN} of a CPU (up to {worst:.2}: other processes were probably running there; see \
+             `server_core_busy` per run in the JSON). CPU time per request is less disturbed by that than req/s.",
+            noisy.len(),
+            measured.len()
         ));
     }
     for row in rows.iter().filter(|r| r.config == "handshake") {
-        for server in ["nginx", "authgate"] {
-            if let Some(f) = row
-                .servers
-                .get("closed")
-                .and_then(|m| m.get(server))
-                .and_then(|s| s.tls_resumed_fraction)
-            {
-                notes.push(format!(
-                    "{server}: {:.0}% of the TLS connections of the closed-loop handshake runs resumed a session.",
-                    100.0 * f.median
-                ));
-            }
-        }
+        let part = |server: &str| {
+            let f = |mode: &str| {
+                row.servers
+                    .get(mode)
+                    .and_then(|m| m.get(server))
+                    .and_then(|s| s.tls_resumed_fraction)
+                    .map_or("–".to_owned(), |f| format!("{:.0}%", 100.0 * f.median))
+            };
+            format!(
+                "{server} {} (closed loop) and {} (open loop)",
+                f("closed"),
+                f("open")
+            )
+        };
+        notes.push(format!(
+            "Handshake runs, TLS connections that resumed a session (the client keeps a session cache, as a \
+             real client would): {}; {}.",
+            part("nginx"),
+            part("authgate")
+        ));
     }
     if rows.iter().any(|r| r.config == "h2") {
         notes.push(
@@ -821,7 +822,7 @@ fn svg(meta: &Value, rows: &[Row], cache: &[CacheRow]) -> String {
                 .collect();
             if with_cache && !cache.is_empty() {
                 g.push((
-                    "caches on/off".to_owned(),
+                    "caches".to_owned(),
                     cache
                         .iter()
                         .map(|c| (format!("cache {}", c.cache), f(&c.s)))
