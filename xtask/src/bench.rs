@@ -42,7 +42,7 @@ const CACHE_TOKENS: usize = 1000;
 /// `xtask bench`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct BenchArgs {
-    /// Short run: 2 rounds x 3 s (about 3 minutes after the build).
+    /// Short run: 2 rounds x 3 s (about 2.5 minutes after the build).
     #[arg(long)]
     smoke: bool,
     /// Rounds (default 5, smoke 2).
@@ -1185,7 +1185,7 @@ pub(crate) fn run(args: &BenchArgs) -> Res<i32> {
         "h2_streams_per_connection": args.concurrency.div_ceil(H2_CONNS),
         "cache_tokens": CACHE_TOKENS,
         "access_log": !args.no_access_log,
-        "loadgen": "xtask load (HTTP/1.1), h2load (HTTP/2)",
+        "loadgen": "xtask load for HTTP/1.1, h2load for HTTP/2",
         "rate_fraction": args.rate_fraction,
         "rate_override": args.rate,
         "offered_rates": rates,
@@ -1203,7 +1203,7 @@ pub(crate) fn run(args: &BenchArgs) -> Res<i32> {
         "rustc": first_line("rustc", &["--version"]),
         "tls_nginx": tls_nginx,
         "tls_authgate": tls_authgate,
-        "server_key": "ECDSA P-256 (rcgen), SANs localhost, 127.0.0.1",
+        "server_key": "ECDSA P-256 server certificate (SANs localhost, 127.0.0.1)",
         "fake_api": fake_info,
         "loadavg_end": procstat::loadavg(),
     });

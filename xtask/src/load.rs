@@ -471,7 +471,7 @@ pub(crate) fn run(args: LoadArgs) -> Res<LoadResult> {
             non_200: total.non_200,
             errors: total.errors,
             deadline_hit: Instant::now() >= sh.end && a.requests.is_none_or(|w| answered < w),
-            seconds,
+            seconds: (seconds * 1000.0).round() / 1000.0,
             rps: if seconds > 0.0 {
                 total.ok as f64 / seconds
             } else {

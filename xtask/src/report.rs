@@ -451,7 +451,7 @@ fn markdown(
     let _ = writeln!(
         o,
         "{} CPUs ({}), kernel {}. Server under test on CPU {} (nginx: 1 worker; authgate: \
-         TOKIO_WORKER_THREADS=1); load generator ({}), shared upstream (nginx `return 200`) and fake \
+         TOKIO_WORKER_THREADS=1); load generators ({}), shared upstream (nginx `return 200`) and fake \
          API on CPU {}. TLS 1.3, {} from one rcgen CA for both servers; concurrency {} (HTTP/2: {} \
          connections x {} streams). {} rounds x {} s per measurement, A/B order alternating by round; \
          in each round each server gets a closed-loop run (capacity) and an open-loop run at the same \
