@@ -480,7 +480,23 @@ impl Bench<'_> {
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         let t0 = Instant::now();
-        let (rc, result, err) = self.run_load(cmd, &raw, secs);
+        // xtask load samples the server's CPU itself, over exactly the load
+        // window (keep-alive connections already open).
+        let cmd = match cmd {
+            LoadCmd::Xtask(a) => {
+                let mut a = a.clone();
+                a.push("--sample-pids".to_owned());
+                a.push(
+                    pids.iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+                LoadCmd::Xtask(a)
+            }
+            LoadCmd::H2load(a) => LoadCmd::H2load(a.clone()),
+        };
+        let (rc, result, err) = self.run_load(&cmd, &raw, secs);
         let wall = t0.elapsed().as_secs_f64();
         let c1 = procstat::sample(&pids);
         let s1 = procstat::core_ticks(self.server_cpu);
@@ -543,9 +559,12 @@ impl Bench<'_> {
             loadavg,
             server_pids: pids,
             server_processes_read: c1.processes,
+            outer_server_cpu_s: c1.ticks.saturating_sub(c0.ticks) as f64 / hz,
             server_cpu_ticks: c1.ticks.saturating_sub(c0.ticks),
             server_cpu_s: c1.ticks.saturating_sub(c0.ticks) as f64 / hz,
             server_sched_s: c1.sched_ns.saturating_sub(c0.sched_ns) as f64 / 1e9,
+            cpu_window_s: wall,
+            cpu_window: "load generator process lifetime".to_owned(),
             server_core_busy: frac(s0, s1),
             load_core_busy: frac(l0, l1),
             access_lines: lines,
@@ -554,6 +573,13 @@ impl Bench<'_> {
             load: result,
             ..Run::default()
         };
+        if let Some(c) = run.load.as_ref().and_then(|l| l.server_cpu.as_ref()) {
+            run.server_cpu_ticks = c.ticks;
+            run.server_cpu_s = c.ticks as f64 / hz;
+            run.server_sched_s = c.sched_ns as f64 / 1e9;
+            run.cpu_window_s = c.window_s;
+            run.cpu_window = "first request to last answer (sampled by xtask load)".to_owned();
+        }
         report::derive(&mut run);
         self.runs.push(run);
         self.runs.len() - 1

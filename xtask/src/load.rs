@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::Res;
+use crate::{Res, procstat};
 
 /// Connect/handshake failures in a row after which a worker gives up.
 const MAX_CONSECUTIVE_FAILURES: u32 = 50;
@@ -103,6 +103,23 @@ pub(crate) struct LoadArgs {
     /// Seconds allowed for one connection setup, and for one request.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) timeout: f64,
+    /// Read the CPU time of these processes (the server under test) when the
+    /// load starts (connections open) and after the last answer.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) sample_pids: Vec<u32>,
+}
+
+/// CPU time of `--sample-pids` over the load window.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct SampledCpu {
+    /// utime + stime delta, clock ticks.
+    pub(crate) ticks: u64,
+    /// schedstat run time delta of the live threads, ns.
+    pub(crate) sched_ns: u64,
+    /// From the first request's start to the last answer (connections
+    /// already open in keep-alive mode), seconds.
+    pub(crate) window_s: f64,
+    pub(crate) processes: usize,
 }
 
 /// Latency percentiles, microseconds.
@@ -149,6 +166,8 @@ pub(crate) struct LoadResult {
     pub(crate) latency_us: Latency,
     pub(crate) statuses: BTreeMap<u16, u64>,
     pub(crate) error_kinds: BTreeMap<String, u64>,
+    /// With `--sample-pids`.
+    pub(crate) server_cpu: Option<SampledCpu>,
 }
 
 /// A rustls client config trusting `ca`, with a client certificate if given.
@@ -234,9 +253,6 @@ struct Shared {
     /// The config without a client certificate.
     plain: Arc<ClientConfig>,
     name: ServerName<'static>,
-    start: Instant,
-    /// No request starts at or after this.
-    end: Instant,
     sent: AtomicU64,
     timeout: Duration,
 }
@@ -306,29 +322,51 @@ fn identity(sh: &Shared, id: usize) -> (Arc<ClientConfig>, bool) {
     }
 }
 
-async fn worker(sh: Arc<Shared>, id: usize) -> Res<Stats> {
+/// Opens the keep-alive connection of worker `id` before the load starts.
+async fn pre_open(sh: &Shared, id: usize) -> Option<(SendRequest<Empty<Bytes>>, bool)> {
+    let (config, _) = identity(sh, id);
+    let opened = tokio::time::timeout(sh.timeout, open(sh.args.target, &config, &sh.name)).await;
+    match opened {
+        Ok(Ok((send, resumed, _))) => Some((send, resumed)),
+        _ => None,
+    }
+}
+
+/// One worker: `start` is when its first request may start; no request
+/// starts at or after `end`; `pre` is its already open connection.
+async fn worker(
+    sh: Arc<Shared>,
+    id: usize,
+    (start, end): (Instant, Instant),
+    pre: Option<(SendRequest<Empty<Bytes>>, bool)>,
+) -> Res<Stats> {
     let a = &sh.args;
     let mut st = Stats::new()?;
     let (config, use_token) = identity(&sh, id);
     let max = a.requests.unwrap_or(u64::MAX);
     let interval = (a.rate > 0.0).then(|| Duration::from_secs_f64(a.connections as f64 / a.rate));
-    let mut next = sh.start
+    let mut next = start
         + interval.map_or(Duration::ZERO, |iv| {
             iv.mul_f64(id as f64 / a.connections.max(1) as f64)
         });
     let mut n = id.wrapping_mul(7919);
     let mut conn: Option<SendRequest<Empty<Bytes>>> = None;
+    if let Some((send, resumed)) = pre {
+        st.connects += 1;
+        st.resumed += u64::from(resumed);
+        conn = Some(send);
+    }
     let mut failures = 0u32;
     loop {
         if let Some(iv) = interval {
-            if next >= sh.end {
+            if next >= end {
                 break;
             }
             tokio::time::sleep_until(next).await;
             next += iv;
         }
         let now = Instant::now();
-        if now >= sh.end || sh.sent.fetch_add(1, Ordering::Relaxed) >= max {
+        if now >= end || sh.sent.fetch_add(1, Ordering::Relaxed) >= max {
             break;
         }
         let t0 = interval.map_or(now, |iv| next - iv);
@@ -433,27 +471,47 @@ pub(crate) fn run(args: LoadArgs) -> Res<LoadResult> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let start = Instant::now() + Duration::from_millis(5);
         let sh = Arc::new(Shared {
             timeout: Duration::from_secs_f64(args.timeout),
             cert_configs: configs,
             plain,
             name,
-            start,
-            end: start + Duration::from_secs_f64(bound),
             sent: AtomicU64::new(0),
             args,
         });
-        let tasks: Vec<_> = (0..sh.args.connections)
-            .map(|i| tokio::spawn(worker(sh.clone(), i)))
+        // Keep-alive: the connections are opened before the clock (and the
+        // server's CPU sample) starts, so the handshakes do not count.
+        let mut pre = Vec::new();
+        for i in 0..sh.args.connections {
+            pre.push(if sh.args.new_connection {
+                None
+            } else {
+                pre_open(&sh, i).await
+            });
+        }
+        let cpu0 = procstat::sample(&sh.args.sample_pids);
+        let start = Instant::now() + Duration::from_millis(2);
+        let end = start + Duration::from_secs_f64(bound);
+        let tasks: Vec<_> = pre
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| tokio::spawn(worker(sh.clone(), i, (start, end), p)))
             .collect();
         let mut total = Stats::new()?;
         for t in tasks {
             total.merge(t.await??)?;
         }
+        let cpu1 = procstat::sample(&sh.args.sample_pids);
+        let window_s = start.elapsed().as_secs_f64();
+        let server_cpu = (!sh.args.sample_pids.is_empty()).then(|| SampledCpu {
+            ticks: cpu1.ticks.saturating_sub(cpu0.ticks),
+            sched_ns: cpu1.sched_ns.saturating_sub(cpu0.sched_ns),
+            window_s,
+            processes: cpu1.processes,
+        });
         let a = &sh.args;
-        let end = total.last.unwrap_or_else(Instant::now).max(sh.start);
-        let seconds = end.duration_since(sh.start).as_secs_f64();
+        let last = total.last.unwrap_or_else(Instant::now).max(start);
+        let seconds = last.duration_since(start).as_secs_f64();
         let answered = total.ok + total.non_2xx;
         let h = &total.hist;
         let q = |p: f64| {
@@ -470,7 +528,7 @@ pub(crate) fn run(args: LoadArgs) -> Res<LoadResult> {
             non_2xx: total.non_2xx,
             non_200: total.non_200,
             errors: total.errors,
-            deadline_hit: Instant::now() >= sh.end && a.requests.is_none_or(|w| answered < w),
+            deadline_hit: Instant::now() >= end && a.requests.is_none_or(|w| answered < w),
             seconds: (seconds * 1000.0).round() / 1000.0,
             rps: if seconds > 0.0 {
                 total.ok as f64 / seconds
@@ -492,6 +550,7 @@ pub(crate) fn run(args: LoadArgs) -> Res<LoadResult> {
             },
             statuses: total.statuses,
             error_kinds: total.error_kinds,
+            server_cpu,
         })
     })
 }

@@ -65,12 +65,18 @@ pub(crate) struct Run {
     /// The server's processes (nginx: master and worker).
     pub(crate) server_pids: Vec<u32>,
     pub(crate) server_processes_read: usize,
-    /// utime + stime of the server's processes over the window (ticks).
+    /// utime + stime of the server's processes over `cpu_window` (ticks).
     pub(crate) server_cpu_ticks: u64,
     /// The same in seconds.
     pub(crate) server_cpu_s: f64,
     /// schedstat run time of the server's live threads over the window.
     pub(crate) server_sched_s: f64,
+    /// Which window the CPU figures cover, and how long it was.
+    pub(crate) cpu_window: String,
+    pub(crate) cpu_window_s: f64,
+    /// utime + stime over the load generator's whole lifetime (with
+    /// connection setup), seconds; for reference.
+    pub(crate) outer_server_cpu_s: f64,
     /// Busy fraction of the server's CPU (all processes, softirq...).
     pub(crate) server_core_busy: f64,
     /// Busy fraction of the load generator's CPU.
@@ -136,8 +142,13 @@ pub(crate) fn derive(run: &mut Run) {
         d.cpu_us_per_request = Some(1e6 * run.server_cpu_s / answered as f64);
         d.sched_us_per_request = Some(1e6 * run.server_sched_s / answered as f64);
     }
-    if run.wall_s > 0.0 {
-        let cores = run.server_cpu_s / run.wall_s;
+    let window = if run.cpu_window_s > 0.0 {
+        run.cpu_window_s
+    } else {
+        run.wall_s
+    };
+    if window > 0.0 {
+        let cores = run.server_cpu_s / window;
         d.server_cpu_cores = Some(cores);
         d.server_core_other = Some(run.server_core_busy - cores);
     }
@@ -602,8 +613,10 @@ fn markdown(
     let mut notes = vec![
         format!(
             "Server CPU: `/proc/<pid>/stat` utime + stime (clock ticks, CLK_TCK {}) of nginx's master and worker, or of \
-             authgate's one process, before and after each run; the run's window is the load generator's lifetime. The \
-             schedstat-based figure (ns, live threads) is in the JSON as `sched_us_per_request`.",
+             authgate's one process, read by `xtask load` when the first request may start (keep-alive connections \
+             already open, so their handshakes do not count) and after the last answer; for h2load (HTTP/2) around h2load's \
+             whole lifetime (its 10 connection setups included). The schedstat-based figure (ns, live threads) is in the \
+             JSON as `sched_us_per_request`.",
             meta["clk_tck"]
         ),
         "Latency in the open-loop runs of `xtask load` is measured from each request's scheduled start (queueing \
