@@ -1023,6 +1023,11 @@ pub(crate) fn run(args: &BenchArgs) -> Res<i32> {
     std::fs::create_dir_all(wpath.join("logs"))?;
     std::fs::create_dir_all(wpath.join("raw"))?;
     std::fs::create_dir_all(wpath.join("nginx-tmp"))?;
+    // nginx's workers run as another user (nobody) when started as root.
+    std::fs::set_permissions(
+        wpath.join("nginx-tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )?;
     let work = WorkDir {
         path: wpath.clone(),
         keep: args.keep,
@@ -1378,4 +1383,33 @@ fn cache_runs(
     }
     b.procs.stop(fake_pid);
     Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(0), "1970-01-01T000000");
+        assert_eq!(utc_stamp(951_782_400), "2000-02-29T000000");
+        assert_eq!(utc_stamp(1_796_117_589), "2026-12-01T093309");
+    }
+
+    #[test]
+    fn h2load_output() {
+        let stdout = "finished in 3.00s, 5512.00 req/s, 371.57KB/s\n\
+            requests: 16536 total, 16586 started, 16536 done, 16530 succeeded, 6 failed, 2 errored, 1 timeout\n\
+            status codes: 16530 2xx, 0 3xx, 4 4xx, 0 5xx\n";
+        let log = std::env::temp_dir().join(format!("xtask-test-h2log-{}", std::process::id()));
+        std::fs::write(&log, "1\t200\t1000\n2\t200\t3000\n3\t401\t2000\n4\t-1\t5\n").unwrap();
+        let r = parse_h2load(stdout, &log).unwrap();
+        std::fs::remove_file(&log).unwrap();
+        assert_eq!((r.ok, r.non_2xx, r.requests), (2, 1, 3));
+        assert_eq!(r.errors, 3);
+        assert!((r.seconds - 3.0).abs() < 1e-9);
+        assert!((r.rps - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(r.statuses.get(&200), Some(&2));
+        assert!(r.latency_us.max >= 2999.0);
+    }
 }

@@ -943,3 +943,51 @@ pub(crate) fn write(out: &Path, meta: &Value, runs: Vec<Run>) -> Res<(String, Ve
     std::fs::write(with(".svg"), svg(meta, &rows, &cache))?;
     Ok((md, problems))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(ok: u64, non_2xx: u64, errors: u64, cpu_s: f64) -> Run {
+        let mut r = Run {
+            rc: 0,
+            wall_s: 2.0,
+            server_cpu_s: cpu_s,
+            load: Some(LoadResult {
+                ok,
+                non_2xx,
+                errors,
+                rps: ok as f64,
+                ..LoadResult::default()
+            }),
+            ..Run::default()
+        };
+        derive(&mut r);
+        r
+    }
+
+    #[test]
+    fn cpu_per_request_and_failures() {
+        let r = run(1000, 0, 5, 0.05);
+        assert!(r.d.problem.is_none());
+        assert!((r.d.cpu_us_per_request.unwrap() - 50.0).abs() < 1e-9);
+        assert!((r.d.server_cpu_cores.unwrap() - 0.025).abs() < 1e-9);
+        assert!(run(990, 20, 0, 0.1).d.problem.is_some());
+        assert!(run(0, 0, 0, 0.0).d.problem.is_some());
+        let mut failed = run(1000, 0, 0, 0.1);
+        failed.rc = 1;
+        derive(&mut failed);
+        assert!(failed.d.problem.is_some());
+    }
+
+    #[test]
+    fn medians_and_format() {
+        let s = spread([Some(3.0), None, Some(1.0), Some(2.0), Some(10.0)]).unwrap();
+        assert!((s.median - 2.5).abs() < 1e-9);
+        assert_eq!((s.min, s.max, s.n), (1.0, 10.0, 4));
+        assert_eq!(fmt(Some(1234567.891), 1), "1,234,567.9");
+        assert_eq!(fmt(Some(-1234.0), 0), "-1,234");
+        assert_eq!(fmt(None, 0), "–");
+        assert!((nice_ceiling(1234.0) - 1600.0).abs() < 1e-9);
+    }
+}
