@@ -7,7 +7,8 @@
 # SOAK_GROWTH_MIB (default 8). Bounded by SOAK_TIMEOUT seconds (default 900):
 # no request starts after it, and the run fails if not all were answered.
 # SOAK_OUT=DIR keeps the samples (epoch, RSS KiB, fds), the load result and
-# authgate's log. The upstream is fake_apiserver's --upstream-listen (Rust).
+# authgate's log. The fake API, its upstream (--upstream-listen) and the load
+# generator are `xtask fake-api` and `xtask load` (xtask/README.md).
 #
 #   scripts/soak.sh [--quick]      (--quick: 100k requests, 2,000 tokens, 20 certs)
 set -euo pipefail
@@ -31,9 +32,11 @@ cleanup() {
 trap cleanup EXIT
 
 say "building (release)"
-cargo build --release --locked --bin authgate --example fake_apiserver --example loadgen >&2
-bin=target/release/authgate
-ex=target/release/examples
+cargo build --release --locked --bin authgate >&2
+cargo build --release --locked --package xtask >&2
+target=${CARGO_TARGET_DIR:-target}
+bin=$target/release/authgate
+xtask=$target/release/xtask
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -44,7 +47,7 @@ for i in $(seq 0 $((CERTS - 1))); do
 done
 
 say "starting the fake API ($TOKENS tokens) and an upstream"
-"$ex/fake_apiserver" --tokens "$TOKENS" --upstream-listen 127.0.0.1:0 --info "$work/api.json" \
+"$xtask" fake-api --tokens "$TOKENS" --upstream-listen 127.0.0.1:0 --info "$work/api.json" \
     >/dev/null 2>"$work/api.log" &
 pids+=($!)
 for _ in $(seq 100); do [[ -s "$work/api.json" ]] && break; sleep 0.1; done
@@ -82,15 +85,15 @@ say "sampling RSS and fds of pid $gate; sending $REQUESTS requests"
 ) >"$work/samples.txt" &
 pids+=($!)
 
-# loadgen starts no request after TIMEOUT s; the outer timeout is a backstop.
+# xtask load starts no request after TIMEOUT s; the outer timeout is a backstop.
 load_rc=0
-timeout --kill-after=10 "$((TIMEOUT + 60))" "$ex/loadgen" --target "127.0.0.1:$port" --ca "$work/ca.crt" \
+timeout --kill-after=10 "$((TIMEOUT + 60))" "$xtask" load --target "127.0.0.1:$port" --ca "$work/ca.crt" \
     --tokens "$TOKENS" --certs-dir "$work" --certs "$CERTS" --deadline "$TIMEOUT" \
     --requests "$REQUESTS" --connections 32 --path /soak >"$work/load.json" || load_rc=$?
 sleep 2
 if ((load_rc != 0)) || ! [[ -s "$work/load.json" ]]; then
     echo '{"requests": 0, "wanted": '"$REQUESTS"', "non_200": 0, "errors": 0, "deadline_hit": true, "seconds": '"$TIMEOUT"'}' >"$work/load.json"
-    say "loadgen failed or was killed (exit $load_rc)"
+    say "xtask load failed or was killed (exit $load_rc)"
 fi
 alive=1
 kill -0 "$gate" 2>/dev/null || alive=0
