@@ -6,7 +6,7 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --locked
+cargo test --workspace --locked
 
 # The real kube-apiserver tier (first run builds kube-apiserver, ~6 min; cached after).
 if [[ "${AUTHGATE_SKIP_E2E:-0}" != 1 ]]; then
