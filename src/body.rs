@@ -8,22 +8,22 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 
 /// The body of every response: an upstream's streamed body, or one of ours.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
 /// A complete body.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
 }
 
 /// An empty response with `status`.
-pub fn empty(status: StatusCode) -> Response<Body> {
+pub(crate) fn empty(status: StatusCode) -> Response<Body> {
     with_type(status, Bytes::new(), None)
 }
 
 /// A `text/plain` response.
-pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     with_type(
         status,
         body.into(),
@@ -32,7 +32,7 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 /// A response with `body` and, when given, its `Content-Type`.
-pub fn with_type(
+pub(crate) fn with_type(
     status: StatusCode,
     body: impl Into<Bytes>,
     content_type: Option<HeaderValue>,

@@ -29,8 +29,8 @@
 //! - trust identity headers sent by clients: they are removed before forwarding.
 
 // Foundations, used along the whole path.
-pub mod body;
-pub mod clock;
+pub(crate) mod body;
+pub(crate) mod clock;
 pub mod config;
 pub mod identity;
 pub mod metrics;

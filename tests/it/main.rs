@@ -26,3 +26,4 @@ mod real_apiserver;
 mod reload;
 mod secrets;
 mod tokens;
+mod tunnels;
