@@ -13,6 +13,7 @@ use std::sync::Arc;
 use http::header::HeaderValue;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -114,8 +115,8 @@ struct Admin {
 impl Connections for Admin {
     type Conn = ConnInfo;
 
-    fn open(&self, downstream: Downstream, leaf: Option<&[u8]>) -> ConnInfo {
-        self.app.gate.conn_info(downstream.peer, leaf)
+    fn open(&self, downstream: Downstream, chain: &[CertificateDer<'static>]) -> ConnInfo {
+        self.app.gate.conn_info_for(downstream, chain)
     }
 
     async fn call(self: Arc<Self>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<Body> {

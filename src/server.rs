@@ -31,6 +31,8 @@ use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, info, warn};
 
+use rustls_pki_types::CertificateDer;
+
 use crate::body::Body;
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::{clock, config, tls};
@@ -43,7 +45,13 @@ use crate::{clock, config, tls};
 pub struct Downstream {
     /// The client's address.
     pub peer: SocketAddr,
+    /// The generation of the client verifier in service when the handshake
+    /// began (read before it, so a reload during it errs towards a re-check).
+    pub verified_in: u64,
     hold: Option<Arc<Held>>,
+    /// Cancelled to end the connection gracefully after the response under
+    /// way (HTTP/1 closes, HTTP/2 sends GOAWAY).
+    close: CancellationToken,
 }
 
 #[derive(Debug)]
@@ -61,7 +69,17 @@ pub struct Hold(Option<Arc<Held>>);
 impl Downstream {
     /// A connection the accept loop does not count (in-memory tests).
     pub fn detached(peer: SocketAddr) -> Self {
-        Self { peer, hold: None }
+        Self {
+            peer,
+            verified_in: 0,
+            hold: None,
+            close: CancellationToken::new(),
+        }
+    }
+
+    /// Ends the connection once the response under way is written.
+    pub fn close(&self) {
+        self.close.cancel();
     }
 
     /// What a tunnel of this connection holds while it runs.
@@ -85,9 +103,9 @@ pub trait Connections: Send + Sync + 'static {
     /// What the requests of one connection share.
     type Conn: Send + Sync + 'static;
 
-    /// A connection was accepted; `leaf` is its verified client
-    /// certificate (DER), if it presented one.
-    fn open(&self, downstream: Downstream, leaf: Option<&[u8]>) -> Self::Conn;
+    /// A connection was accepted; `chain` is its verified client
+    /// certificate chain, leaf first (empty without one).
+    fn open(&self, downstream: Downstream, chain: &[CertificateDer<'static>]) -> Self::Conn;
 
     /// Answers one request of `conn`.
     fn call(
@@ -138,6 +156,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long shutdown waits for open connections.
     pub shutdown_timeout: Duration,
+    /// Connections older than this are ended gracefully.
+    pub max_connection_age: Duration,
 }
 
 impl Limits {
@@ -150,6 +170,7 @@ impl Limits {
             max_header_bytes: l.max_header_bytes,
             idle_timeout: l.idle_timeout,
             shutdown_timeout: l.shutdown_timeout,
+            max_connection_age: l.max_connection_age,
         }
     }
 
@@ -196,20 +217,17 @@ pub async fn serve<C: Connections>(
         };
         let downstream = Downstream {
             peer,
+            verified_in: 0,
+            close: cancel.child_token(),
             hold: Some(Arc::new(Held {
                 _slot: slot,
                 _drain: tracker.token(),
                 stop: deadline.clone(),
             })),
         };
-        let (handshake, conns, limits, cancel) = (
-            handshake.clone(),
-            conns.clone(),
-            limits.clone(),
-            cancel.clone(),
-        );
+        let (handshake, conns, limits) = (handshake.clone(), conns.clone(), limits.clone());
         tracker.spawn(async move {
-            connection(&handshake, conns, &limits, tcp, downstream, cancel).await;
+            connection(&handshake, conns, &limits, tcp, downstream).await;
         });
     }
     drop(listener);
@@ -237,21 +255,17 @@ async fn connection<C: Connections>(
     conns: Arc<C>,
     limits: &Limits,
     tcp: TcpStream,
-    downstream: Downstream,
-    cancel: CancellationToken,
+    mut downstream: Downstream,
 ) {
     let peer = downstream.peer;
+    // Shutdown, a stale certificate or the age limit end the connection.
+    let stop = downstream.close.clone();
     let _ = tcp.set_nodelay(true);
     let (acceptor, profile, metrics) = match handshake {
         Handshake::Plain => {
             // `downstream` (and the slot it holds) lives as long as this task.
-            let conn = Arc::new(conns.open(downstream.clone(), None));
-            let r = serve_h1(
-                TokioIo::new(tcp),
-                service(conns, conn, None),
-                limits,
-                cancel,
-            );
+            let conn = Arc::new(conns.open(downstream.clone(), &[]));
+            let r = serve_h1(TokioIo::new(tcp), service(conns, conn, None), limits, stop);
             return log_end(peer, r.await);
         }
         Handshake::Tls {
@@ -260,6 +274,9 @@ async fn connection<C: Connections>(
             metrics,
         } => (acceptor, *profile, metrics.as_deref()),
     };
+    // Read before the configuration: a reload in between makes the first
+    // request re-verify, never skip a verification.
+    downstream.verified_in = acceptor.generation();
     let accept = match profile {
         Profile::Main => acceptor.acceptor(),
         Profile::Admin => acceptor.admin_acceptor(),
@@ -280,18 +297,18 @@ async fn connection<C: Connections>(
     };
     let (_, session) = tls.get_ref();
     let h2 = profile == Profile::Main && session.alpn_protocol() == Some(b"h2");
-    let leaf = session.peer_certificates().and_then(|c| c.first());
+    let chain = session.peer_certificates().unwrap_or_default();
     if let Some(m) = metrics {
-        observe_client_cert(m, leaf.map(AsRef::as_ref));
+        observe_client_cert(m, chain.first().map(AsRef::as_ref));
     }
-    let conn = Arc::new(conns.open(downstream.clone(), leaf.map(AsRef::as_ref)));
+    let conn = Arc::new(conns.open(downstream.clone(), chain));
     let io = TokioIo::new(tls);
     let result = if h2 {
         let activity = Arc::new(Activity::default());
         let svc = service(conns, conn, Some(activity.clone()));
-        serve_h2(io, svc, limits, &activity, cancel).await
+        serve_h2(io, svc, limits, &activity, stop).await
     } else {
-        serve_h1(io, service(conns, conn, None), limits, cancel).await
+        serve_h1(io, service(conns, conn, None), limits, stop).await
     };
     log_end(peer, result);
 }
@@ -404,7 +421,7 @@ async fn serve_h1<I, S>(
     io: TokioIo<I>,
     svc: S,
     limits: &Limits,
-    cancel: CancellationToken,
+    stop: CancellationToken,
 ) -> hyper::Result<()>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -422,7 +439,12 @@ where
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => r,
-        () = cancel.cancelled() => {
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+        () = tokio::time::sleep(limits.max_connection_age) => {
+            debug!("connection reached limits.max_connection_age; closing");
             conn.as_mut().graceful_shutdown();
             conn.await
         }
@@ -434,7 +456,7 @@ async fn serve_h2<I, S>(
     svc: S,
     limits: &Limits,
     activity: &Activity,
-    cancel: CancellationToken,
+    stop: CancellationToken,
 ) -> hyper::Result<()>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -465,10 +487,17 @@ where
     idle.tick().await;
     let mut last_started = usize::MAX;
     let mut awaiting_first = true;
+    let aged = tokio::time::sleep(limits.max_connection_age);
+    tokio::pin!(aged);
     loop {
         tokio::select! {
             r = conn.as_mut() => return r,
-            () = cancel.cancelled() => {
+            () = stop.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                return conn.await;
+            }
+            () = &mut aged => {
+                debug!("connection reached limits.max_connection_age; sending GOAWAY");
                 conn.as_mut().graceful_shutdown();
                 return conn.await;
             }

@@ -68,6 +68,10 @@ pub enum Error {
         /// The identity the token named.
         user: String,
     },
+    /// The connection's certificate verified at its handshake but no longer
+    /// does (expired, revoked, or its CA left the bundle).
+    #[error("{0}; reconnect with a valid certificate")]
+    StaleCert(crate::tls::Stale),
     /// A token backend could not decide.
     #[error(transparent)]
     Backend(#[from] BackendError),

@@ -68,6 +68,8 @@ pub const LOG_LEVEL: &str = "info";
 pub const UPGRADES: &[&str] = &["websocket", "SPDY/3.1"];
 /// `routes[].upgrades_on_public_paths`.
 pub const UPGRADES_ON_PUBLIC_PATHS: bool = false;
+/// `limits.max_connection_age`.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(24 * 3600);
 /// `limits.tunnel_idle_timeout`.
 pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// `headers.strip_steering`.
@@ -108,6 +110,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("routes[].upgrades", "[websocket, SPDY/3.1]"),
     ("routes[].upgrades_on_public_paths", "false"),
     ("limits.tunnel_idle_timeout", "1h"),
+    ("limits.max_connection_age", "24h"),
 ];
 
 #[cfg(test)]
@@ -142,6 +145,7 @@ mod tests {
             ("access_review.cache.deny_ttl", DENY_TTL),
             ("tls.reload_interval", TLS_RELOAD_INTERVAL),
             ("limits.tunnel_idle_timeout", TUNNEL_IDLE_TIMEOUT),
+            ("limits.max_connection_age", MAX_CONNECTION_AGE),
         ] {
             assert_eq!(dur(key), c, "{key}");
         }

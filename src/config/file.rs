@@ -438,6 +438,9 @@ pub struct PathsFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsFile {
+    /// Connections older than this are ended gracefully (HTTP/1 closes
+    /// after the response under way, HTTP/2 gets GOAWAY). Default `24h`.
+    pub max_connection_age: Option<HumanDuration>,
     /// An upgraded connection (WebSocket, `kubectl exec`) with no bytes
     /// either way for this long is closed. Default `1h`.
     pub tunnel_idle_timeout: Option<HumanDuration>,

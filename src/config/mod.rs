@@ -477,6 +477,8 @@ pub struct Limits {
     pub shutdown_delay: Duration,
     /// Upgraded connections idle for this long are closed.
     pub tunnel_idle_timeout: Duration,
+    /// Connections older than this are ended gracefully.
+    pub max_connection_age: Duration,
 }
 
 impl Default for Limits {
@@ -491,6 +493,7 @@ impl Default for Limits {
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             shutdown_delay: defaults::SHUTDOWN_DELAY,
             tunnel_idle_timeout: defaults::TUNNEL_IDLE_TIMEOUT,
+            max_connection_age: defaults::MAX_CONNECTION_AGE,
         }
     }
 }

@@ -658,6 +658,11 @@ fn limits(l: file::LimitsFile) -> Result<Limits, Error> {
             l.tunnel_idle_timeout,
             d.tunnel_idle_timeout,
         )?,
+        max_connection_age: positive(
+            "limits.max_connection_age",
+            l.max_connection_age,
+            d.max_connection_age,
+        )?,
     })
 }
 

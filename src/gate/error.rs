@@ -13,6 +13,7 @@ use crate::authn;
 use crate::authz;
 use crate::backend::BackendError;
 use crate::proxy;
+use crate::tls;
 
 /// Why a request was not forwarded (or forwarding failed).
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,12 @@ pub enum Reason {
     CertRefused,
     /// A token of an identity pinned to mTLS.
     MtlsRequired,
+    /// The connection's certificate expired since its handshake.
+    CertExpired,
+    /// The connection's certificate was revoked since its handshake.
+    CertRevoked,
+    /// The connection's certificate's CA left the bundle since its handshake.
+    CertUntrusted,
     /// Denied by the authorizers (or by the admin loopback guard).
     Forbidden,
     /// A review backend did not answer in time.
@@ -90,7 +97,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for exhaustive tests and documentation.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 22] = [
         Self::BadRequest,
         Self::NoRoute,
         Self::SpoofedIdentity,
@@ -102,6 +109,9 @@ impl Reason {
         Self::CertNotAccepted,
         Self::CertRefused,
         Self::MtlsRequired,
+        Self::CertExpired,
+        Self::CertRevoked,
+        Self::CertUntrusted,
         Self::Forbidden,
         Self::BackendTimeout,
         Self::BackendThrottled,
@@ -126,6 +136,9 @@ impl Reason {
             Self::CertNotAccepted => "cert_not_accepted",
             Self::CertRefused => "cert_refused",
             Self::MtlsRequired => "mtls_required",
+            Self::CertExpired => "cert_expired",
+            Self::CertRevoked => "cert_revoked",
+            Self::CertUntrusted => "cert_untrusted",
             Self::Forbidden => "forbidden",
             Self::BackendTimeout => "backend_timeout",
             Self::BackendThrottled => "backend_throttled",
@@ -149,7 +162,10 @@ impl Reason {
             | Self::TokenForbidden
             | Self::CertNotAccepted
             | Self::CertRefused
-            | Self::MtlsRequired => Outcome::Unauthenticated,
+            | Self::MtlsRequired
+            | Self::CertExpired
+            | Self::CertRevoked
+            | Self::CertUntrusted => Outcome::Unauthenticated,
             Self::SpoofedIdentity | Self::Forbidden => Outcome::Forbidden,
             Self::BackendTimeout
             | Self::BackendThrottled
@@ -214,6 +230,9 @@ pub struct Refusal {
     pub challenge: Option<HeaderValue>,
     /// `Retry-After` seconds of a 503.
     pub retry_after: Option<u64>,
+    /// Close the connection after this response (HTTP/1 `Connection:
+    /// close`, HTTP/2 GOAWAY): its TLS identity no longer holds.
+    pub close: bool,
 }
 
 impl Refusal {
@@ -290,6 +309,7 @@ impl Error {
             message,
             challenge,
             retry_after,
+            close: matches!(self, Self::Authn(authn::Error::StaleCert(_))),
         }
     }
 
@@ -310,6 +330,9 @@ impl Error {
                 N::CertNotAccepted => unauthorized(Reason::CertNotAccepted),
                 N::ForwardedCertRefused(_) => unauthorized(Reason::CertRefused),
                 N::MtlsRequired { .. } => unauthorized(Reason::MtlsRequired),
+                N::StaleCert(tls::Stale::Expired) => unauthorized(Reason::CertExpired),
+                N::StaleCert(tls::Stale::Revoked) => unauthorized(Reason::CertRevoked),
+                N::StaleCert(tls::Stale::Untrusted) => unauthorized(Reason::CertUntrusted),
                 N::Backend(b) => (StatusCode::SERVICE_UNAVAILABLE, backend_reason(b)),
             },
             Self::Authz(authz::Error::Denied { .. }) => (StatusCode::FORBIDDEN, Reason::Forbidden),

@@ -18,6 +18,7 @@ pub mod respond;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use futures_util::FutureExt;
@@ -25,6 +26,7 @@ use globset::{GlobSet, GlobSetBuilder};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use rustls_pki_types::CertificateDer;
 
 use crate::authn::policy::{self, Notice};
 use crate::authn::{self, Authenticator, CertIdentity, x509};
@@ -54,6 +56,13 @@ pub struct ConnInfo {
     /// The client certificate as an Envoy `X-Forwarded-Client-Cert` value,
     /// when `headers.forward_client_cert` is `xfcc`.
     pub xfcc: Option<HeaderValue>,
+    /// The verified chain (leaf first; empty without a certificate), kept
+    /// to verify it again when the TLS material changes.
+    chain: Vec<CertificateDer<'static>>,
+    /// The leaf's `notAfter` (Unix seconds).
+    not_after: i64,
+    /// The client-verifier generation the chain last verified under.
+    checked: AtomicU64,
 }
 
 /// A configured route.
@@ -177,18 +186,59 @@ impl<F> Gate<F> {
         &self.migration
     }
 
-    /// What a new connection's requests share: its peer address and the
-    /// identity of its verified client certificate, mapped once.
+    /// What a connection's requests share, for a connection the accept
+    /// loop does not count (tests): the peer and, if any, the verified leaf.
     pub fn conn_info(&self, peer: SocketAddr, leaf_der: Option<&[u8]>) -> ConnInfo {
+        let chain: Vec<CertificateDer<'static>> = leaf_der
+            .map(|d| CertificateDer::from(d.to_vec()))
+            .into_iter()
+            .collect();
+        let mut downstream = Downstream::detached(peer);
+        downstream.verified_in = self.tls.generation();
+        self.conn_info_for(downstream, &chain)
+    }
+
+    /// What a new connection's requests share: its peer and the identity of
+    /// its verified client certificate, mapped once, and what a later
+    /// request needs to check that the certificate still holds.
+    pub fn conn_info_for(
+        &self,
+        downstream: Downstream,
+        chain: &[CertificateDer<'static>],
+    ) -> ConnInfo {
+        let leaf = chain.first().map(AsRef::as_ref);
         ConnInfo {
-            peer,
-            downstream: Downstream::detached(peer),
-            cert: leaf_der.map(|der| self.authn.map_cert(der)),
-            xfcc: leaf_der
+            peer: downstream.peer,
+            cert: leaf.map(|der| self.authn.map_cert(der)),
+            xfcc: leaf
                 .filter(|_| self.headers.forward_client_cert)
                 .and_then(x509::xfcc)
                 .and_then(|v| HeaderValue::try_from(v).ok()),
+            not_after: leaf.and_then(x509::not_after).unwrap_or(i64::MIN),
+            checked: AtomicU64::new(downstream.verified_in),
+            chain: chain.to_vec(),
+            downstream,
         }
+    }
+
+    /// The connection's certificate still holds: not expired, and verified
+    /// against the client CAs and CRLs now in service (again, if they
+    /// changed since it last was). kube-apiserver checks a certificate on
+    /// every request; a connection is no exception.
+    fn cert_in_force(&self, conn: &ConnInfo) -> Result<(), Error> {
+        if conn.chain.is_empty() {
+            return Ok(());
+        }
+        let stale = |s| Error::Authn(authn::Error::StaleCert(s));
+        if clock::unix_now() > conn.not_after {
+            return Err(stale(tls::Stale::Expired));
+        }
+        let checked = conn.checked.load(Ordering::Acquire);
+        let now = self.tls.recheck(&conn.chain, checked).map_err(stale)?;
+        if now != checked {
+            conn.checked.store(now, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Serves one request: the upstream's response (or, in `mode: auth`, the
@@ -203,6 +253,7 @@ impl<F> Gate<F> {
         let path = req.uri().path().to_owned();
         let mut trail = Trail::default();
         let pass = async {
+            self.cert_in_force(conn)?;
             match &self.mode {
                 Mode::Proxy => self.pass(conn, req, &mut trail).await,
                 Mode::Auth(ep) => self.check_for_proxy(conn, ep, req, &mut trail).await,
@@ -214,6 +265,9 @@ impl<F> Gate<F> {
             Ok(r) => (r, None),
             Err(e) => {
                 let refusal = e.refusal();
+                if refusal.close {
+                    conn.downstream.close();
+                }
                 (respond::refusal(&refusal), Some((refusal, e.to_string())))
             }
         };
@@ -260,6 +314,10 @@ impl<F> Gate<F> {
             },
         };
         let mut trail = Trail::default();
+        if let Err(e) = self.cert_in_force(conn) {
+            conn.downstream.close();
+            return Err(e);
+        }
         self.admit(conn.cert.as_ref(), headers, scope, &attrs, &mut trail)
             .await
     }
@@ -457,11 +515,8 @@ impl<F> Gate<F> {
 impl<F: Forward<Incoming> + 'static> Connections for Gate<F> {
     type Conn = ConnInfo;
 
-    fn open(&self, downstream: Downstream, leaf: Option<&[u8]>) -> ConnInfo {
-        ConnInfo {
-            downstream: downstream.clone(),
-            ..self.conn_info(downstream.peer, leaf)
-        }
+    fn open(&self, downstream: Downstream, chain: &[CertificateDer<'static>]) -> ConnInfo {
+        self.conn_info_for(downstream, chain)
     }
 
     async fn call(self: Arc<Self>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<Body> {

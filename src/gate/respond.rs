@@ -5,7 +5,7 @@
 //! reason and message are was decided in [`super::error`]. Nothing here logs.
 
 use http::Response;
-use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{CONNECTION, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 
 use super::error::Refusal;
 use crate::body::{self, Body};
@@ -28,6 +28,10 @@ pub fn refusal(refusal: &Refusal) -> Response<Body> {
     }
     if let Some(secs) = refusal.retry_after {
         h.insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if refusal.close {
+        // HTTP/2 drops connection headers; its connection gets a GOAWAY.
+        h.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     resp
 }

@@ -19,7 +19,7 @@ struct Held {
 impl Connections for Held {
     type Conn = ();
 
-    fn open(&self, _: Downstream, _: Option<&[u8]>) {}
+    fn open(&self, _: Downstream, _: &[CertificateDer<'static>]) {}
 
     async fn call(self: Arc<Self>, _: Arc<()>, _: Request<Incoming>) -> Response<Body> {
         if !self.released.load(Ordering::SeqCst) {
@@ -37,6 +37,7 @@ fn limits(max_connections: usize, shutdown_timeout: Duration) -> Limits {
         max_header_bytes: 16 * 1024,
         idle_timeout: Duration::from_secs(60),
         shutdown_timeout,
+        max_connection_age: Duration::from_secs(3600),
     }
 }
 

@@ -304,7 +304,30 @@ pub struct Acceptor {
     admin_config: ArcSwap<ServerConfig>,
     status: ArcSwap<Status>,
     fingerprint: ArcSwap<[u8; 32]>,
-    client_verifier: ArcSwap<Option<Arc<dyn ClientCertVerifier>>>,
+    /// The client verifier in service and its generation (bumped by every
+    /// install), swapped together so a re-check never pairs one with the
+    /// other's.
+    client_verifier: ArcSwap<InService>,
+}
+
+/// The client-certificate verifier in service, numbered.
+struct InService {
+    generation: u64,
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
+}
+
+/// Why a certificate that verified at its handshake no longer does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Stale {
+    /// Past its `notAfter`.
+    #[error("the client certificate has expired")]
+    Expired,
+    /// On a CRL now in service.
+    #[error("the client certificate has been revoked")]
+    Revoked,
+    /// Its CA is no longer in the client bundle (or it fails otherwise).
+    #[error("the client certificate is no longer trusted")]
+    Untrusted,
 }
 
 impl fmt::Debug for Acceptor {
@@ -323,7 +346,10 @@ impl Acceptor {
             config: ArcSwap::new(m.server_config),
             status: ArcSwap::from_pointee(m.status),
             fingerprint: ArcSwap::from_pointee(m.fingerprint),
-            client_verifier: ArcSwap::from_pointee(m.client_verifier),
+            client_verifier: ArcSwap::from_pointee(InService {
+                generation: 0,
+                verifier: m.client_verifier,
+            }),
         }
     }
 
@@ -348,15 +374,46 @@ impl Acceptor {
         self.config.store(m.server_config);
         self.status.store(Arc::new(m.status));
         self.fingerprint.store(Arc::new(m.fingerprint));
-        self.client_verifier.store(Arc::new(m.client_verifier));
+        let generation = self.client_verifier.load().generation + 1;
+        self.client_verifier.store(Arc::new(InService {
+            generation,
+            verifier: m.client_verifier,
+        }));
+    }
+
+    /// The generation of the client verifier in service.
+    pub fn generation(&self) -> u64 {
+        self.client_verifier.load().generation
+    }
+
+    /// Verifies a connection's chain again, unless generation `checked`
+    /// is still in service; `Ok` gives the generation it now holds for.
+    pub fn recheck(&self, chain: &[CertificateDer<'static>], checked: u64) -> Result<u64, Stale> {
+        use rustls::{CertificateError as C, Error as E};
+        let in_service = self.client_verifier.load();
+        if in_service.generation == checked {
+            return Ok(checked);
+        }
+        let (Some(v), Some((leaf, intermediates))) = (&in_service.verifier, chain.split_first())
+        else {
+            return Err(Stale::Untrusted);
+        };
+        match v.verify_client_cert(leaf, intermediates, rustls_pki_types::UnixTime::now()) {
+            Ok(_) => Ok(in_service.generation),
+            Err(E::InvalidCertificate(C::Revoked)) => Err(Stale::Revoked),
+            Err(E::InvalidCertificate(C::Expired | C::ExpiredContext { .. })) => {
+                Err(Stale::Expired)
+            }
+            Err(_) => Err(Stale::Untrusted),
+        }
     }
 
     /// Verifies a client certificate chain (leaf first) that did not come
     /// in a handshake, as the handshake would: against the client CA bundle
     /// and CRLs in service. Fails when no client CA is configured.
     pub fn verify_client_chain(&self, chain: &[CertificateDer<'static>]) -> Result<(), String> {
-        let verifier = self.client_verifier.load();
-        let Some(v) = verifier.as_ref() else {
+        let in_service = self.client_verifier.load();
+        let Some(v) = in_service.verifier.as_ref() else {
             return Err("no client CA is configured (tls.client_ca_file)".into());
         };
         let (leaf, intermediates) = chain.split_first().ok_or("empty chain")?;

@@ -46,6 +46,8 @@ pub enum Validity {
     Expired,
     /// Starts tomorrow.
     NotYetValid,
+    /// Valid now, for this many more seconds (expires mid-test).
+    Lasts(i64),
 }
 
 /// What to put in a client certificate.
@@ -288,6 +290,7 @@ impl Pki {
             Validity::Now => (now - Duration::hours(1), now + Duration::days(1)),
             Validity::Expired => (now - Duration::days(2), now - Duration::days(1)),
             Validity::NotYetValid => (now + Duration::days(1), now + Duration::days(2)),
+            Validity::Lasts(secs) => (now - Duration::hours(1), now + Duration::seconds(secs)),
         };
         p.serial_number = o.serial.map(SerialNumber::from);
         p.use_authority_key_identifier_extension = true;

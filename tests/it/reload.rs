@@ -327,3 +327,221 @@ async fn a_serial_added_to_the_crl_is_refused_after_reload() {
     }
     assert!(alice.get("/api/x", &[]).await.is_err(), "still revoked");
 }
+
+/// One keep-alive HTTP/1.1 (or HTTP/2) connection for several requests.
+struct KeepAlive {
+    send: KeepAliveSender,
+}
+
+enum KeepAliveSender {
+    H1(hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>),
+}
+
+impl KeepAlive {
+    async fn open(client: &Client, h2: bool) -> Self {
+        let tls = client.connect().await.expect("TLS");
+        let io = hyper_util::rt::TokioIo::new(tls);
+        let send = if h2 {
+            let (s, conn) =
+                hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                    .await
+                    .expect("h2 handshake");
+            tokio::spawn(conn);
+            KeepAliveSender::H2(s)
+        } else {
+            let (s, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .expect("h1 handshake");
+            tokio::spawn(conn);
+            KeepAliveSender::H1(s)
+        };
+        Self { send }
+    }
+
+    /// `GET path` on this connection: (status, reason, `Connection` header),
+    /// or `Err` when the connection is gone.
+    async fn get(&mut self, path: &str) -> Result<(u16, String, Option<String>), String> {
+        let mut req = http::Request::get(path);
+        if matches!(self.send, KeepAliveSender::H1(_)) {
+            req = req.header("host", "localhost");
+        } else {
+            req = req.uri(format!("https://localhost{path}"));
+        }
+        let req = req.body(http_body_util::Empty::new()).expect("request");
+        let sent = match &mut self.send {
+            KeepAliveSender::H1(s) => {
+                s.ready().await.map_err(|e| e.to_string())?;
+                tokio::time::timeout(TIMEOUT, s.send_request(req)).await
+            }
+            KeepAliveSender::H2(s) => {
+                s.ready().await.map_err(|e| e.to_string())?;
+                tokio::time::timeout(TIMEOUT, s.send_request(req)).await
+            }
+        };
+        let resp = sent
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let conn = resp
+            .headers()
+            .get("connection")
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let reason = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["reason"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Ok((status, reason, conn))
+    }
+}
+
+/// Successful reloads so far.
+async fn reloads(gate: &Gate) -> f64 {
+    gate.metric(r#"authgate_tls_reloads_total{result="success"}"#)
+        .await
+}
+
+/// Waits until the gate has installed more than `before` reloads.
+async fn reloaded(gate: &Gate, before: f64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while reloads(gate).await <= before {
+        assert!(Instant::now() < deadline, "no reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// After the refusal, the connection is closed: nothing more goes through it.
+async fn assert_closed(conn: &mut KeepAlive) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match conn.get("/api/x").await {
+            Err(_) => return,
+            Ok((status, reason, _)) => {
+                assert_ne!(status, 200, "served on a closed identity");
+                assert!(reason.starts_with("cert_"), "{status} {reason}");
+            }
+        }
+        assert!(Instant::now() < deadline, "connection still open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_revoked_while_its_connection_is_open_is_refused_and_the_connection_closed() {
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    let mut secret = SecretDir::new(pki.path());
+    let (crt, key) = pki.server_pair(3002);
+    let bundle = read(&pki.bundle_file);
+    let files = |crl: &PathBuf| {
+        vec![
+            ("tls.crt".to_owned(), crt.clone().into_bytes()),
+            ("tls.key".to_owned(), key.clone().into_bytes()),
+            ("ca.crt".to_owned(), bundle.clone()),
+            ("ca.crl".to_owned(), read(crl)),
+        ]
+    };
+    secret.publish_owned(&files(&pki.crl_file("empty.crl", &[])));
+    let gate = start(&pki, &secret, &upstream, true).await;
+    let alice = gate
+        .client(&pki)
+        .with_cert(&pki.client("alice", &ClientOpts::cn("alice", &["dev"]).serial(778)));
+    let carol = gate
+        .client(&pki)
+        .with_cert(&pki.client("carol", &ClientOpts::cn("carol", &["dev"]).serial(779)));
+    let mut h1 = KeepAlive::open(&alice, false).await;
+    let mut h2 = KeepAlive::open(&alice.clone().http2(), true).await;
+    let mut other = KeepAlive::open(&carol, false).await;
+    for c in [&mut h1, &mut h2, &mut other] {
+        assert_eq!(c.get("/api/x").await.expect("served").0, 200);
+    }
+    let served = upstream.count();
+    let before = reloads(&gate).await;
+    secret.publish_owned(&files(&pki.crl_file("revoked.crl", &[778])));
+    reloaded(&gate, before).await;
+    // The same connections, the next request: refused, and told to close.
+    let (status, reason, conn) = h1.get("/api/x").await.expect("answered");
+    assert_eq!((status, reason.as_str()), (401, "cert_revoked"));
+    assert_eq!(conn.as_deref(), Some("close"));
+    assert_closed(&mut h1).await;
+    let (status, reason, _) = h2.get("/api/x").await.expect("answered");
+    assert_eq!((status, reason.as_str()), (401, "cert_revoked"));
+    assert_closed(&mut h2).await;
+    assert_eq!(upstream.count(), served, "a revoked certificate was served");
+    // A certificate that is still good keeps its connection.
+    assert_eq!(other.get("/api/x").await.expect("served").0, 200);
+    assert_eq!(other.get("/api/x").await.expect("served").0, 200);
+}
+
+#[tokio::test]
+async fn a_certificate_whose_ca_left_the_bundle_is_refused_on_its_open_connection() {
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    let mut secret = SecretDir::new(pki.path());
+    let (crt, key) = pki.server_pair(3003);
+    let publish = |secret: &mut SecretDir, ca: Vec<u8>| {
+        secret.publish_owned(&[
+            ("tls.crt".to_owned(), crt.clone().into_bytes()),
+            ("tls.key".to_owned(), key.clone().into_bytes()),
+            ("ca.crt".to_owned(), ca),
+        ]);
+    };
+    publish(&mut secret, read(&pki.ca_file));
+    let gate = start(&pki, &secret, &upstream, false).await;
+    let alice = gate
+        .client(&pki)
+        .with_cert(&pki.client("alice", &ClientOpts::cn("alice", &["dev"])));
+    let mut conn = KeepAlive::open(&alice, false).await;
+    assert_eq!(conn.get("/api/x").await.expect("served").0, 200);
+    let served = upstream.count();
+    // trust-manager's last step: the old CA is gone from the bundle.
+    let newer = Pki::new();
+    let before = reloads(&gate).await;
+    publish(&mut secret, read(&newer.ca_file));
+    reloaded(&gate, before).await;
+    let (status, reason, _) = conn.get("/api/x").await.expect("answered");
+    assert_eq!((status, reason.as_str()), (401, "cert_untrusted"));
+    assert_closed(&mut conn).await;
+    assert_eq!(upstream.count(), served);
+}
+
+#[tokio::test]
+async fn a_certificate_that_expires_during_its_connection_is_refused_from_then_on() {
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    let mut y = Yaml::new(&pki, upstream.addr);
+    y.rest = String::new();
+    let gate = Gate::start(&y.render()).await;
+    let brief = gate.client(&pki).with_cert(&pki.client(
+        "brief",
+        &ClientOpts::cn("brief", &["dev"]).validity(Validity::Lasts(2)),
+    ));
+    let mut conn = KeepAlive::open(&brief, false).await;
+    assert_eq!(conn.get("/api/x").await.expect("served").0, 200);
+    let served = upstream.count();
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let (status, reason, conn_header) = conn.get("/api/x").await.expect("answered");
+    assert_eq!((status, reason.as_str()), (401, "cert_expired"));
+    assert_eq!(conn_header.as_deref(), Some("close"));
+    assert_closed(&mut conn).await;
+    assert_eq!(upstream.count(), served);
+}
+
+#[tokio::test]
+async fn connections_older_than_the_age_limit_are_closed() {
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    let mut y = Yaml::new(&pki, upstream.addr);
+    y.rest = "limits: {max_connection_age: 1s}\n".into();
+    let gate = Gate::start(&y.render()).await;
+    let mut conn = KeepAlive::open(&gate.client(&pki), false).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        conn.get("/api/x").await.is_err(),
+        "connection outlived its age"
+    );
+}

@@ -12,8 +12,8 @@ use tokio::net::TcpListener;
 /// An upstream that answers every request head with `reply`, then records
 /// every byte that follows on the connection.
 async fn lying_upstream(reply: &'static str) -> (std::net::SocketAddr, Arc<Mutex<Vec<u8>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
     let after = Arc::new(Mutex::new(Vec::new()));
     let record = after.clone();
     tokio::spawn(async move {
@@ -36,7 +36,7 @@ async fn lying_upstream(reply: &'static str) -> (std::net::SocketAddr, Arc<Mutex
             if n == 0 {
                 break;
             }
-            record.lock().unwrap().extend_from_slice(&buf[..n]);
+            record.lock().expect("lock").extend_from_slice(&buf[..n]);
         }
     });
     (addr, after)

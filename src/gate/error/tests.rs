@@ -19,6 +19,9 @@ fn example(reason: Reason) -> Error {
         Reason::TokenForbidden => authn::Error::TokenForbidden.into(),
         Reason::CertNotAccepted => authn::Error::CertNotAccepted.into(),
         Reason::CertRefused => authn::Error::ForwardedCertRefused("bad chain".into()).into(),
+        Reason::CertExpired => authn::Error::StaleCert(tls::Stale::Expired).into(),
+        Reason::CertRevoked => authn::Error::StaleCert(tls::Stale::Revoked).into(),
+        Reason::CertUntrusted => authn::Error::StaleCert(tls::Stale::Untrusted).into(),
         Reason::MtlsRequired => authn::Error::MtlsRequired {
             user: "system:serviceaccount:ns:sa".into(),
         }
@@ -63,7 +66,7 @@ fn example(reason: Reason) -> Error {
 #[expect(clippy::too_many_lines, reason = "one table row per reason")]
 fn every_reason_has_its_status_outcome_and_public_message() {
     // (reason, status, outcome label, the public message contains)
-    let expected: [(Reason, u16, &str, &str); 19] = [
+    let expected: [(Reason, u16, &str, &str); 22] = [
         (
             Reason::BadRequest,
             400,
@@ -119,6 +122,24 @@ fn every_reason_has_its_status_outcome_and_public_message() {
             401,
             "unauthenticated",
             "system:serviceaccount:ns:sa must authenticate with a client certificate",
+        ),
+        (
+            Reason::CertExpired,
+            401,
+            "unauthenticated",
+            "has expired; reconnect",
+        ),
+        (
+            Reason::CertRevoked,
+            401,
+            "unauthenticated",
+            "has been revoked; reconnect",
+        ),
+        (
+            Reason::CertUntrusted,
+            401,
+            "unauthenticated",
+            "no longer trusted; reconnect",
         ),
         (
             Reason::Forbidden,
@@ -185,6 +206,12 @@ fn every_reason_has_its_status_outcome_and_public_message() {
         // 401s challenge, 503s say when to retry, nothing else does either.
         assert_eq!(r.challenge.is_some(), status == 401, "{reason:?}");
         assert_eq!(r.retry_after.is_some(), status == 503, "{reason:?}");
+        // Only a stale certificate ends its connection.
+        let stale = matches!(
+            reason,
+            Reason::CertExpired | Reason::CertRevoked | Reason::CertUntrusted
+        );
+        assert_eq!(r.close, stale, "{reason:?}");
     }
 }
 

@@ -1,8 +1,0 @@
-//! Moved to `testkit/src/fake_api.rs` (the `authgate-testkit` crate). Only
-//! `examples/fake_apiserver.rs` still names this path, with `#[path]`; once it
-//! uses testkit (a dev-dependency), delete tests/support/. The tests do not
-//! compile this file.
-
-#[path = "../../testkit/src/fake_api.rs"]
-mod imp;
-pub use imp::*;
