@@ -167,4 +167,26 @@ mod tests {
         // A path rule never allows a resource request and vice versa.
         assert!(!r.allows(&dev, &for_request(None, &Method::GET, "/")));
     }
+
+    #[test]
+    fn a_lone_star_path_is_every_path_as_in_rbac() {
+        let r = rules("    - {user: alice, verbs: [get], paths: [\"*\"]}\n");
+        let alice = who("alice", &[]);
+        for path in ["/", "/x", "/a/b/c", "/api/v1/namespaces/x/pods"] {
+            assert!(
+                r.allows(&alice, &for_request(None, &Method::GET, path)),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_non_resource_post_needs_verb_post_not_create() {
+        let r = rules(
+            "    - {user: alice, verbs: [post], paths: [\"/api/**\"]}\n    - {user: bob, verbs: [create], paths: [\"/api/**\"]}\n",
+        );
+        let attrs = for_request(None, &Method::POST, "/api/x");
+        assert!(r.allows(&who("alice", &[]), &attrs));
+        assert!(!r.allows(&who("bob", &[]), &attrs));
+    }
 }

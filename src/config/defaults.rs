@@ -64,6 +64,9 @@ pub const AUTH_CERT_HEADER: &str = "X-Client-Cert";
 pub const MIGRATION_MAX_IDENTITIES: usize = 1000;
 /// `log.level`.
 pub const LOG_LEVEL: &str = "info";
+/// `authorization.verb_mapping`: kube-apiserver's own, so RBAC rules mean
+/// here what they mean at the apiserver.
+pub const VERB_MAPPING: &str = "kube-apiserver";
 
 /// Every default by key, as README.md and `check-config --defaults` write it.
 pub const TABLE: &[(&str, &str)] = &[
@@ -93,6 +96,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("auth.cert_header", "X-Client-Cert"),
     ("migration.max_identities", "1000"),
     ("log.level", "info"),
+    ("authorization.verb_mapping", "kube-apiserver"),
 ];
 
 #[cfg(test)]
@@ -150,6 +154,8 @@ mod tests {
         );
         assert_eq!(get("auth.cert_header"), AUTH_CERT_HEADER);
         assert_eq!(get("log.level"), LOG_LEVEL);
+        assert_eq!(get("authorization.verb_mapping"), VERB_MAPPING);
+        assert_eq!(crate::config::VerbMapping::default().name(), VERB_MAPPING);
     }
 
     /// README.md's configuration table states every default as the table

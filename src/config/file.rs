@@ -58,6 +58,20 @@ pub struct File {
     /// The move from bearer tokens to client certificates.
     #[serde(default)]
     pub migration: MigrationFile,
+    /// How requests are described to the authorizers.
+    #[serde(default)]
+    pub authorization: AuthorizationFile,
+}
+
+/// `authorization:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationFile {
+    /// How a non-resource request's method becomes its verb:
+    /// `kube-apiserver` (default: the lower-cased method, HEAD `get`) or
+    /// `kube-rbac-proxy` (POST `create`, PUT `update`, PATCH `patch`,
+    /// DELETE `delete`, GET and HEAD `get`).
+    pub verb_mapping: Option<String>,
 }
 
 /// `auth:` (with `mode: auth`)

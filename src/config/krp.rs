@@ -12,11 +12,11 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Deserialize;
 
-use super::Error;
 use super::file::{
     AllowFile, File, HumanDuration, KubernetesFile, ResourceAttributesFile, ResourceRuleFile,
     RouteFile, TlsFile,
 };
+use super::{Error, VerbMapping};
 
 /// kube-rbac-proxy flags that authgate refuses, with the reason.
 const UNSUPPORTED: &[(&str, &str)] = &[
@@ -158,6 +158,11 @@ impl KrpFlags {
         }
         self.apply_tls(&mut f)?;
         self.apply_route(&mut f)?;
+        // kube-rbac-proxy gives paths the Kubernetes verbs (POST `create`),
+        // and its users' RBAC rules say so; the file may still choose.
+        f.authorization
+            .verb_mapping
+            .get_or_insert_with(|| VerbMapping::KubeRbacProxy.name().to_owned());
         if let Some(addr) = self.secure_listen_address {
             f.listen = Some(addr.parse().map_err(|_| {
                 Error::invalid(
