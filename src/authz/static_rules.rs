@@ -1,5 +1,9 @@
 //! The embedded authorizer: `static.allow` rules, matched in memory (pure).
 //! It only ever allows or has no opinion; denial is the chain's default.
+//!
+//! Rules read as RBAC rules: verbs are matched against the request's verb
+//! ([`super::attributes`]: the lower-cased method on paths, the Kubernetes
+//! verb on resources), and a lone `*` path (compiled as `**`) is every path.
 
 use globset::{GlobSet, GlobSetBuilder};
 
@@ -188,5 +192,15 @@ mod tests {
         let attrs = for_request(None, &Method::POST, "/api/x");
         assert!(r.allows(&who("alice", &[]), &attrs));
         assert!(!r.allows(&who("bob", &[]), &attrs));
+    }
+
+    #[test]
+    fn with_the_kube_rbac_proxy_mapping_a_path_post_needs_create() {
+        let yaml = "tls: {cert_file: c, key_file: k}\nroutes: [{path_prefix: /, upstream: \"http://127.0.0.1:1\"}]\nauthorization: {verb_mapping: kube-rbac-proxy}\nstatic:\n  allow:\n    - {user: bob, verbs: [create], paths: [\"/api/**\"]}\n";
+        let c = Config::from_yaml(yaml).unwrap();
+        let r = StaticRules::new(&c.static_backend.allow);
+        let attrs = crate::authz::attributes::for_route(&c.routes[0], &Method::POST, "/api/x");
+        assert_eq!(attrs.verb, "create");
+        assert!(r.allows(&who("bob", &[]), &attrs));
     }
 }

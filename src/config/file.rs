@@ -325,7 +325,10 @@ pub struct AllowFile {
     pub group: Option<String>,
     /// Verbs (`get`, `create`, ...; `*` for all).
     pub verbs: Vec<String>,
-    /// Non-resource path globs (`*` one segment, `**` any depth).
+    /// Non-resource path globs (`*` one segment, `**` any depth); a lone
+    /// `*` is every path, as in RBAC `nonResourceURLs`. A path request's verb
+    /// is the lower-cased method unless `authorization.verb_mapping` says
+    /// `kube-rbac-proxy`.
     #[serde(default)]
     pub paths: Vec<String>,
     /// Resource rules, for routes that carry resource attributes.

@@ -405,3 +405,42 @@ impl KrpFile {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn flags() -> KrpFlags {
+        KrpFlags {
+            upstream: Some("http://127.0.0.1:8081/".into()),
+            tls_cert_file: Some("s.crt".into()),
+            tls_private_key_file: Some("s.key".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn kube_rbac_proxy_flags_give_paths_kube_rbac_proxys_verbs() {
+        let c = Config::try_from(flags().apply(File::default()).unwrap()).unwrap();
+        assert_eq!(c.routes[0].verb_mapping, VerbMapping::KubeRbacProxy);
+        let attrs =
+            crate::authz::attributes::for_route(&c.routes[0], &http::Method::POST, "/metrics");
+        assert_eq!(attrs.verb, "create");
+    }
+
+    #[test]
+    fn the_file_may_still_choose_the_verb_mapping() {
+        let f =
+            crate::config::parse_yaml("authorization: {verb_mapping: kube-apiserver}\n").unwrap();
+        let c = Config::try_from(flags().apply(f).unwrap()).unwrap();
+        assert_eq!(c.routes[0].verb_mapping, VerbMapping::KubeApiserver);
+        // Without flags, nothing changes.
+        let f = crate::config::parse_yaml(
+            "tls: {cert_file: c, key_file: k}\nroutes: [{path_prefix: /, upstream: \"http://x\"}]\n",
+        )
+        .unwrap();
+        let c = Config::try_from(KrpFlags::default().apply(f).unwrap()).unwrap();
+        assert_eq!(c.routes[0].verb_mapping, VerbMapping::KubeApiserver);
+    }
+}
