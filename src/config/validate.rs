@@ -617,6 +617,7 @@ mod headers;
 mod jwks;
 mod paths;
 mod policy;
+mod probe;
 mod secrets;
 #[cfg(test)]
 mod tests;
