@@ -70,7 +70,7 @@ static:
   tokens:
     - {{token_sha256: "{digest}", user: bob, groups: [dev]}}
   allow:
-    - {{group: dev, verbs: [get, create], paths: ["/api/**"]}}
+    - {{group: dev, verbs: [get, post], paths: ["/api/**"]}}
     - {{group: "system:serviceaccounts:default", verbs: [get], paths: ["/api/**"]}}
     - {{group: admins, verbs: ["*"], paths: ["/admin", "/admin/**"]}}
 routes:

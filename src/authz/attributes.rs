@@ -1,8 +1,15 @@
 //! What a request asks to do, in SubjectAccessReview terms (pure).
+//!
+//! The verb follows kube-apiserver's `RequestInfo`: a resource request's
+//! verb is the Kubernetes verb of its method (POST `create`, PUT `update`,
+//! ...), a non-resource request's the lower-cased method (POST `post`), as
+//! RBAC's `nonResourceURLs` rules expect. `authorization.verb_mapping:
+//! kube-rbac-proxy` maps non-resource requests like resource ones instead,
+//! as kube-rbac-proxy does.
 
 use http::Method;
 
-use crate::config::ResourceAttributes;
+use crate::config::{ResourceAttributes, RouteConfig, VerbMapping};
 
 /// What is being accessed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -19,15 +26,17 @@ pub enum Target {
 /// The verb and target of a request.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Attributes {
-    /// `get`, `create`, `update`, `patch`, `delete`, or the lower-cased method.
+    /// The Kubernetes verb (resource requests, or `kube-rbac-proxy` mapping)
+    /// or the lower-cased method (non-resource requests).
     pub verb: String,
     /// What is accessed.
     pub target: Target,
 }
 
-/// Maps an HTTP method to a Kubernetes verb, as the apiserver does:
-/// GET and HEAD are `get` (kube-rbac-proxy's `*` for HEAD is a known bug).
-pub fn verb(method: &Method) -> String {
+/// The verb of a resource request, as the apiserver maps it: GET and HEAD
+/// `get`, POST `create`, PUT `update`, PATCH `patch`, DELETE `delete`; any
+/// other method lower-cased (it matches only a rule naming it, or `*`).
+pub fn resource_verb(method: &Method) -> String {
     match *method {
         Method::GET | Method::HEAD => "get".to_owned(),
         Method::POST => "create".to_owned(),
@@ -38,22 +47,57 @@ pub fn verb(method: &Method) -> String {
     }
 }
 
-/// The attributes of a request: the route's resource when it has one,
-/// otherwise the normalised path.
+/// The verb of a non-resource request under `mapping`. HEAD is `get` either
+/// way: it is a GET without the body, so a `get` rule covers it (the
+/// apiserver passes `head`, which no built-in role grants; kube-rbac-proxy
+/// passes an empty verb, which only `*` matches).
+pub fn non_resource_verb(mapping: VerbMapping, method: &Method) -> String {
+    match mapping {
+        VerbMapping::KubeRbacProxy => resource_verb(method),
+        VerbMapping::KubeApiserver if *method == Method::HEAD => "get".to_owned(),
+        VerbMapping::KubeApiserver => method.as_str().to_ascii_lowercase(),
+    }
+}
+
+/// The verb of a non-resource request under the default mapping
+/// (kube-apiserver's: the lower-cased method, HEAD `get`).
+pub fn verb(method: &Method) -> String {
+    non_resource_verb(VerbMapping::default(), method)
+}
+
+/// The attributes of a request on `route`: its resource when it has one
+/// (with the resource verb), otherwise the normalised path (with the verb
+/// the route's `verb_mapping` gives).
+pub fn for_route(route: &RouteConfig, method: &Method, path: &str) -> Attributes {
+    attributes(route.resource.as_ref(), route.verb_mapping, method, path)
+}
+
+/// [`for_route`] for a route with the default verb mapping.
 pub fn for_request(
     resource: Option<&ResourceAttributes>,
     method: &Method,
     path: &str,
 ) -> Attributes {
-    let target = match resource {
-        Some(r) => Target::Resource(r.clone()),
-        None => Target::NonResource {
-            path: path.to_owned(),
+    attributes(resource, VerbMapping::default(), method, path)
+}
+
+fn attributes(
+    resource: Option<&ResourceAttributes>,
+    mapping: VerbMapping,
+    method: &Method,
+    path: &str,
+) -> Attributes {
+    match resource {
+        Some(r) => Attributes {
+            verb: resource_verb(method),
+            target: Target::Resource(r.clone()),
         },
-    };
-    Attributes {
-        verb: verb(method),
-        target,
+        None => Attributes {
+            verb: non_resource_verb(mapping, method),
+            target: Target::NonResource {
+                path: path.to_owned(),
+            },
+        },
     }
 }
 
@@ -62,23 +106,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn methods_map_to_kubernetes_verbs() {
-        let cases = [
-            ("GET", "get"),
-            ("HEAD", "get"),
-            ("POST", "create"),
-            ("PUT", "update"),
-            ("PATCH", "patch"),
-            ("DELETE", "delete"),
-            ("OPTIONS", "options"),
-            ("PROPFIND", "propfind"),
-        ];
-        for (m, want) in cases {
-            assert_eq!(
-                verb(&Method::from_bytes(m.as_bytes()).unwrap()),
-                want,
-                "{m}"
-            );
+    fn the_kube_rbac_proxy_mapping_gives_kubernetes_verbs_to_paths_too() {
+        let route = |verb_mapping| RouteConfig {
+            path_prefix: "/".into(),
+            upstream: None,
+            upstream_ca_file: None,
+            resource: None,
+            auth: crate::config::RouteAuth::default(),
+            verb_mapping,
+            upgrades: vec![],
+            upgrades_on_public_paths: false,
+        };
+        let (krp, native) = (
+            route(VerbMapping::KubeRbacProxy),
+            route(VerbMapping::KubeApiserver),
+        );
+        for (m, want_krp, want_native) in [
+            ("GET", "get", "get"),
+            ("HEAD", "get", "get"),
+            ("POST", "create", "post"),
+            ("PUT", "update", "put"),
+            ("PATCH", "patch", "patch"),
+            ("DELETE", "delete", "delete"),
+            ("OPTIONS", "options", "options"),
+            ("PROPFIND", "propfind", "propfind"),
+        ] {
+            let method = Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(for_route(&krp, &method, "/x").verb, want_krp, "{m}");
+            assert_eq!(for_route(&native, &method, "/x").verb, want_native, "{m}");
+            assert_eq!(verb(&method), want_native, "{m}");
         }
     }
 
@@ -93,12 +149,48 @@ mod tests {
         let a = for_request(Some(&res), &Method::GET, "/metrics");
         assert_eq!(a.target, Target::Resource(res));
         let a = for_request(None, &Method::POST, "/metrics");
-        assert_eq!(a.verb, "create");
+        assert_eq!(a.verb, "post");
         assert_eq!(
             a.target,
             Target::NonResource {
                 path: "/metrics".into()
             }
         );
+    }
+
+    #[test]
+    fn non_resource_verbs_are_the_lower_cased_method_with_head_as_get() {
+        for (m, want) in [
+            ("GET", "get"),
+            ("HEAD", "get"),
+            ("POST", "post"),
+            ("PUT", "put"),
+            ("PATCH", "patch"),
+            ("DELETE", "delete"),
+            ("OPTIONS", "options"),
+            ("PROPFIND", "propfind"),
+        ] {
+            let method = Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(for_request(None, &method, "/x").verb, want, "{m}");
+        }
+    }
+
+    #[test]
+    fn resource_verbs_follow_the_apiserver() {
+        let res = ResourceAttributes {
+            resource: "services".into(),
+            ..Default::default()
+        };
+        for (m, want) in [
+            ("GET", "get"),
+            ("HEAD", "get"),
+            ("POST", "create"),
+            ("PUT", "update"),
+            ("PATCH", "patch"),
+            ("DELETE", "delete"),
+        ] {
+            let method = Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(for_request(Some(&res), &method, "/x").verb, want, "{m}");
+        }
     }
 }

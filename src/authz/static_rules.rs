@@ -1,5 +1,9 @@
 //! The embedded authorizer: `static.allow` rules, matched in memory (pure).
 //! It only ever allows or has no opinion; denial is the chain's default.
+//!
+//! Rules read as RBAC rules: verbs are matched against the request's verb
+//! ([`super::attributes`]: the lower-cased method on paths, the Kubernetes
+//! verb on resources), and a lone `*` path (compiled as `**`) is every path.
 
 use globset::{GlobSet, GlobSetBuilder};
 
@@ -166,5 +170,37 @@ mod tests {
         assert!(!r.allows(&dev, &for_request(Some(&res), &Method::GET, "/")));
         // A path rule never allows a resource request and vice versa.
         assert!(!r.allows(&dev, &for_request(None, &Method::GET, "/")));
+    }
+
+    #[test]
+    fn a_lone_star_path_is_every_path_as_in_rbac() {
+        let r = rules("    - {user: alice, verbs: [get], paths: [\"*\"]}\n");
+        let alice = who("alice", &[]);
+        for path in ["/", "/x", "/a/b/c", "/api/v1/namespaces/x/pods"] {
+            assert!(
+                r.allows(&alice, &for_request(None, &Method::GET, path)),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_non_resource_post_needs_verb_post_not_create() {
+        let r = rules(
+            "    - {user: alice, verbs: [post], paths: [\"/api/**\"]}\n    - {user: bob, verbs: [create], paths: [\"/api/**\"]}\n",
+        );
+        let attrs = for_request(None, &Method::POST, "/api/x");
+        assert!(r.allows(&who("alice", &[]), &attrs));
+        assert!(!r.allows(&who("bob", &[]), &attrs));
+    }
+
+    #[test]
+    fn with_the_kube_rbac_proxy_mapping_a_path_post_needs_create() {
+        let yaml = "tls: {cert_file: c, key_file: k}\nroutes: [{path_prefix: /, upstream: \"http://127.0.0.1:1\"}]\nauthorization: {verb_mapping: kube-rbac-proxy}\nstatic:\n  allow:\n    - {user: bob, verbs: [create], paths: [\"/api/**\"]}\n";
+        let c = Config::from_yaml(yaml).unwrap();
+        let r = StaticRules::new(&c.static_backend.allow);
+        let attrs = crate::authz::attributes::for_route(&c.routes[0], &Method::POST, "/api/x");
+        assert_eq!(attrs.verb, "create");
+        assert!(r.allows(&who("bob", &[]), &attrs));
     }
 }

@@ -76,6 +76,9 @@ pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const STRIP_STEERING: bool = true;
 /// `paths.allow_matrix_params`.
 pub const ALLOW_MATRIX_PARAMS: bool = false;
+/// `authorization.verb_mapping`: kube-apiserver's own, so RBAC rules mean
+/// here what they mean at the apiserver.
+pub const VERB_MAPPING: &str = "kube-apiserver";
 
 /// Every default by key, as README.md and `check-config --defaults` write it.
 pub const TABLE: &[(&str, &str)] = &[
@@ -111,6 +114,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("routes[].upgrades_on_public_paths", "false"),
     ("limits.tunnel_idle_timeout", "1h"),
     ("limits.max_connection_age", "24h"),
+    ("authorization.verb_mapping", "kube-apiserver"),
 ];
 
 #[cfg(test)]
@@ -183,6 +187,8 @@ mod tests {
             get("paths.allow_matrix_params"),
             ALLOW_MATRIX_PARAMS.to_string()
         );
+        assert_eq!(get("authorization.verb_mapping"), VERB_MAPPING);
+        assert_eq!(crate::config::VerbMapping::default().name(), VERB_MAPPING);
     }
 
     /// README.md's configuration table states every default as the table

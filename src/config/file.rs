@@ -58,6 +58,20 @@ pub struct File {
     /// The move from bearer tokens to client certificates.
     #[serde(default)]
     pub migration: MigrationFile,
+    /// How requests are described to the authorizers.
+    #[serde(default)]
+    pub authorization: AuthorizationFile,
+}
+
+/// `authorization:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationFile {
+    /// How a non-resource request's method becomes its verb:
+    /// `kube-apiserver` (default: the lower-cased method, HEAD `get`) or
+    /// `kube-rbac-proxy` (POST `create`, PUT `update`, PATCH `patch`,
+    /// DELETE `delete`, GET and HEAD `get`).
+    pub verb_mapping: Option<String>,
 }
 
 /// `auth:` (with `mode: auth`)
@@ -311,7 +325,10 @@ pub struct AllowFile {
     pub group: Option<String>,
     /// Verbs (`get`, `create`, ...; `*` for all).
     pub verbs: Vec<String>,
-    /// Non-resource path globs (`*` one segment, `**` any depth).
+    /// Non-resource path globs (`*` one segment, `**` any depth); a lone
+    /// `*` is every path, as in RBAC `nonResourceURLs`. A path request's verb
+    /// is the lower-cased method unless `authorization.verb_mapping` says
+    /// `kube-rbac-proxy`.
     #[serde(default)]
     pub paths: Vec<String>,
     /// Resource rules, for routes that carry resource attributes.

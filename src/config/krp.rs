@@ -12,11 +12,11 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Deserialize;
 
-use super::Error;
 use super::file::{
     AllowFile, File, HumanDuration, KubernetesFile, ResourceAttributesFile, ResourceRuleFile,
     RouteFile, TlsFile,
 };
+use super::{Error, VerbMapping};
 
 /// kube-rbac-proxy flags that authgate refuses, with the reason.
 const UNSUPPORTED: &[(&str, &str)] = &[
@@ -158,6 +158,11 @@ impl KrpFlags {
         }
         self.apply_tls(&mut f)?;
         self.apply_route(&mut f)?;
+        // kube-rbac-proxy gives paths the Kubernetes verbs (POST `create`),
+        // and its users' RBAC rules say so; the file may still choose.
+        f.authorization
+            .verb_mapping
+            .get_or_insert_with(|| VerbMapping::KubeRbacProxy.name().to_owned());
         if let Some(addr) = self.secure_listen_address {
             f.listen = Some(addr.parse().map_err(|_| {
                 Error::invalid(
@@ -400,5 +405,44 @@ impl KrpFile {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn flags() -> KrpFlags {
+        KrpFlags {
+            upstream: Some("http://127.0.0.1:8081/".into()),
+            tls_cert_file: Some("s.crt".into()),
+            tls_private_key_file: Some("s.key".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn kube_rbac_proxy_flags_give_paths_kube_rbac_proxys_verbs() {
+        let c = Config::try_from(flags().apply(File::default()).unwrap()).unwrap();
+        assert_eq!(c.routes[0].verb_mapping, VerbMapping::KubeRbacProxy);
+        let attrs =
+            crate::authz::attributes::for_route(&c.routes[0], &http::Method::POST, "/metrics");
+        assert_eq!(attrs.verb, "create");
+    }
+
+    #[test]
+    fn the_file_may_still_choose_the_verb_mapping() {
+        let f =
+            crate::config::parse_yaml("authorization: {verb_mapping: kube-apiserver}\n").unwrap();
+        let c = Config::try_from(flags().apply(f).unwrap()).unwrap();
+        assert_eq!(c.routes[0].verb_mapping, VerbMapping::KubeApiserver);
+        // Without flags, nothing changes.
+        let f = crate::config::parse_yaml(
+            "tls: {cert_file: c, key_file: k}\nroutes: [{path_prefix: /, upstream: \"http://x\"}]\n",
+        )
+        .unwrap();
+        let c = Config::try_from(KrpFlags::default().apply(f).unwrap()).unwrap();
+        assert_eq!(c.routes[0].verb_mapping, VerbMapping::KubeApiserver);
     }
 }

@@ -400,6 +400,42 @@ pub struct RouteConfig {
     pub upgrades: Vec<String>,
     /// Upgrades allowed on public paths too.
     pub upgrades_on_public_paths: bool,
+    /// How methods become verbs on this route's non-resource requests
+    /// (`authorization.verb_mapping`).
+    pub verb_mapping: VerbMapping,
+}
+
+/// How the HTTP method becomes the verb of a non-resource request
+/// (`authorization.verb_mapping`). Resource requests (`routes[].resource`)
+/// always take the Kubernetes verbs: GET and HEAD `get`, POST `create`, PUT
+/// `update`, PATCH `patch`, DELETE `delete`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum VerbMapping {
+    /// As kube-apiserver: the lower-cased method (`get`, `post`, `put`,
+    /// `patch`, `delete`, `options`, ...), HEAD being `get`. What RBAC
+    /// `nonResourceURLs` rules are written against; the default.
+    #[default]
+    KubeApiserver,
+    /// As kube-rbac-proxy: the Kubernetes verbs for every request (POST
+    /// `create`, PUT `update`, ...); set by kube-rbac-proxy's flags.
+    KubeRbacProxy,
+}
+
+impl VerbMapping {
+    /// The name written in `authorization.verb_mapping`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::KubeApiserver => "kube-apiserver",
+            Self::KubeRbacProxy => "kube-rbac-proxy",
+        }
+    }
+
+    /// The mapping named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::KubeApiserver, Self::KubeRbacProxy]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
 }
 
 /// Identity header names.

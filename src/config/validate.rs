@@ -4,24 +4,24 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use globset::{Glob, GlobBuilder};
-use http::{HeaderName, Uri};
+use http::Uri;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
 use super::file::{self, File};
 use super::{
-    AccessReviewConfig, AdminAccess, AdminConfig, AllowRule, Config, Error, HeaderNames,
-    IdentityRule, KubernetesConfig, Limits, LogConfig, LogFormat, Mode, PathRules, ResourceRule,
-    RouteAuth, RouteConfig, SanKind, StaticConfig, StaticToken, Subject, TlsConfig, TlsVersion,
-    TokenReviewConfig,
+    AccessReviewConfig, AdminAccess, AdminConfig, AllowRule, Config, Error, IdentityRule,
+    KubernetesConfig, Limits, LogConfig, LogFormat, Mode, ResourceRule, RouteAuth, RouteConfig,
+    SanKind, StaticConfig, StaticToken, Subject, TlsConfig, TlsVersion, TokenReviewConfig,
+    VerbMapping,
 };
 use super::{ResourceAttributes, defaults};
 use crate::routes::normalize_prefix;
 
 /// Parses YAML into the file shape; unknown keys and wrong types are errors
-/// carrying the line and column.
+/// carrying the line and column, and never a static token.
 pub fn parse_yaml(text: &str) -> Result<File, Error> {
-    serde_saphyr::from_str(text).map_err(|e| Error::Parse(e.to_string()))
+    serde_saphyr::from_str(text).map_err(|e| Error::Parse(secrets::parse_error(text, &e)))
 }
 
 impl TryFrom<File> for Config {
@@ -40,43 +40,34 @@ impl TryFrom<File> for Config {
                 "needs tls.client_ca_file to verify the certificates proxies forward",
             ));
         }
+        let verb_mapping = verb_mapping(f.authorization)?;
+        let routes = routes(f.routes, &mode, verb_mapping)?;
         Ok(Self {
             listen: f.listen.unwrap_or_else(|| ([0, 0, 0, 0], 8443).into()),
             tls,
             identity_rules: identity_rules(f.identity.rules)?,
             static_backend: static_config(f.static_backend.unwrap_or_default())?,
-            routes: routes(f.routes, &mode)?,
-            headers: header_names(f.headers)?,
+            paths: paths::paths(f.paths, &routes)?,
+            routes,
+            headers: headers::header_names(f.headers)?,
             limits: limits(f.limits)?,
             log: log_config(f.log)?,
             kubernetes: kubernetes(f.kubernetes, f.token_review, f.access_review)?,
             admin: admin(f.admin)?,
-            paths: paths(f.paths)?,
             migration: policy::migration(f.migration)?,
             mode,
         })
     }
 }
 
-fn paths(p: file::PathsFile) -> Result<PathRules, Error> {
-    let globs = |key: &str, list: &[String]| {
-        list.iter()
-            .enumerate()
-            .map(|(i, g)| {
-                let k = format!("{key}[{i}]");
-                if !g.starts_with('/') {
-                    return Err(Error::invalid(k, format!("{g:?} must start with '/'")));
-                }
-                glob(&k, g, true)
-            })
-            .collect::<Result<Vec<_>, _>>()
-    };
-    Ok(PathRules {
-        allow: globs("paths.allow", &p.allow)?,
-        unauthenticated: globs("paths.unauthenticated", &p.unauthenticated)?,
-        allow_matrix_params: p
-            .allow_matrix_params
-            .unwrap_or(defaults::ALLOW_MATRIX_PARAMS),
+/// `authorization:`: how methods become verbs.
+fn verb_mapping(a: file::AuthorizationFile) -> Result<VerbMapping, Error> {
+    let name = a.verb_mapping.as_deref().unwrap_or(defaults::VERB_MAPPING);
+    VerbMapping::from_name(name).ok_or_else(|| {
+        Error::invalid(
+            "authorization.verb_mapping",
+            format!("{name:?} is not kube-apiserver or kube-rbac-proxy"),
+        )
     })
 }
 
@@ -371,6 +362,14 @@ fn static_config(s: file::StaticFile) -> Result<StaticConfig, Error> {
                 if tok.is_empty() {
                     return Err(Error::invalid(format!("{key}.token"), "must not be empty"));
                 }
+                // The reason only: the value is a secret.
+                if !is_token68(tok) {
+                    return Err(Error::invalid(
+                        format!("{key}.token"),
+                        "is not a bearer token: only letters, digits, '-', '.', '_', '~', '+', '/' \
+                         and trailing '=' can be sent (RFC 6750)",
+                    ));
+                }
                 Sha256::digest(tok.as_bytes()).into()
             }
             (None, Some(hex)) => parse_sha256(&format!("{key}.token_sha256"), hex)?,
@@ -403,6 +402,16 @@ fn static_config(s: file::StaticFile) -> Result<StaticConfig, Error> {
     Ok(StaticConfig { tokens, allow })
 }
 
+/// RFC 6750 `b64token` (RFC 7235 token68), what `authn::bearer` accepts:
+/// a token outside it could never be presented.
+fn is_token68(t: &str) -> bool {
+    let body = t.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
 fn parse_sha256(key: &str, text: &str) -> Result<[u8; 32], Error> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(text.trim(), &mut out)
@@ -431,10 +440,11 @@ fn allow_rule(key: &str, a: file::AllowFile) -> Result<AllowRule, Error> {
         .enumerate()
         .map(|(i, p)| {
             let k = format!("{key}.paths[{i}]");
-            if !p.starts_with('/') && p != "*" && p != "**" {
-                return Err(Error::invalid(k, format!("{p:?} must start with '/'")));
+            match p.as_str() {
+                // RBAC's `*`: every non-resource URL (`**` has meant that too).
+                "*" | "**" => glob(&k, "**", true),
+                _ => paths::path_glob(&k, p),
             }
-            glob(&k, p, true)
         })
         .collect::<Result<_, _>>()?;
     let any = |v: Option<String>| v.filter(|s| s != "*");
@@ -457,7 +467,11 @@ fn allow_rule(key: &str, a: file::AllowFile) -> Result<AllowRule, Error> {
     })
 }
 
-fn routes(rs: Vec<file::RouteFile>, mode: &Mode) -> Result<Vec<RouteConfig>, Error> {
+fn routes(
+    rs: Vec<file::RouteFile>,
+    mode: &Mode,
+    verb_mapping: VerbMapping,
+) -> Result<Vec<RouteConfig>, Error> {
     if rs.is_empty() {
         return match mode {
             // A check endpoint needs no upstream: one default route covers all.
@@ -469,6 +483,7 @@ fn routes(rs: Vec<file::RouteFile>, mode: &Mode) -> Result<Vec<RouteConfig>, Err
                 auth: RouteAuth::default(),
                 upgrades: upgrades("routes", None)?,
                 upgrades_on_public_paths: false,
+                verb_mapping,
             }]),
             Mode::Proxy => Err(Error::invalid("routes", "needs at least one route")),
         };
@@ -525,6 +540,7 @@ fn routes(rs: Vec<file::RouteFile>, mode: &Mode) -> Result<Vec<RouteConfig>, Err
                 upgrades_on_public_paths: r
                     .upgrades_on_public_paths
                     .unwrap_or(defaults::UPGRADES_ON_PUBLIC_PATHS),
+                verb_mapping,
             })
         })
         .collect()
@@ -553,54 +569,6 @@ fn upstream_uri(key: &str, text: &str) -> Result<Uri, Error> {
         ));
     }
     Ok(uri)
-}
-
-fn header_names(h: file::HeadersFile) -> Result<HeaderNames, Error> {
-    let d = HeaderNames::default();
-    let name = |key: &str, v: Option<String>, default: HeaderName| match v {
-        None => Ok(default),
-        Some(s) => HeaderName::try_from(s.as_str())
-            .map_err(|_| Error::invalid(key, format!("{s:?} is not a valid header name"))),
-    };
-    let extra_prefix = match h.extra_prefix {
-        None => d.extra_prefix,
-        Some(p) => {
-            let probe = format!("{p}x");
-            HeaderName::try_from(probe.as_str()).map_err(|_| {
-                Error::invalid(
-                    "headers.extra_prefix",
-                    format!("{p:?} is not a valid header name prefix"),
-                )
-            })?;
-            p.to_ascii_lowercase()
-        }
-    };
-    let forward_client_cert = match h.forward_client_cert.as_deref() {
-        None | Some("none") => false,
-        Some("xfcc") => true,
-        Some(other) => {
-            return Err(Error::invalid(
-                "headers.forward_client_cert",
-                format!("{other:?} is not none or xfcc"),
-            ));
-        }
-    };
-    if h.group_separator.as_deref() == Some("") {
-        return Err(Error::invalid(
-            "headers.group_separator",
-            "must not be empty",
-        ));
-    }
-    Ok(HeaderNames {
-        forward_client_cert,
-        enabled: h.enabled.unwrap_or(true),
-        group_separator: h.group_separator,
-        user: name("headers.user", h.user, d.user)?,
-        group: name("headers.group", h.group, d.group)?,
-        uid: name("headers.uid", h.uid, d.uid)?,
-        extra_prefix,
-        strip_steering: h.strip_steering.unwrap_or(defaults::STRIP_STEERING),
-    })
 }
 
 fn limits(l: file::LimitsFile) -> Result<Limits, Error> {
@@ -683,7 +651,11 @@ fn log_config(l: file::LogFile) -> Result<LogConfig, Error> {
     })
 }
 
+mod headers;
 mod jwks;
+mod paths;
 mod policy;
+mod probe;
+mod secrets;
 #[cfg(test)]
 mod tests;

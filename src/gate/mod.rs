@@ -350,8 +350,7 @@ impl<F> Gate<F> {
             Target::Public(route) => Permit::public(route.id),
             Target::Guarded(route) => {
                 // 2-3. Who is asking, may they use this credential here, may they do this?
-                let attrs =
-                    attributes::for_request(route.config.resource.as_ref(), req.method(), &path);
+                let attrs = attributes::for_route(&route.config, req.method(), &path);
                 self.admit(
                     conn.cert.as_ref(),
                     req.headers(),
@@ -422,11 +421,7 @@ impl<F> Gate<F> {
         };
 
         // 3. The same admission as in proxy mode, for the original request.
-        let attrs = attributes::for_request(
-            route.config.resource.as_ref(),
-            &original.method,
-            &original.path,
-        );
+        let attrs = attributes::for_route(&route.config, &original.method, &original.path);
         let permit = self
             .admit(
                 cert.as_ref(),

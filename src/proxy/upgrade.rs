@@ -221,6 +221,7 @@ mod tests {
             auth: RouteAuth::default(),
             upgrades: upgrades.iter().map(|s| s.to_ascii_lowercase()).collect(),
             upgrades_on_public_paths: public,
+            verb_mapping: crate::config::VerbMapping::default(),
         }
     }
 

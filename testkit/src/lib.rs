@@ -48,7 +48,7 @@ impl Yaml {
             tls_extra: format!("  client_ca_file: {}\n", pki.ca_file.display()),
             identity: String::new(),
             statics: format!(
-                "static:\n  tokens:\n    - {{token: {BOB_TOKEN}, user: bob, uid: \"1001\", groups: [dev]}}\n    - {{token: {CAROL_TOKEN}, user: carol}}\n  allow:\n    - {{group: dev, verbs: [get, create], paths: [\"/api/**\"]}}\n    - {{group: \"system:serviceaccounts:monitoring\", verbs: [get], paths: [\"/api/**\"]}}\n    - {{group: ops, verbs: [\"*\"], paths: [\"/admin\", \"/admin/**\"]}}\n"
+                "static:\n  tokens:\n    - {{token: {BOB_TOKEN}, user: bob, uid: \"1001\", groups: [dev]}}\n    - {{token: {CAROL_TOKEN}, user: carol}}\n  allow:\n    - {{group: dev, verbs: [get, post], paths: [\"/api/**\"]}}\n    - {{group: \"system:serviceaccounts:monitoring\", verbs: [get], paths: [\"/api/**\"]}}\n    - {{group: ops, verbs: [\"*\"], paths: [\"/admin\", \"/admin/**\"]}}\n"
             ),
             routes: format!("routes:\n  - {{path_prefix: /, upstream: \"http://{upstream}\"}}\n"),
             rest: String::new(),

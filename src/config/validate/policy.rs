@@ -1,11 +1,13 @@
 //! `mode`, `auth`, `routes[].auth` and `migration`: who may use which
 //! credential where.
 
+use globset::Glob;
 use http::HeaderName;
 
-use super::glob;
+use super::{glob, probe};
 use crate::config::file::{AuthEndpointFile, MigrationFile, RouteAuthFile};
 use crate::config::{AuthEndpoint, Error, MigrationConfig, Mode, RouteAuth, TokenPolicy, defaults};
+use crate::identity::AUTHENTICATED_GROUP;
 use crate::routes::normalize_prefix;
 
 pub(super) fn mode(mode: Option<&str>, auth: Option<AuthEndpointFile>) -> Result<Mode, Error> {
@@ -32,16 +34,7 @@ fn auth_endpoint(a: AuthEndpointFile) -> Result<AuthEndpoint, Error> {
         .trusted_proxies
         .iter()
         .enumerate()
-        .map(|(i, p)| {
-            p.parse::<ipnet::IpNet>()
-                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    Error::invalid(
-                        format!("auth.trusted_proxies[{i}]"),
-                        format!("{p:?} is not an IP address or CIDR"),
-                    )
-                })
-        })
+        .map(|(i, p)| trusted_proxy(&format!("auth.trusted_proxies[{i}]"), p))
         .collect::<Result<Vec<_>, _>>()?;
     let name = a
         .cert_header
@@ -55,6 +48,54 @@ fn auth_endpoint(a: AuthEndpointFile) -> Result<AuthEndpoint, Error> {
         trusted_proxies,
         cert_header,
     })
+}
+
+/// The shortest accepted prefix: 10.0.0.0/8, the widest private IPv4 range.
+/// A trusted proxy's forwarded certificate *is* the client's identity, so a
+/// range wider than a private network trusts strangers to say who they are.
+const MIN_PREFIX: u8 = 8;
+
+/// fc00::/7, every IPv6 unique-local address: accepted though wider than /8.
+const ULA: ipnet::IpNet = ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
+    std::net::Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0),
+    7,
+));
+
+/// One `auth.trusted_proxies` entry: an address or a CIDR no wider than
+/// /8 (and `fc00::/7`, all IPv6 unique-local addresses, the IPv6 analogue of
+/// 10.0.0.0/8).
+fn trusted_proxy(key: &str, p: &str) -> Result<ipnet::IpNet, Error> {
+    let net = p
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| Error::invalid(key, format!("{p:?} is not an IP address or CIDR")))?;
+    if net.prefix_len() == 0 {
+        return Err(Error::invalid(
+            key,
+            format!(
+                "{p:?} trusts every address to vouch for client certificates; name the proxies"
+            ),
+        ));
+    }
+    if net.prefix_len() < MIN_PREFIX && net.trunc() != ULA {
+        return Err(Error::invalid(
+            key,
+            format!(
+                "{p:?} is wider than /{MIN_PREFIX}: it trusts strangers to vouch for client certificates; name the proxies"
+            ),
+        ));
+    }
+    if let ipnet::IpNet::V6(v6) = net
+        && v6.prefix_len() >= 96
+        && let Some(v4) = v6.network().to_ipv4_mapped()
+    {
+        // Peers are compared in their IPv4 form, so this would match nobody.
+        return Err(Error::invalid(
+            key,
+            format!("{p:?} is IPv4-mapped, and peers are matched as IPv4: write {v4} or its CIDR"),
+        ));
+    }
+    Ok(net)
 }
 
 pub(super) fn route_auth(key: &str, a: Option<RouteAuthFile>) -> Result<RouteAuth, Error> {
@@ -126,15 +167,17 @@ pub(super) fn migration(m: MigrationFile) -> Result<MigrationConfig, Error> {
             if g.is_empty() {
                 return Err(Error::invalid(key, "must not be empty"));
             }
-            if matches!(g.as_str(), "*" | "system:*" | "system:authenticated") {
-                return Err(Error::invalid(
-                    key,
-                    format!("{g:?} matches every identity; name users or groups"),
-                ));
-            }
-            glob(&key, g, false)
+            let glob = glob(&key, g, false)?;
+            refuse_pinning_everyone(&key, &glob)?;
+            Ok(glob)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if mtls_required.len() > 1 && probe::pins_all(&mtls_required, &probe::identities()) {
+        return Err(Error::invalid(
+            "migration.mtls_required",
+            "together the globs match every identity; name users or groups",
+        ));
+    }
     let max_identities = m
         .max_identities
         .unwrap_or(defaults::MIGRATION_MAX_IDENTITIES);
@@ -149,6 +192,23 @@ pub(super) fn migration(m: MigrationFile) -> Result<MigrationConfig, Error> {
         track_identities: m.track_identities,
         max_identities,
     })
+}
+
+/// Refuses a glob that pins every identity, names `system:authenticated`
+/// (which every identity has), or pins every system identity.
+fn refuse_pinning_everyone(key: &str, glob: &Glob) -> Result<(), Error> {
+    let g = glob.glob();
+    let one = std::slice::from_ref(glob);
+    let why = if probe::pins_all(one, &probe::identities()) {
+        "matches every identity; name users or groups"
+    } else if glob.compile_matcher().is_match(AUTHENTICATED_GROUP) {
+        "matches system:authenticated, the group of every identity; name users or groups"
+    } else if probe::pins_all(one, &probe::system_identities()) {
+        "matches every system identity (ServiceAccounts, nodes, control-plane components); name them"
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid(key, format!("{g:?} {why}")))
 }
 
 #[cfg(test)]
@@ -252,5 +312,29 @@ mod tests {
                 .unwrap_err()
                 .starts_with("migration.mtls_required[0]: invalid glob")
         );
+    }
+
+    #[test]
+    fn probes_pin_as_the_runtime_pins() {
+        for g in [
+            "*",
+            "alice",
+            "dev",
+            "system:*",
+            "system:authenticated",
+            "[a-m]*",
+        ] {
+            let mut b = globset::GlobSetBuilder::new();
+            b.add(glob("k", g, false).unwrap());
+            let set = b.build().unwrap();
+            for id in probe::identities() {
+                assert_eq!(
+                    probe::pinned(&set, &id),
+                    crate::migration::pinned(&set, &id),
+                    "{g} {}",
+                    id.user
+                );
+            }
+        }
     }
 }

@@ -151,7 +151,7 @@ impl Setup {
         };
         format!(
             "listen: \"127.0.0.1:0\"\ntls:\n  cert_file: {d}/server.crt\n  key_file: {d}/server.key\n  client_ca_file: {d}/ca.crt\n\
-static:\n  tokens:\n    - {{token: {BOB}, user: bob, uid: \"1001\", groups: [dev]}}\n    - {{token: {CAROL}, user: carol}}\n  allow:\n    - {{group: dev, verbs: [get, create], paths: [\"/api/**\"]}}\n    - {{group: ops, verbs: [\"*\"], paths: [\"/admin\", \"/admin/**\"]}}\n    - {{user: \"system:serviceaccount:monitoring:prom\", verbs: [get], paths: [\"/api/**\"]}}\n\
+static:\n  tokens:\n    - {{token: {BOB}, user: bob, uid: \"1001\", groups: [dev]}}\n    - {{token: {CAROL}, user: carol}}\n  allow:\n    - {{group: dev, verbs: [get, post], paths: [\"/api/**\"]}}\n    - {{group: ops, verbs: [\"*\"], paths: [\"/admin\", \"/admin/**\"]}}\n    - {{user: \"system:serviceaccount:monitoring:prom\", verbs: [get], paths: [\"/api/**\"]}}\n\
 {routes}{rest}"
         )
     }

@@ -133,3 +133,7 @@ fn unknown_keys_and_bad_types_report_line_and_column() {
     assert!(got.contains("invalid duration \"soon\""), "{got}");
     assert!(got.contains("line 4"), "{got}");
 }
+
+mod rules;
+mod secrets;
+mod trust;

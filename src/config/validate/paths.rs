@@ -1,0 +1,124 @@
+//! Path globs: `paths.allow`, `paths.unauthenticated` and `static.allow[].paths`.
+//!
+//! Globs are matched against the normalised request path (see
+//! [`crate::routes::normalize_path`]): it starts with `/`, has no empty, `.`
+//! or `..` segment. A glob that cannot match such a path is refused rather
+//! than left to match nothing; an unauthenticated list that matches every
+//! path a route can serve is refused, as it would switch authentication off.
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use super::glob;
+use crate::config::file::PathsFile;
+use crate::config::{Error, PathRules, RouteConfig, defaults};
+
+/// Paths below a route prefix that a glob list must leave guarded for at
+/// least one: the prefix itself, a child, a deep path, and shapes real
+/// clients send (probes, discovery, metrics, Kubernetes-style API paths).
+const PROBE_SUFFIXES: &[&str] = &[
+    "",
+    "/x",
+    "/a/b/c",
+    "/metrics",
+    "/healthz",
+    "/api/v1/namespaces/default/pods/p/log",
+    "/.well-known/openid-configuration",
+    "/Z9-_.~",
+];
+
+/// Validates `paths:`; `routes` are the validated routes, whose prefixes
+/// give the paths the unauthenticated list must not cover entirely.
+pub(super) fn paths(p: PathsFile, routes: &[RouteConfig]) -> Result<PathRules, Error> {
+    let globs = |key: &str, list: &[String]| {
+        list.iter()
+            .enumerate()
+            .map(|(i, g)| path_glob(&format!("{key}[{i}]"), g))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let unauthenticated = globs("paths.unauthenticated", &p.unauthenticated)?;
+    refuse_covering_everything(&unauthenticated, routes)?;
+    Ok(PathRules {
+        // An allow-list matching everything closes nothing, and is accepted.
+        allow: globs("paths.allow", &p.allow)?,
+        unauthenticated,
+        allow_matrix_params: p
+            .allow_matrix_params
+            .unwrap_or(defaults::ALLOW_MATRIX_PARAMS),
+    })
+}
+
+/// A glob over request paths: it must start with `/` and have no `//`, `.`
+/// or `..` segment, none of which a normalised path has.
+pub(super) fn path_glob(key: &str, pattern: &str) -> Result<Glob, Error> {
+    if !pattern.starts_with('/') {
+        return Err(Error::invalid(
+            key,
+            format!("{pattern:?} must start with '/' (request paths do)"),
+        ));
+    }
+    if pattern.contains("//") {
+        return Err(Error::invalid(
+            key,
+            format!("{pattern:?} has '//', which no normalised request path has"),
+        ));
+    }
+    if pattern.split('/').any(|s| s == "." || s == "..") {
+        return Err(Error::invalid(
+            key,
+            format!("{pattern:?} has a dot segment, which no normalised request path has"),
+        ));
+    }
+    glob(key, pattern, true)
+}
+
+/// Every probe path of every route.
+fn probes(routes: &[RouteConfig]) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in routes {
+        let base = r.path_prefix.trim_end_matches('/');
+        for s in PROBE_SUFFIXES {
+            let p = format!("{base}{s}");
+            out.push(if p.is_empty() { "/".to_owned() } else { p });
+        }
+    }
+    out
+}
+
+fn refuse_covering_everything(globs: &[Glob], routes: &[RouteConfig]) -> Result<(), Error> {
+    const KEY: &str = "paths.unauthenticated";
+    const WHY: &str = "authentication would never run; name the public paths, e.g. /healthz";
+    let probes = probes(routes);
+    let covers = |set: &GlobSet| probes.iter().all(|p| set.is_match(p));
+    for (i, g) in globs.iter().enumerate() {
+        if covers(&set(std::slice::from_ref(g))) {
+            return Err(Error::invalid(
+                format!("{KEY}[{i}]"),
+                format!("{:?} matches every path the routes serve: {WHY}", g.glob()),
+            ));
+        }
+    }
+    if globs.len() > 1 && covers(&set(globs)) {
+        return Err(Error::invalid(
+            KEY,
+            format!("together the globs match every path the routes serve: {WHY}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The set the gate builds from the same globs.
+fn set(globs: &[Glob]) -> GlobSet {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        b.add(g.clone());
+    }
+    // Each glob compiled alone; should the set not build, assume it covers
+    // everything (refused) rather than nothing.
+    b.build().unwrap_or_else(|_| {
+        let mut all = GlobSetBuilder::new();
+        if let Ok(g) = Glob::new("**") {
+            all.add(g);
+        }
+        all.build().unwrap_or_default()
+    })
+}
