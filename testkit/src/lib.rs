@@ -41,7 +41,7 @@ pub struct Yaml {
 
 impl Yaml {
     /// Client certificates optional against the test root; bob and carol's
-    /// tokens; dev may get/create under /api, ops may do anything under
+    /// tokens; dev may get/post under /api, ops may do anything under
     /// /admin; one route to `upstream`.
     pub fn new(pki: &Pki, upstream: SocketAddr) -> Self {
         Self {
