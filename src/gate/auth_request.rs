@@ -533,6 +533,47 @@ mod tests {
         }
     }
 
+    /// The fuzz target's properties (fuzz/fuzz_targets/xfcc_parse.rs), over
+    /// every string of up to 6 characters from the grammar's alphabet.
+    #[test]
+    fn parse_xfcc_round_trips_through_authgates_quoting_for_every_short_string() {
+        use crate::authn::x509::xfcc_value;
+        let alphabet = ['a', '=', '"', '\\', ',', ';', ' '];
+        let mut inputs = vec![String::new()];
+        for _ in 0..6 {
+            let longer: Vec<String> = inputs
+                .iter()
+                .filter(|s| s.len() == inputs.last().map_or(0, String::len))
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            inputs.extend(longer);
+        }
+        let mut parsed = 0;
+        for input in &inputs {
+            let Ok(elements) = parse_xfcc(input) else {
+                continue;
+            };
+            parsed += 1;
+            let written = elements
+                .iter()
+                .map(|e| {
+                    let pairs: Vec<_> = e
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", xfcc_value(v)))
+                        .collect();
+                    pairs.join(";")
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            assert_eq!(
+                parse_xfcc(&written).as_ref(),
+                Ok(&elements),
+                "{input:?} -> {written:?}"
+            );
+        }
+        assert!(parsed > 100, "{parsed}");
+    }
+
     #[test]
     fn xfcc_cert_is_the_one_elements_with_one_cert_and_its_hash() {
         let got = |v: &str| xfcc_cert(v).map(|c| c.map(|c| (c.cert, c.hash)));
