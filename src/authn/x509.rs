@@ -170,12 +170,11 @@ pub fn xfcc(leaf_der: &[u8]) -> Option<String> {
     let (_, cert) = X509Certificate::from_der(leaf_der).ok()?;
     let names = names(&cert).ok()?;
     let mut out = format!("Hash={}", hex::encode(Sha256::digest(leaf_der)));
-    let subject = cert
-        .subject()
-        .to_string()
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"");
-    out.push_str(&format!(";Subject=\"{subject}\""));
+    // Always quoted, as Envoy writes it.
+    out.push_str(&format!(
+        ";Subject=\"{}\"",
+        xfcc_escape(&cert.subject().to_string())
+    ));
     for u in &names.uris {
         out.push_str(&format!(";URI={}", xfcc_value(u)));
     }
@@ -185,13 +184,23 @@ pub fn xfcc(leaf_der: &[u8]) -> Option<String> {
     Some(out)
 }
 
-/// Quotes an XFCC value that holds `,`, `;`, `=` or `"`.
-fn xfcc_value(v: &str) -> String {
-    if v.contains([',', ';', '=', '"']) {
-        format!("\"{}\"", v.replace('"', "\\\""))
+/// An XFCC value that Envoy's grammar (and
+/// [`crate::gate::auth_request::parse_xfcc`]) reads back as exactly `v`:
+/// quoted when it holds any of `,` `;` `=` `"` `\` or whitespace, which
+/// would otherwise end it or start a key or an element; as it is otherwise.
+/// A SAN is the certificate holder's text: unescaped, a `\"` in it would
+/// close the quote and append a forged element.
+pub fn xfcc_value(v: &str) -> String {
+    if v.contains([',', ';', '=', '"', '\\']) || v.contains(char::is_whitespace) {
+        format!("\"{}\"", xfcc_escape(v))
     } else {
         v.to_owned()
     }
+}
+
+/// The inside of a quoted XFCC value: `\` -> `\\`, `"` -> `\"`.
+fn xfcc_escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// SPIFFE ID `spiffe://<td>/ns/<ns>/sa/<sa>` -> the ServiceAccount's user and groups.

@@ -8,6 +8,12 @@
 //! below its `path_prefix`, and the certificate in `X-Forwarded-Client-Cert`
 //! (`Cert="<URL-escaped PEM>"`). Which header carries the certificate is
 //! configured (`auth.cert_header`); no other is read.
+//!
+//! The original request is named once: nginx's `X-Original-*` headers are
+//! believed only from `auth.trusted_proxies` and only on a check of the
+//! endpoint itself; Envoy's path below the endpoint never takes them.
+//! XFCC is parsed strictly per Envoy's grammar ([`parse_xfcc`]), because
+//! Envoy writes the client's URI and DNS SANs into it unquoted.
 
 use std::net::IpAddr;
 
@@ -15,6 +21,7 @@ use http::{HeaderMap, HeaderName, Method, Request, Uri};
 use percent_encoding::percent_decode;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use sha2::{Digest, Sha256};
 
 use crate::config::AuthEndpoint;
 use crate::routes::normalize_path;
@@ -53,10 +60,41 @@ pub enum Malformed {
     /// A certificate header that holds no certificate.
     #[error("the forwarded client certificate is malformed")]
     Cert,
+    /// `X-Original-*` on a check below the endpoint, whose path already
+    /// names the original request (Envoy never sends them).
+    #[error("X-Original-Method/X-Original-URI on a check below the auth endpoint")]
+    OriginalBelowEndpoint,
+    /// `X-Original-*` from a peer that is not a trusted proxy.
+    #[error("X-Original-Method/X-Original-URI from a peer not in auth.trusted_proxies")]
+    OriginalUntrusted,
+    /// An `X-Forwarded-Client-Cert` that does not follow Envoy's grammar.
+    #[error("X-Forwarded-Client-Cert: {0}")]
+    Xfcc(XfccSyntax),
+    /// An `X-Forwarded-Client-Cert` of other than one element.
+    #[error("X-Forwarded-Client-Cert has {0} elements; only one is accepted")]
+    XfccElements(usize),
+    /// A `Cert` without the `Hash` Envoy always writes beside it.
+    #[error("X-Forwarded-Client-Cert has a Cert but no Hash")]
+    XfccNoHash,
+    /// A `Hash` that is not the SHA-256 of the `Cert` leaf.
+    #[error("the X-Forwarded-Client-Cert Hash is not the SHA-256 of its Cert")]
+    XfccHashMismatch,
 }
 
-/// The original method and path of a check request to `endpoint`.
-pub fn original<B>(req: &Request<B>, endpoint: &str) -> Result<Original, Malformed> {
+/// The original method and path of a check request to `endpoint`, from a
+/// peer that is (`trusted_peer`) or is not a trusted proxy.
+///
+/// nginx checks the endpoint itself and names the original request in
+/// `X-Original-Method` / `X-Original-URI`; those are read only from a
+/// trusted proxy, and refused from anyone else rather than ignored (a check
+/// that names one request must not be answered for another). Envoy checks
+/// the original path below the endpoint and never sends them, so there they
+/// are refused from everyone: they could only come from the client.
+pub fn original<B>(
+    req: &Request<B>,
+    endpoint: &str,
+    trusted_peer: bool,
+) -> Result<Original, Malformed> {
     // The endpoint prefix is stripped before the rest is normalised, so a
     // `..` in the original path cannot climb into (or out of) the endpoint.
     let uri_err = |e: crate::routes::BadPath| Malformed::Uri(e.to_string());
@@ -79,11 +117,20 @@ pub fn original<B>(req: &Request<B>, endpoint: &str) -> Result<Original, Malform
             return Err(Malformed::Duplicated(name));
         }
     }
-    let method = match h.get(ORIGINAL_METHOD) {
+    let (x_method, x_uri) = (h.get(ORIGINAL_METHOD), h.get(ORIGINAL_URI));
+    if x_method.is_some() || x_uri.is_some() {
+        if below.is_some() {
+            return Err(Malformed::OriginalBelowEndpoint);
+        }
+        if !trusted_peer {
+            return Err(Malformed::OriginalUntrusted);
+        }
+    }
+    let method = match x_method {
         Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| Malformed::Method)?,
         None => req.method().clone(),
     };
-    let path = match (h.get(ORIGINAL_URI), below) {
+    let path = match (x_uri, below) {
         // nginx: `$request_uri`, origin-form with its query.
         (Some(uri), _) => {
             let uri: Uri = uri
@@ -111,9 +158,10 @@ pub fn trusted(ep: &AuthEndpoint, peer: IpAddr) -> bool {
 
 /// The client certificate chain (leaf first) a trusted proxy forwarded in
 /// `cert_header`: URL-escaped PEM (nginx `$ssl_client_escaped_cert`), or,
-/// when `cert_header` is `X-Forwarded-Client-Cert`, the `Cert` of its last
-/// element. Only that one header is read: a proxy that sets one header
-/// passes the others through from the client. `Ok(None)`: no certificate.
+/// when `cert_header` is `X-Forwarded-Client-Cert`, the `Cert` of its one
+/// element, whose `Hash` must be the SHA-256 of the leaf ([`xfcc_cert`]).
+/// Only that one header is read: a proxy that sets one header passes the
+/// others through from the client. `Ok(None)`: no certificate.
 pub fn forwarded_chain(
     headers: &HeaderMap,
     cert_header: &HeaderName,
@@ -124,60 +172,166 @@ pub fn forwarded_chain(
     let Some(value) = headers.get(cert_header).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
-    let escaped = if cert_header == XFCC {
+    let (escaped, hash) = if cert_header == XFCC {
         let xfcc = value.to_str().map_err(|_| Malformed::Cert)?;
-        match xfcc_cert(xfcc) {
-            Some(c) => c.into_bytes(),
+        match xfcc_cert(xfcc)? {
+            Some(XfccCert { cert, hash }) => (cert.into_bytes(), Some(hash)),
             None => return Ok(None),
         }
     } else {
-        value.as_bytes().to_vec()
+        (value.as_bytes().to_vec(), None)
     };
     let pem: Vec<u8> = percent_decode(&escaped).collect();
     let chain = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| Malformed::Cert)?;
-    if chain.is_empty() {
+    let Some(leaf) = chain.first() else {
         return Err(Malformed::Cert);
+    };
+    if let Some(hash) = hash
+        && !hash.eq_ignore_ascii_case(&hex::encode(Sha256::digest(leaf)))
+    {
+        return Err(Malformed::XfccHashMismatch);
     }
     Ok(Some(chain))
 }
 
-/// The unquoted `Cert` value of the last element of an XFCC header.
-fn xfcc_cert(xfcc: &str) -> Option<String> {
-    let last = split_unquoted(xfcc, ',').pop()?;
-    split_unquoted(&last, ';').into_iter().find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case("cert")
-            .then(|| unquote(v.trim()))
-    })
+// === XFCC ===
+
+/// One element of an `X-Forwarded-Client-Cert` value: its `key=value`
+/// pairs in order, keys as written (Envoy's keys are case-insensitive),
+/// values unquoted and unescaped.
+pub type XfccElement = Vec<(String, String)>;
+
+/// How an `X-Forwarded-Client-Cert` value breaks Envoy's grammar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum XfccSyntax {
+    /// Nothing, a `,` at either end, or `,,`.
+    #[error("an empty element")]
+    EmptyElement,
+    /// A `;` at either end of an element, or `;;`.
+    #[error("an empty key=value pair")]
+    EmptyPair,
+    /// A key that is not ASCII letters and digits (whitespace included).
+    #[error("a key that is not letters and digits")]
+    BadKey,
+    /// A key without `=`.
+    #[error("a key without a value")]
+    NoValue,
+    /// A `"` or `\` in a value that is not quoted.
+    #[error("a quote or backslash in an unquoted value")]
+    StrayQuote,
+    /// A quoted value without its closing quote.
+    #[error("an unterminated quoted value")]
+    Unterminated,
+    /// Something other than `;`, `,` or the end right after a quoted value.
+    #[error("text after a quoted value")]
+    AfterQuote,
 }
 
-/// Splits on `sep` outside double quotes (a backslash escapes a quote).
-fn split_unquoted(s: &str, sep: char) -> Vec<String> {
-    let (mut out, mut cur, mut quoted, mut escaped) = (Vec::new(), String::new(), false, false);
-    for c in s.chars() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            c if c == sep && !quoted => {
-                out.push(std::mem::take(&mut cur));
-                continue;
-            }
-            _ => {}
+/// Parses an `X-Forwarded-Client-Cert` value per Envoy's grammar: elements
+/// separated by `,`, `key=value` pairs by `;`. A value is quoted (`"..."`,
+/// where `\` escapes the next character, so it may hold `,` `;` `=` `"`)
+/// or unquoted (it may hold `=`, but no `"` or `\`). Keys are ASCII letters
+/// and digits. Anything else is refused, never guessed at: Envoy writes the
+/// client's URI and DNS SANs unquoted, so a lenient reading is how a SAN
+/// becomes structure.
+pub fn parse_xfcc(value: &str) -> Result<Vec<XfccElement>, XfccSyntax> {
+    let mut elements = Vec::new();
+    let mut element = XfccElement::new();
+    let mut rest = value;
+    loop {
+        let (key, tail) = rest.split_at(rest.find(['=', ';', ',']).unwrap_or(rest.len()));
+        if key.is_empty() && !tail.starts_with('=') {
+            return Err(if element.is_empty() {
+                XfccSyntax::EmptyElement
+            } else {
+                XfccSyntax::EmptyPair
+            });
         }
-        cur.push(c);
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(XfccSyntax::BadKey);
+        }
+        let tail = tail.strip_prefix('=').ok_or(XfccSyntax::NoValue)?;
+        let (value, tail) = match tail.strip_prefix('"') {
+            Some(quoted) => {
+                let (value, after) = unquote(quoted)?;
+                if !(after.is_empty() || after.starts_with([';', ','])) {
+                    return Err(XfccSyntax::AfterQuote);
+                }
+                (value, after)
+            }
+            None => {
+                let (value, after) = tail.split_at(tail.find([';', ',']).unwrap_or(tail.len()));
+                if value.contains(['"', '\\']) {
+                    return Err(XfccSyntax::StrayQuote);
+                }
+                (value.to_owned(), after)
+            }
+        };
+        element.push((key.to_owned(), value));
+        match tail.as_bytes().first() {
+            None => {
+                elements.push(element);
+                return Ok(elements);
+            }
+            Some(b';') => {}
+            Some(_) => elements.push(std::mem::take(&mut element)),
+        }
+        rest = &tail[1..];
     }
-    out.push(cur);
-    out
 }
 
-fn unquote(v: &str) -> String {
-    match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-        Some(inner) => inner.replace("\\\"", "\"").replace("\\\\", "\\"),
-        None => v.to_owned(),
+/// A quoted value after its opening quote: the unescaped value, and the rest
+/// after the closing quote.
+fn unquote(s: &str) -> Result<(String, &str), XfccSyntax> {
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Ok((out, &s[i + 1..])),
+            '\\' => out.push(chars.next().ok_or(XfccSyntax::Unterminated)?.1),
+            c => out.push(c),
+        }
+    }
+    Err(XfccSyntax::Unterminated)
+}
+
+/// The certificate of an Envoy XFCC element.
+struct XfccCert {
+    /// `Cert`: the URL-escaped PEM.
+    cert: String,
+    /// `Hash`: the hex SHA-256 of the leaf DER.
+    hash: String,
+}
+
+/// The `Cert` and `Hash` of the one element of an XFCC value, `None` when
+/// it has no `Cert`.
+///
+/// One element: `SANITIZE_SET` writes exactly the client's, so a second one
+/// is either an appending proxy authgate cannot tell from the client, or the
+/// client's SAN text. One `Cert` and one `Hash`: a second is a SAN's text.
+/// `Hash` is required beside `Cert` because Envoy always writes it: it binds
+/// the element to the certificate Envoy's TLS stack verified, so a `Cert`
+/// smuggled in a SAN when Envoy writes none (`cert: false`) cannot match it.
+fn xfcc_cert(value: &str) -> Result<Option<XfccCert>, Malformed> {
+    let elements = parse_xfcc(value).map_err(Malformed::Xfcc)?;
+    let [element] = elements.as_slice() else {
+        return Err(Malformed::XfccElements(elements.len()));
+    };
+    let one = |key: &str, what: &'static str| {
+        let mut values = element.iter().filter(|(k, _)| k.eq_ignore_ascii_case(key));
+        match (values.next(), values.next()) {
+            (_, Some(_)) => Err(Malformed::Duplicated(what)),
+            (v, None) => Ok(v.map(|(_, v)| v.clone())),
+        }
+    };
+    let cert = one("cert", "the X-Forwarded-Client-Cert Cert")?;
+    let hash = one("hash", "the X-Forwarded-Client-Cert Hash")?;
+    match (cert, hash) {
+        (None, _) => Ok(None),
+        (Some(_), None) => Err(Malformed::XfccNoHash),
+        (Some(cert), Some(hash)) => Ok(Some(XfccCert { cert, hash })),
     }
 }
 
@@ -207,34 +361,48 @@ mod tests {
             ("x-original-uri", "/api/%2e%2e/v1/pods?watch=1"),
         ];
         assert_eq!(
-            original(&req("/auth", &nginx), "/auth"),
+            original(&req("/auth", &nginx), "/auth", true),
             orig("DELETE", "/v1/pods")
         );
         assert_eq!(
-            original(&req("/auth/api/v1", &[]), "/auth"),
+            original(&req("/auth/api/v1", &[]), "/auth", true),
             orig("GET", "/api/v1")
         );
-        assert_eq!(original(&req("/auth", &[]), "/auth"), orig("GET", "/"));
-        assert_eq!(original(&req("//auth", &[]), "/auth"), orig("GET", "/"));
+        assert_eq!(
+            original(&req("/auth", &[]), "/auth", true),
+            orig("GET", "/")
+        );
+        assert_eq!(
+            original(&req("//auth", &[]), "/auth", true),
+            orig("GET", "/")
+        );
         // `..` may not climb out of the original path into the endpoint.
         assert!(matches!(
-            original(&req("/auth/../auth/secret", &[]), "/auth"),
+            original(&req("/auth/../auth/secret", &[]), "/auth", true),
             Err(Malformed::Uri(_))
         ));
         assert_eq!(
-            original(&req("/auth/api/./v1//pods", &[]), "/auth"),
+            original(&req("/auth/api/./v1//pods", &[]), "/auth", true),
             orig("GET", "/api/v1/pods")
         );
         assert_eq!(
-            original(&req("/authz", &[]), "/auth"),
+            original(&req("/authz", &[]), "/auth", true),
             Err(Malformed::NotEndpoint("/authz".into()))
         );
         assert_eq!(
-            original(&req("/auth", &[("x-original-method", "GE T")]), "/auth"),
+            original(
+                &req("/auth", &[("x-original-method", "GE T")]),
+                "/auth",
+                true
+            ),
             Err(Malformed::Method)
         );
         assert!(matches!(
-            original(&req("/auth", &[("x-original-uri", "no-slash")]), "/auth"),
+            original(
+                &req("/auth", &[("x-original-uri", "no-slash")]),
+                "/auth",
+                true
+            ),
             Err(Malformed::Uri(_))
         ));
     }
@@ -256,10 +424,180 @@ mod tests {
     }
 
     #[test]
-    fn xfcc_cert_is_the_last_elements_and_respects_quotes() {
-        let xfcc = r#"By=spiffe://a;Cert="first",Hash=ab;Subject="CN=x,O=\"y;z\"";Cert="-----BEGIN%20CERT""#;
-        assert_eq!(xfcc_cert(xfcc).as_deref(), Some("-----BEGIN%20CERT"));
-        assert_eq!(xfcc_cert("Hash=ab;URI=spiffe://x"), None);
+    fn original_headers_only_from_a_trusted_proxy_and_never_below_the_endpoint() {
+        let nginx = [("x-original-uri", "/api/x")];
+        assert_eq!(
+            original(&req("/auth", &nginx), "/auth", true),
+            orig("GET", "/api/x")
+        );
+        for headers in [&nginx, &[("x-original-method", "DELETE")]] {
+            assert_eq!(
+                original(&req("/auth", headers), "/auth", false),
+                Err(Malformed::OriginalUntrusted)
+            );
+        }
+        for trusted in [true, false] {
+            assert_eq!(
+                original(&req("/auth/admin", &nginx), "/auth", trusted),
+                Err(Malformed::OriginalBelowEndpoint)
+            );
+            assert_eq!(
+                original(&req("/auth/admin", &[]), "/auth", trusted),
+                orig("GET", "/admin")
+            );
+        }
+        assert_eq!(
+            original(&req("/auth", &[]), "/auth", false),
+            orig("GET", "/")
+        );
+    }
+
+    fn elements(els: &[&[(&str, &str)]]) -> Result<Vec<XfccElement>, XfccSyntax> {
+        Ok(els
+            .iter()
+            .map(|e| e.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect())
+            .collect())
+    }
+
+    #[test]
+    fn parse_xfcc_follows_envoys_grammar_and_refuses_the_rest() {
+        use XfccSyntax::*;
+        let envoy = r#"By=spiffe://gw;Hash=ab12;Cert="-----BEGIN%20CERT";Subject="CN=a,O=b";URI=spiffe://td/ns/n/sa/s;DNS=a.example"#;
+        let cases = [
+            // What Envoy writes (SANITIZE_SET, every detail).
+            (
+                envoy,
+                elements(&[&[
+                    ("By", "spiffe://gw"),
+                    ("Hash", "ab12"),
+                    ("Cert", "-----BEGIN%20CERT"),
+                    ("Subject", "CN=a,O=b"),
+                    ("URI", "spiffe://td/ns/n/sa/s"),
+                    ("DNS", "a.example"),
+                ]]),
+            ),
+            ("Hash=ab;URI=", elements(&[&[("Hash", "ab"), ("URI", "")]])),
+            // Keys as written; the reader compares them ignoring case.
+            (
+                "hash=ab,HASH=cd",
+                elements(&[&[("hash", "ab")], &[("HASH", "cd")]]),
+            ),
+            // Quoted values hold separators, escaped quotes and backslashes.
+            (
+                r#"Subject="CN=\"x,y\";O=a\\b""#,
+                elements(&[&[("Subject", r#"CN="x,y";O=a\b"#)]]),
+            ),
+            (r#"URI="a\,b""#, elements(&[&[("URI", "a,b")]])),
+            (r#"URI="""#, elements(&[&[("URI", "")]])),
+            // Unquoted values may hold `=`: Envoy writes URI SANs as they are.
+            (
+                "URI=https://x/?a=b=c",
+                elements(&[&[("URI", "https://x/?a=b=c")]]),
+            ),
+            // A SAN's `,` or `;` becomes structure (which the reader refuses).
+            (
+                "URI=urn:x,Cert=abc",
+                elements(&[&[("URI", "urn:x")], &[("Cert", "abc")]]),
+            ),
+            (
+                "URI=urn:x;Cert=abc",
+                elements(&[&[("URI", "urn:x"), ("Cert", "abc")]]),
+            ),
+            // Empty elements and pairs.
+            ("", Err(EmptyElement)),
+            (",Hash=ab", Err(EmptyElement)),
+            ("Hash=ab,", Err(EmptyElement)),
+            ("Hash=ab,,Hash=cd", Err(EmptyElement)),
+            ("Hash=ab;", Err(EmptyPair)),
+            ("Hash=ab;;URI=x", Err(EmptyPair)),
+            // Keys: letters and digits, nothing around them.
+            ("=ab", Err(BadKey)),
+            (" Hash=ab", Err(BadKey)),
+            ("Hash=ab; Cert=x", Err(BadKey)),
+            ("Ha\"sh=ab", Err(BadKey)),
+            ("Cert-X=ab", Err(BadKey)),
+            ("Hash", Err(NoValue)),
+            ("Hash=ab;Cert", Err(NoValue)),
+            // Quotes and backslashes only inside quoted values.
+            (r#"URI=a"b"#, Err(StrayQuote)),
+            (r"URI=a\b", Err(StrayQuote)),
+            (r#"URI=urn:x";Cert="abc""#, Err(StrayQuote)),
+            (r#"Cert="abc"#, Err(Unterminated)),
+            (r#"Cert="abc\""#, Err(Unterminated)),
+            (r#"Cert="abc\"#, Err(Unterminated)),
+            (r#"Cert="abc"d"#, Err(AfterQuote)),
+            (r#"Cert="a""b""#, Err(AfterQuote)),
+        ];
+        for (value, want) in cases {
+            assert_eq!(parse_xfcc(value), want, "{value:?}");
+        }
+    }
+
+    /// The fuzz target's properties (fuzz/fuzz_targets/xfcc_parse.rs), over
+    /// every string of up to 6 characters from the grammar's alphabet.
+    #[test]
+    fn parse_xfcc_round_trips_through_authgates_quoting_for_every_short_string() {
+        use crate::authn::x509::xfcc_value;
+        let alphabet = ['a', '=', '"', '\\', ',', ';', ' '];
+        let mut inputs = vec![String::new()];
+        for _ in 0..6 {
+            let longer: Vec<String> = inputs
+                .iter()
+                .filter(|s| s.len() == inputs.last().map_or(0, String::len))
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            inputs.extend(longer);
+        }
+        let mut parsed = 0;
+        for input in &inputs {
+            let Ok(elements) = parse_xfcc(input) else {
+                continue;
+            };
+            parsed += 1;
+            let written = elements
+                .iter()
+                .map(|e| {
+                    let pairs: Vec<_> = e
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", xfcc_value(v)))
+                        .collect();
+                    pairs.join(";")
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            assert_eq!(
+                parse_xfcc(&written).as_ref(),
+                Ok(&elements),
+                "{input:?} -> {written:?}"
+            );
+        }
+        assert!(parsed > 100, "{parsed}");
+    }
+
+    #[test]
+    fn xfcc_cert_is_the_one_elements_with_one_cert_and_its_hash() {
+        let got = |v: &str| xfcc_cert(v).map(|c| c.map(|c| (c.cert, c.hash)));
+        let pem = Ok(Some(("pem".to_owned(), "ab".to_owned())));
+        assert_eq!(got(r#"Hash=ab;Cert="pem";URI=x"#), pem);
+        assert_eq!(got(r#"hash=ab;CERT="pem""#), pem);
+        assert_eq!(got("Hash=ab;URI=spiffe://x"), Ok(None));
+        assert_eq!(got("URI=x"), Ok(None));
+        assert_eq!(got(r#"Cert="pem""#), Err(Malformed::XfccNoHash));
+        assert_eq!(
+            got(r#"Hash=ab;Cert="pem",Hash=cd;Cert="other""#),
+            Err(Malformed::XfccElements(2))
+        );
+        let two_certs = Err(Malformed::Duplicated("the X-Forwarded-Client-Cert Cert"));
+        assert_eq!(got(r#"Hash=ab;Cert="pem";URI=urn:x;Cert=other"#), two_certs);
+        assert_eq!(got(r#"Hash=ab;Cert="pem";cert=other"#), two_certs);
+        assert_eq!(
+            got("Hash=ab;URI=x;HASH=cd;Cert=x"),
+            Err(Malformed::Duplicated("the X-Forwarded-Client-Cert Hash"))
+        );
+        assert_eq!(
+            got(r#"Hash=ab;Cert="pem"#),
+            Err(Malformed::Xfcc(XfccSyntax::Unterminated))
+        );
     }
 
     #[test]
@@ -276,10 +614,21 @@ mod tests {
         assert_eq!(chain, vec![ca.cert.der().clone()]);
 
         // XFCC is read only when it is the configured header.
+        let hash = hex::encode(Sha256::digest(ca.cert.der()));
         let mut x = HeaderMap::new();
-        x.insert(XFCC, format!("Hash=1;Cert=\"{escaped}\"").parse().unwrap());
+        x.insert(
+            XFCC,
+            format!("Hash={hash};Cert=\"{escaped}\"").parse().unwrap(),
+        );
         assert_eq!(forwarded_chain(&x, &name), Ok(None));
         assert_eq!(forwarded_chain(&x, &XFCC).unwrap().unwrap().len(), 1);
+        // A Hash that is another certificate's.
+        let other = "00".repeat(32);
+        x.insert(
+            XFCC,
+            format!("Hash={other};Cert=\"{escaped}\"").parse().unwrap(),
+        );
+        assert_eq!(forwarded_chain(&x, &XFCC), Err(Malformed::XfccHashMismatch));
         h.insert(XFCC, "Hash=1".parse().unwrap());
         assert_eq!(forwarded_chain(&h, &XFCC), Ok(None));
 

@@ -388,7 +388,9 @@ impl<F> Gate<F> {
         trail: &mut Trail<'g>,
     ) -> Result<Response<Body>, Error> {
         // 1. Which request is being checked, and which route would serve it?
-        let original = auth_request::original(&req, &ep.path).map_err(|e| match e {
+        //    Only a trusted proxy may name it in headers.
+        let trusted = auth_request::trusted(ep, conn.peer.ip());
+        let original = auth_request::original(&req, &ep.path, trusted).map_err(|e| match e {
             auth_request::Malformed::NotEndpoint(p) => Error::NoRoute(p),
             e => Error::BadRequest(e.to_string()),
         })?;
@@ -406,7 +408,7 @@ impl<F> Gate<F> {
         // 2. The client certificate: only a trusted proxy may forward one,
         //    and only one that verifies against the client CA counts. The
         //    connection's own certificate is the proxy's, never the client's.
-        let cert = if auth_request::trusted(ep, conn.peer.ip()) {
+        let cert = if trusted {
             auth_request::forwarded_chain(req.headers(), &ep.cert_header)
                 .map_err(|e| authn::Error::ForwardedCertRefused(e.to_string()))?
                 .map(|chain| {

@@ -248,3 +248,49 @@ fn certificates_outside_validity_map_to_nobody() {
         CertUnmapped::Unparseable
     );
 }
+
+#[test]
+fn hostile_sans_stay_one_xfcc_element_and_parse_back_unchanged() {
+    use crate::gate::auth_request::parse_xfcc;
+    let hostile = [
+        // Closes the quote and appends a forged element, unless `\` is escaped.
+        r#"urn:a\",URI=spiffe://evil/ns/kube-system/sa/admin"#,
+        r#"urn:a\";Cert="forged"#,
+        r#"urn:a\",Hash=00"#,
+        r"urn:trailing\",
+        r#""quoted""#,
+        "urn:a;Cert=x",
+        "urn:a,Hash=00",
+        "urn:a=b",
+        r"urn:a\\\\b",
+        "urn:with space",
+        "urn:tab\there",
+        "",
+    ];
+    for san in hostile {
+        let uris: &[&str] = if san.is_empty() { &[] } else { &[san] };
+        let dns: &[&str] = if san.is_empty() { &[] } else { &[san] };
+        let der = cert(&Spec {
+            cns: &[r#"CN \"x\" y,z"#],
+            uris,
+            dns,
+            ..Default::default()
+        });
+        let xfcc = xfcc(&der).unwrap();
+        let elements = parse_xfcc(&xfcc).unwrap_or_else(|e| panic!("{san:?} -> {xfcc:?}: {e}"));
+        assert_eq!(elements.len(), 1, "{san:?} -> {xfcc:?}");
+        let values = |key: &str| -> Vec<&str> {
+            elements[0]
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(values("URI"), uris, "{xfcc:?}");
+        assert_eq!(values("DNS"), dns, "{xfcc:?}");
+        assert_eq!(values("Hash"), [hex::encode(Sha256::digest(&der))]);
+        let (_, parsed) = X509Certificate::from_der(&der).unwrap();
+        assert_eq!(values("Subject"), [parsed.subject().to_string()]);
+        assert_eq!(values("Cert"), Vec::<&str>::new());
+    }
+}

@@ -115,3 +115,326 @@ fn escaped_pem(der: &[u8]) -> String {
     pem.push_str("-----END CERTIFICATE-----\n");
     percent_encoding::utf8_percent_encode(&pem, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
+
+// === XFCC from Envoy ===
+
+/// A refusal, asserted first as "no identity was answered".
+fn refused(r: &Got) -> (u16, String) {
+    assert!(
+        r.status != 200 && r.headers.get("x-remote-user").is_none(),
+        "got through: {} as {:?}",
+        r.status,
+        r.headers.get("x-remote-user")
+    );
+    r.status_reason()
+}
+
+/// Behind Envoy: the certificate arrives in `X-Forwarded-Client-Cert`.
+const AUTH_ENVOY: &str = "mode: auth\nauth:\n  path: /auth\n  trusted_proxies: [\"192.0.2.7\"]\n  cert_header: X-Forwarded-Client-Cert\nroutes:\n  - {path_prefix: /}\n";
+
+/// The `X-Forwarded-Client-Cert` Envoy (`SANITIZE_SET`) writes for the
+/// client certificate `der` with URI SANs `uris`, byte for byte as its
+/// `mutateXfccRequestHeader` does: `Hash=<hex sha256>`, then (`cert: true`)
+/// `Cert="<URL-escaped PEM>"`, `Subject="<DN>"`, and every URI SAN
+/// *unquoted*: `URI=<san>`.
+fn envoy_xfcc(der: &[u8], with_cert: bool, subject: &str, uris: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut parts = vec![format!("Hash={}", hex::encode(Sha256::digest(der)))];
+    if with_cert {
+        parts.push(format!("Cert=\"{}\"", escaped_pem(der)));
+    }
+    parts.push(format!("Subject=\"{subject}\""));
+    parts.extend(uris.iter().map(|u| format!("URI={u}")));
+    parts.join(";")
+}
+
+#[tokio::test]
+async fn an_envoy_xfcc_certificate_maps_to_its_identity() {
+    let s = Setup::new();
+    let h = s.gate(AUTH_ENVOY);
+    let alice = s.cert(
+        "alice",
+        Some("alice"),
+        &["ops"],
+        &["https://alice.example/a=b"],
+    );
+    let xfcc = envoy_xfcc(
+        &alice,
+        true,
+        "CN=alice,O=ops",
+        &["https://alice.example/a=b"],
+    );
+    let r = h
+        .send(
+            &h.anonymous(),
+            get("/auth/admin", &[("x-forwarded-client-cert", &xfcc)]),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["x-remote-user"], "alice");
+    // Envoy without `cert: true`: no certificate, so no certificate identity.
+    let xfcc = envoy_xfcc(&alice, false, "CN=alice,O=ops", &[]);
+    let r = h
+        .send(
+            &h.anonymous(),
+            get("/auth/admin", &[("x-forwarded-client-cert", &xfcc)]),
+        )
+        .await;
+    assert_eq!(r.status_reason(), (401, "missing_credentials".into()));
+    h.nothing_forwarded();
+}
+
+/// Mallory's CA-issued certificate has a URI SAN that, written unquoted by
+/// Envoy, smuggles alice's (public) certificate into the header: as an
+/// element of its own after a `,`, or as a second `Cert` after a `;`.
+#[tokio::test]
+async fn a_uri_san_smuggling_another_certificate_into_xfcc_is_refused() {
+    use sha2::{Digest, Sha256};
+    let s = Setup::new();
+    let h = s.gate(AUTH_ENVOY);
+    let alice = s.cert("alice", Some("alice"), &["ops"], &[]);
+    let stolen = escaped_pem(&alice);
+    let alice_hash = hex::encode(Sha256::digest(&alice));
+    let sans = [
+        format!("urn:x,Cert={stolen}"),
+        format!("urn:x,Cert=\"{stolen}\""),
+        format!("urn:x;Cert={stolen}"),
+        format!("urn:x,Hash={alice_hash};Cert=\"{stolen}\""),
+        format!("urn:x;Hash={alice_hash};Cert={stolen}"),
+        format!("\"urn:x\";Cert=\"{stolen}\""),
+    ];
+    for (i, san) in sans.iter().enumerate() {
+        let mallory = s.cert(&format!("mallory{i}"), Some("mallory"), &["dev"], &[san]);
+        for with_cert in [true, false] {
+            let xfcc = envoy_xfcc(&mallory, with_cert, "CN=mallory,O=dev", &[san]);
+            let r = h
+                .send(
+                    &h.anonymous(),
+                    get("/auth/admin", &[("x-forwarded-client-cert", &xfcc)]),
+                )
+                .await;
+            assert_eq!(
+                refused(&r),
+                (401, "cert_refused".into()),
+                "SAN #{i}, cert: {with_cert}"
+            );
+        }
+    }
+    h.nothing_forwarded();
+}
+
+#[tokio::test]
+async fn an_xfcc_whose_hash_is_not_its_certificates_is_refused() {
+    use sha2::{Digest, Sha256};
+    let s = Setup::new();
+    let h = s.gate(AUTH_ENVOY);
+    let alice = s.cert("alice", Some("alice"), &["ops"], &[]);
+    let bob = s.cert("bob", Some("bob"), &["dev"], &[]);
+    let cert = escaped_pem(&alice);
+    let bob_hash = hex::encode(Sha256::digest(&bob));
+    for xfcc in [
+        format!("Hash={bob_hash};Cert=\"{cert}\""),
+        format!("Cert=\"{cert}\""),
+        format!("Hash={bob_hash};Cert=\"{cert}\",Hash={bob_hash}"),
+    ] {
+        let r = h
+            .send(
+                &h.anonymous(),
+                get("/auth/admin", &[("x-forwarded-client-cert", &xfcc)]),
+            )
+            .await;
+        assert_eq!(refused(&r), (401, "cert_refused".into()), "{xfcc}");
+    }
+}
+
+// === X-Original-* only from trusted proxies, and never below auth.path ===
+
+/// AUTH_MODE with a trusted proxy that is not the harness's peer.
+const AUTH_UNTRUSTED: &str = "mode: auth\nauth:\n  path: /auth\n  trusted_proxies: [\"198.51.100.1\"]\nroutes:\n  - {path_prefix: /}\n";
+
+#[tokio::test]
+async fn original_headers_from_an_untrusted_peer_are_refused_not_believed() {
+    let s = Setup::new();
+    let h = s.gate(AUTH_UNTRUSTED);
+    let token = bearer(BOB);
+    for headers in [
+        vec![
+            ("x-original-uri", "/api/x"),
+            ("authorization", token.as_str()),
+        ],
+        vec![
+            ("x-original-method", "GET"),
+            ("authorization", token.as_str()),
+        ],
+    ] {
+        let r = h.send(&h.anonymous(), get("/auth", &headers)).await;
+        assert_eq!(refused(&r), (400, "bad_request".into()), "{headers:?}");
+    }
+    // The same peer's Envoy-style check names its path itself.
+    let r = h
+        .send(
+            &h.anonymous(),
+            get("/auth/api/x", &[("authorization", token.as_str())]),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["x-remote-user"], "bob");
+    h.nothing_forwarded();
+}
+
+#[tokio::test]
+async fn an_envoy_style_check_never_takes_the_original_headers() {
+    let s = Setup::new();
+    let h = s.gate(AUTH_MODE);
+    let token = bearer(BOB);
+    // Envoy checks /admin, which bob may not see; a client-sent
+    // X-Original-URI (passed on by a permissive `allowed_headers`) names
+    // /api/x, which he may. Even from the trusted proxy it is not believed.
+    for headers in [
+        vec![
+            ("x-original-uri", "/api/x"),
+            ("authorization", token.as_str()),
+        ],
+        vec![
+            ("x-original-method", "GET"),
+            ("authorization", token.as_str()),
+        ],
+    ] {
+        let r = h.send(&h.anonymous(), get("/auth/admin", &headers)).await;
+        assert_eq!(refused(&r), (400, "bad_request".into()), "{headers:?}");
+    }
+    // nginx-style from the trusted proxy still works.
+    let r = h
+        .send(
+            &h.anonymous(),
+            check("/api/x", &[("authorization", &token)]),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    h.nothing_forwarded();
+}
+
+// === The shipped front-proxy snippets ===
+
+/// `deploy/auth-request/envoy.yaml`, parsed.
+fn shipped_envoy() -> serde_json::Value {
+    serde_saphyr::from_str(include_str!("../../../deploy/auth-request/envoy.yaml")).unwrap()
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_ascii_lowercase))
+        .collect()
+}
+
+#[test]
+fn the_shipped_envoy_config_sends_the_token_to_authgate_and_not_upstream() {
+    let envoy = shipped_envoy();
+    let filters = envoy["http_filters"].as_array().unwrap();
+    let names: Vec<_> = filters
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["envoy.filters.http.ext_authz", "envoy.filters.http.router"],
+        "ext_authz runs before the router"
+    );
+    let authz = &filters[0]["typed_config"];
+    assert_eq!(authz["failure_mode_allow"], false);
+    let to_authgate = authz["http_service"]["authorization_request"]["allowed_headers"]["patterns"]
+        .as_array()
+        .unwrap();
+    assert!(
+        to_authgate
+            .iter()
+            .any(|p| p["exact"].as_str() == Some("authorization")),
+        "authgate must see the token"
+    );
+    // One element per request, which is all authgate accepts.
+    assert_eq!(envoy["forward_client_cert_details"], "SANITIZE_SET");
+
+    // The router removes it on the way to the upstream (after ext_authz),
+    // for every route of the route configuration, and nothing adds it back.
+    let routes = &envoy["route_config"];
+    assert!(
+        strings(&routes["request_headers_to_remove"]).contains(&"authorization".to_owned()),
+        "route_config.request_headers_to_remove must hold authorization"
+    );
+    let hosts = routes["virtual_hosts"].as_array().unwrap();
+    assert!(!hosts.is_empty());
+    let adds_token = |v: &serde_json::Value| {
+        v["request_headers_to_add"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|h| {
+                h["header"]["key"].as_str().map(str::to_ascii_lowercase)
+                    == Some("authorization".into())
+            })
+    };
+    assert!(!adds_token(routes));
+    for host in hosts {
+        assert!(!adds_token(host));
+        for route in host["routes"].as_array().unwrap() {
+            assert!(!adds_token(route));
+        }
+    }
+    // Identity headers come only from authgate's answer.
+    let upstream =
+        authz["http_service"]["authorization_response"]["allowed_upstream_headers"]["patterns"]
+            .as_array()
+            .unwrap();
+    assert!(
+        !upstream
+            .iter()
+            .any(|p| p["exact"].as_str() == Some("authorization"))
+    );
+}
+
+/// The body of the nginx block that opens with `head {`, comments removed
+/// and whitespace collapsed.
+fn nginx_block(conf: &str, head: &str) -> String {
+    let text: String = conf
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let start = text.find(&format!("{head} {{")).unwrap() + head.len() + 2;
+    let mut depth = 1;
+    for (i, c) in text[start..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            _ => {}
+        }
+        if depth == 0 {
+            return text[start..start + i].to_owned();
+        }
+    }
+    panic!("unterminated block {head}");
+}
+
+#[test]
+fn the_shipped_nginx_config_sends_the_token_to_authgate_and_not_upstream() {
+    let conf = include_str!("../../../deploy/auth-request/nginx.conf");
+    let upstream = nginx_block(conf, "location /");
+    assert!(upstream.contains("proxy_pass @UPSTREAM@;"));
+    assert!(
+        upstream.contains("proxy_set_header Authorization \"\";"),
+        "nginx must not pass the token upstream: {upstream}"
+    );
+    let check = nginx_block(conf, "location = /_authgate");
+    assert!(check.contains("proxy_pass @AUTHGATE@/auth;"));
+    // The subrequest carries the client's headers, the token included.
+    assert!(
+        !check
+            .to_ascii_lowercase()
+            .contains("proxy_set_header authorization")
+    );
+    assert!(!check.contains("proxy_pass_request_headers off"));
+    assert!(check.contains("proxy_set_header X-Original-URI $request_uri;"));
+}
