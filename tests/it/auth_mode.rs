@@ -26,6 +26,16 @@ fn escaped(cert: &ClientCert) -> String {
     utf8_percent_encode(&pem, NON_ALPHANUMERIC).to_string()
 }
 
+/// The XFCC element Envoy (`SANITIZE_SET`, `cert: true`) writes for `cert`.
+fn envoy_xfcc(cert: &ClientCert, subject: &str) -> String {
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(cert.chain[0].as_ref()));
+    format!(
+        "Hash={hash};Cert=\"{}\";Subject=\"{subject}\"",
+        escaped(cert)
+    )
+}
+
 fn nginx(method: &str, uri: &str) -> Vec<(&'static str, String)> {
     vec![
         ("x-original-method", method.to_owned()),
@@ -153,27 +163,32 @@ async fn an_untrusted_peer_cannot_forward_a_certificate_nor_use_its_own() {
     // Only 10.9.9.9 is a trusted proxy; the test client is 127.0.0.1.
     let env = auth_env("10.9.9.9").await;
     let alice = env.pki.client("alice", &ClientOpts::cn("alice", &["dev"]));
+    // nginx-style: X-Original-* from an untrusted peer are refused outright,
+    // so it cannot choose the path that is checked either.
     let mut h = nginx("GET", "/api/x");
     h.push(("x-client-cert", escaped(&alice)));
     let r = check(&env.client(), "/auth", &h).await;
     assert_eq!(
         (r.status.as_u16(), r.reason().as_str()),
+        (400, "bad_request")
+    );
+    // Envoy-style (the path below the endpoint): the certificate header of
+    // an untrusted peer is ignored.
+    let cert = [("x-client-cert", escaped(&alice))];
+    let r = check(&env.client(), "/auth/api/x", &cert).await;
+    assert_eq!(
+        (r.status.as_u16(), r.reason().as_str()),
         (401, "missing_credentials")
     );
     // The connection's own certificate is the proxy's, not the client's.
-    let r = check(
-        &env.client().with_cert(&alice),
-        "/auth",
-        &nginx("GET", "/api/x"),
-    )
-    .await;
+    let r = check(&env.client().with_cert(&alice), "/auth/api/x", &[]).await;
     assert_eq!(
         (r.status.as_u16(), r.reason().as_str()),
         (401, "missing_credentials")
     );
     // A token still works from anyone.
-    h.push(("authorization", format!("Bearer {BOB_TOKEN}")));
-    let r = check(&env.client(), "/auth", &h).await;
+    let token = [("authorization", format!("Bearer {BOB_TOKEN}"))];
+    let r = check(&env.client(), "/auth/api/x", &token).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["x-remote-user"], "bob");
 }
@@ -186,7 +201,7 @@ async fn envoy_ext_authz_sends_the_path_below_the_endpoint_and_the_certificate_i
     let alice = envoy
         .pki
         .client("alice", &ClientOpts::cn("alice", &["dev"]));
-    let xfcc = format!("Hash=00;Cert=\"{}\";Subject=\"CN=alice\"", escaped(&alice));
+    let xfcc = envoy_xfcc(&alice, "CN=alice");
     let r = check(
         &envoy.client(),
         "/auth/api/x",

@@ -282,7 +282,7 @@ async fn a_forged_certificate_header_is_ignored_through_nginx_and_from_an_untrus
     let (code, out) = curl(to_nginx(&env, &nginx, "/admin", &header)).await;
     assert_eq!(code, 401, "{out}");
     // Sent straight to authgate from a peer outside trusted_proxies
-    // (127.0.0.2): ignored, so no identity.
+    // (127.0.0.2): X-Original-URI from such a peer is refused outright.
     let port = env.gate.addr.port();
     let (code, out) = curl(vec![
         "--cacert".into(),
@@ -298,8 +298,8 @@ async fn a_forged_certificate_header_is_ignored_through_nginx_and_from_an_untrus
         format!("https://localhost:{port}/auth"),
     ])
     .await;
-    assert_eq!(code, 401, "{out}");
-    assert!(out.contains("missing_credentials"), "{out}");
+    assert_eq!(code, 400, "{out}");
+    assert!(out.contains("bad_request"), "{out}");
     assert_eq!(env.upstream.count(), 0);
 }
 

@@ -73,7 +73,9 @@ async fn steering_headers_are_stripped_unless_turned_off() {
 #[tokio::test]
 async fn auth_mode_refuses_underscore_spellings_like_the_originals() {
     let s = Setup::new();
-    let h = s.gate("mode: auth\nauth:\n  path: /auth\nroutes:\n  - {path_prefix: /}\n");
+    let h = s.gate(
+        "mode: auth\nauth:\n  path: /auth\n  trusted_proxies: [\"192.0.2.7\"]\nroutes:\n  - {path_prefix: /}\n",
+    );
     for forged in [
         "x_remote_user",
         "X_Remote_Group",
