@@ -9,9 +9,10 @@
 //! GOAWAY), and the loop returns once they have, or after
 //! [`Limits::shutdown_timeout`].
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -57,9 +58,49 @@ pub struct Downstream {
 #[derive(Debug)]
 struct Held {
     _slot: OwnedSemaphorePermit,
+    _per_ip: IpSlot,
     _drain: TaskTrackerToken,
     /// Cancelled when the drain deadline passes.
     stop: CancellationToken,
+}
+
+/// Connections open per client address.
+#[derive(Debug, Default)]
+struct PerIp(std::sync::Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection counted against its address's share; released on drop.
+#[derive(Debug)]
+struct IpSlot {
+    table: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    /// A slot for `ip`, unless it already holds `cap` connections.
+    fn take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<IpSlot> {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = t.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut t = self.table.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = t.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                t.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Keeps a connection counted while a tunnel of it runs.
@@ -145,6 +186,8 @@ pub enum Profile {
 pub struct Limits {
     /// Concurrent connections; more are closed at accept.
     pub max_connections: usize,
+    /// Concurrent connections from one client address.
+    pub max_connections_per_ip: usize,
     /// TLS handshake deadline.
     pub handshake_timeout: Duration,
     /// HTTP/1 request-head deadline (and idle keep-alive limit); also the
@@ -165,6 +208,7 @@ impl Limits {
     pub fn main(l: &config::Limits) -> Self {
         Self {
             max_connections: l.max_connections,
+            max_connections_per_ip: l.max_connections_per_ip,
             handshake_timeout: l.handshake_timeout,
             header_read_timeout: l.header_read_timeout,
             max_header_bytes: l.max_header_bytes,
@@ -178,6 +222,7 @@ impl Limits {
     pub fn admin(l: &config::Limits, a: &config::AdminConfig) -> Self {
         Self {
             max_connections: a.max_connections,
+            max_connections_per_ip: a.max_connections,
             ..Self::main(l)
         }
     }
@@ -193,6 +238,7 @@ pub async fn serve<C: Connections>(
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = Arc::new(PerIp::default());
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
     let deadline = CancellationToken::new();
@@ -211,6 +257,11 @@ pub async fn serve<C: Connections>(
                 }
             },
         };
+        // One address cannot take every slot (a flood from one client).
+        let Some(ip_slot) = per_ip.take(peer.ip(), limits.max_connections_per_ip) else {
+            debug!(%peer, "per-address connection limit reached; closing");
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             debug!(%peer, "connection limit reached; closing");
             continue;
@@ -221,6 +272,7 @@ pub async fn serve<C: Connections>(
             close: cancel.child_token(),
             hold: Some(Arc::new(Held {
                 _slot: slot,
+                _per_ip: ip_slot,
                 _drain: tracker.token(),
                 stop: deadline.clone(),
             })),

@@ -8,6 +8,10 @@ use std::time::Duration;
 
 /// `limits.max_connections`.
 pub const MAX_CONNECTIONS: usize = 10_000;
+/// `limits.max_connections_per_ip`: a tenth of the connections, so one
+/// address (one client, or one NAT) cannot take them all, while a front
+/// proxy or node-local NAT still gets plenty.
+pub const MAX_CONNECTIONS_PER_IP: usize = 1000;
 /// `limits.handshake_timeout`.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `limits.header_read_timeout`.
@@ -83,6 +87,7 @@ pub const VERB_MAPPING: &str = "kube-apiserver";
 /// Every default by key, as README.md and `check-config --defaults` write it.
 pub const TABLE: &[(&str, &str)] = &[
     ("limits.max_connections", "10000"),
+    ("limits.max_connections_per_ip", "1000"),
     ("limits.handshake_timeout", "10s"),
     ("limits.header_read_timeout", "10s"),
     ("limits.upstream_timeout", "30s"),
@@ -155,6 +160,7 @@ mod tests {
         }
         for (key, c) in [
             ("limits.max_connections", MAX_CONNECTIONS),
+            ("limits.max_connections_per_ip", MAX_CONNECTIONS_PER_IP),
             ("limits.max_header_bytes", MAX_HEADER_BYTES),
             ("admin.max_connections", ADMIN_MAX_CONNECTIONS),
             ("kubernetes.max_in_flight", API_MAX_IN_FLIGHT),

@@ -455,6 +455,9 @@ pub struct PathsFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsFile {
+    /// Concurrent connections from one client address; more are closed at
+    /// accept. Default 1000.
+    pub max_connections_per_ip: Option<usize>,
     /// Connections older than this are ended gracefully (HTTP/1 closes
     /// after the response under way, HTTP/2 gets GOAWAY). Default `24h`.
     pub max_connection_age: Option<HumanDuration>,

@@ -497,6 +497,8 @@ pub struct ResourceAttributes {
 pub struct Limits {
     /// Concurrent connections.
     pub max_connections: usize,
+    /// Concurrent connections from one client address.
+    pub max_connections_per_ip: usize,
     /// TLS handshake deadline.
     pub handshake_timeout: Duration,
     /// HTTP/1 request-head deadline and keep-alive idle limit.
@@ -521,6 +523,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: defaults::MAX_CONNECTIONS,
+            max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
             handshake_timeout: defaults::HANDSHAKE_TIMEOUT,
             header_read_timeout: defaults::HEADER_READ_TIMEOUT,
             upstream_timeout: defaults::UPSTREAM_TIMEOUT,

@@ -587,6 +587,13 @@ fn limits(l: file::LimitsFile) -> Result<Limits, Error> {
             "must be at least 1",
         ));
     }
+    let max_connections_per_ip = l.max_connections_per_ip.unwrap_or(d.max_connections_per_ip);
+    if max_connections_per_ip == 0 {
+        return Err(Error::invalid(
+            "limits.max_connections_per_ip",
+            "must be at least 1",
+        ));
+    }
     let max_header_bytes = l.max_header_bytes.unwrap_or(d.max_header_bytes);
     if !(8192..=1024 * 1024).contains(&max_header_bytes) {
         return Err(Error::invalid(
@@ -596,6 +603,7 @@ fn limits(l: file::LimitsFile) -> Result<Limits, Error> {
     }
     Ok(Limits {
         max_connections,
+        max_connections_per_ip,
         handshake_timeout: positive(
             "limits.handshake_timeout",
             l.handshake_timeout,

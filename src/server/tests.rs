@@ -32,6 +32,7 @@ impl Connections for Held {
 fn limits(max_connections: usize, shutdown_timeout: Duration) -> Limits {
     Limits {
         max_connections,
+        max_connections_per_ip: max_connections,
         handshake_timeout: Duration::from_secs(5),
         header_read_timeout: Duration::from_secs(5),
         max_header_bytes: 16 * 1024,
@@ -154,4 +155,48 @@ fn a_dropped_request_is_not_left_counted_as_active() {
     drop(guard);
     assert_eq!(activity.active.load(Ordering::Relaxed), 0);
     assert_eq!(activity.started.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_slot() {
+    let held = Arc::new(Held::default());
+    let mut l = limits(8, Duration::from_secs(5));
+    l.max_connections_per_ip = 2;
+    let (addr, stop, task) = start(held.clone(), l).await;
+    let mut busy = vec![send_request(addr).await, send_request(addr).await];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A third from 127.0.0.1 is closed unanswered ...
+    let mut third = send_request(addr).await;
+    assert_eq!(read_all(&mut third).await, "");
+    // ... while another address is served.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = other.connect(addr).await.unwrap();
+    other
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    held.released.store(true, Ordering::SeqCst);
+    held.release.notify_waiters();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), other.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // Closed connections give their address's share back.
+    drop(busy.drain(..));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = send_request(addr).await;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), again.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
 }
