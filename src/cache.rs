@@ -29,7 +29,7 @@ use crate::BoxFuture;
 use crate::backend::BackendError;
 
 /// A cache key: HMAC-SHA256 of the length-prefixed parts.
-pub type Key = [u8; 32];
+pub(crate) type Key = [u8; 32];
 
 /// Derives cache keys under a secret drawn once per process.
 #[derive(Clone)]
@@ -157,7 +157,7 @@ tokio::task_local! {
 }
 
 /// Runs `f`, recording what the caches did for it.
-pub async fn traced<F: Future>(f: F) -> (F::Output, Lookups) {
+pub(crate) async fn traced<F: Future>(f: F) -> (F::Output, Lookups) {
     LOOKUPS
         .scope(std::cell::Cell::new(Lookups::default()), async {
             let out = f.await;

@@ -28,6 +28,10 @@
 //!   whose `Debug` is redacted);
 //! - trust identity headers sent by clients: they are removed before forwarding.
 
+// The public modules are what `main`, `tests/it`, `testkit`, `benches/` and
+// `fuzz/` use; `body`, `clock`, `server`, `cache` and `kubernetes` are
+// crate-private.
+
 // Foundations, used along the whole path.
 pub(crate) mod body;
 pub(crate) mod clock;
@@ -41,13 +45,13 @@ pub mod authz;
 pub mod gate;
 pub mod proxy;
 pub mod routes;
-pub mod server;
+pub(crate) mod server;
 pub mod tls;
 
 // Decision backends and their caches.
 pub mod backend;
-pub mod cache;
-pub mod kubernetes;
+pub(crate) mod cache;
+pub(crate) mod kubernetes;
 
 // Operations around the path.
 pub mod admin;

@@ -140,7 +140,7 @@ impl Hold {
 }
 
 /// What a listener does with its connections and their requests.
-pub trait Connections: Send + Sync + 'static {
+pub(crate) trait Connections: Send + Sync + 'static {
     /// What the requests of one connection share.
     type Conn: Send + Sync + 'static;
 
@@ -158,7 +158,7 @@ pub trait Connections: Send + Sync + 'static {
 
 /// How a listener's connections begin.
 #[derive(Clone)]
-pub enum Handshake {
+pub(crate) enum Handshake {
     /// Plain HTTP/1.1 (the admin listener without `admin.tls`).
     Plain,
     /// TLS with the material in service.
@@ -174,7 +174,7 @@ pub enum Handshake {
 
 /// The TLS configuration a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Profile {
+pub(crate) enum Profile {
     /// HTTP/2 and HTTP/1.1 by ALPN.
     Main,
     /// HTTP/1.1 only.
@@ -183,7 +183,7 @@ pub enum Profile {
 
 /// The limits of one listener.
 #[derive(Clone, Debug)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Concurrent connections; more are closed at accept.
     pub max_connections: usize,
     /// Concurrent connections from one client address.
@@ -205,7 +205,7 @@ pub struct Limits {
 
 impl Limits {
     /// The main listener's limits.
-    pub fn main(l: &config::Limits) -> Self {
+    pub(crate) fn main(l: &config::Limits) -> Self {
         Self {
             max_connections: l.max_connections,
             max_connections_per_ip: l.max_connections_per_ip,
@@ -219,7 +219,7 @@ impl Limits {
     }
 
     /// The admin listener's: its own connection cap, the main timeouts.
-    pub fn admin(l: &config::Limits, a: &config::AdminConfig) -> Self {
+    pub(crate) fn admin(l: &config::Limits, a: &config::AdminConfig) -> Self {
         Self {
             max_connections: a.max_connections,
             max_connections_per_ip: a.max_connections,
@@ -230,7 +230,7 @@ impl Limits {
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting, lets
 /// open connections finish for up to `limits.shutdown_timeout`, and returns.
-pub async fn serve<C: Connections>(
+pub(crate) async fn serve<C: Connections>(
     listener: TcpListener,
     handshake: Handshake,
     conns: Arc<C>,

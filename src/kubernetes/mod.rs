@@ -9,7 +9,7 @@
 //! reported by position, never by content. kube's own retry is off; a failed
 //! call is a 503 for the client, who may retry.
 
-pub mod rate;
+pub(crate) mod rate;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,7 +59,7 @@ pub enum Error {
 /// refresh, extra headers) over a pooled hyper client whose sockets set
 /// `TCP_NODELAY` (kube's default connector does not, which costs a delayed-ACK
 /// round trip per review). No retry layer: our caller decides.
-pub async fn client(cfg: &KubernetesConfig) -> Result<kube::Client, Error> {
+pub(crate) async fn client(cfg: &KubernetesConfig) -> Result<kube::Client, Error> {
     use hyper_util::client::legacy::connect::HttpConnector;
     use kube::client::ConfigExt;
     use tower::ServiceBuilder;
@@ -355,9 +355,9 @@ impl ApiClient {
 }
 
 /// The `backend` name of OIDC discovery calls (errors and metrics).
-pub const DISCOVERY_BACKEND: &str = "OIDC discovery";
+pub(crate) const DISCOVERY_BACKEND: &str = "OIDC discovery";
 /// The `backend` name of JWKS calls (errors and metrics).
-pub const JWKS_BACKEND: &str = "JWKS";
+pub(crate) const JWKS_BACKEND: &str = "JWKS";
 
 /// A body that is not the JSON expected: reported by position, never by content.
 fn malformed(backend: &'static str, e: &serde_json::Error) -> BackendError {

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 /// `qps` calls per second on average, up to `burst` at once.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     qps: f64,
     burst: f64,
     state: Mutex<Bucket>,
@@ -22,7 +22,7 @@ struct Bucket {
 
 impl RateLimiter {
     /// A full bucket.
-    pub fn new(qps: f64, burst: u32) -> Self {
+    pub(crate) fn new(qps: f64, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
         Self {
             qps,
@@ -36,7 +36,7 @@ impl RateLimiter {
 
     /// Reserves a call at `now`: how long to wait for it, or `None` (and no
     /// reservation) when the wait would pass `deadline`.
-    pub fn reserve(&self, now: Instant, deadline: Instant) -> Option<Duration> {
+    pub(crate) fn reserve(&self, now: Instant, deadline: Instant) -> Option<Duration> {
         let mut b = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
         b.tokens = (b.tokens + elapsed * self.qps).min(self.burst);
@@ -54,7 +54,7 @@ impl RateLimiter {
     }
 
     /// Waits for a call slot; `false` when none comes before `deadline`.
-    pub async fn acquire(&self, deadline: Instant) -> bool {
+    pub(crate) async fn acquire(&self, deadline: Instant) -> bool {
         match self.reserve(Instant::now(), deadline) {
             Some(wait) if wait.is_zero() => true,
             Some(wait) => {
