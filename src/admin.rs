@@ -49,10 +49,50 @@ pub fn readiness(app: &App, now: i64) -> Vec<Check> {
     if let Some(ca) = s.client_ca_not_after {
         checks.push(expiry("client_ca", ca, now));
     }
+    if let Some(next) = s.crl_next_update {
+        let ok = now <= next || app.tls_config.allow_stale_crl;
+        let detail = if now <= next {
+            format!("next update in {}h", (next - now) / 3600)
+        } else {
+            format!("past its nextUpdate by {}h", (now - next) / 3600)
+        };
+        checks.push(Check {
+            name: "crl",
+            ok,
+            detail,
+        });
+    }
+    // A reload that failed after the last good one: the files on disk are
+    // not what is served, and the next rotation may not land.
+    let (failed, loaded) = (
+        app.metrics.reload_last_failure.get(),
+        app.metrics.reload_last_success.get(),
+    );
+    checks.push(Check {
+        name: "tls_reload",
+        ok: failed <= loaded,
+        detail: if failed <= loaded {
+            "the files on disk are in service".into()
+        } else {
+            format!(
+                "the last reload failed {}s ago; the previous material is in service",
+                now - failed
+            )
+        },
+    });
     if let Some(k) = &app.kubernetes {
         let last = k.api.last_success();
         let window = i64::try_from(app.admin.api_ready_window.as_secs()).unwrap_or(i64::MAX);
-        let (ok, detail) = if last == 0 {
+        let rejected = k.api.last_rejected();
+        let (ok, detail) = if rejected > last {
+            (
+                false,
+                format!(
+                    "the API refused authgate's own credentials {}s ago (401/403)",
+                    now - rejected
+                ),
+            )
+        } else if last == 0 {
             (false, "no answer yet".to_owned())
         } else if now - last <= window {
             (true, format!("answered {}s ago", now - last))

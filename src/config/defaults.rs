@@ -76,6 +76,8 @@ pub const UPGRADES_ON_PUBLIC_PATHS: bool = false;
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(24 * 3600);
 /// `limits.tunnel_idle_timeout`.
 pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// `tls.allow_stale_crl`.
+pub const ALLOW_STALE_CRL: bool = false;
 /// `headers.strip_steering`.
 pub const STRIP_STEERING: bool = true;
 /// `paths.allow_matrix_params`.
@@ -120,6 +122,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("limits.tunnel_idle_timeout", "1h"),
     ("limits.max_connection_age", "24h"),
     ("authorization.verb_mapping", "kube-apiserver"),
+    ("tls.allow_stale_crl", "false"),
 ];
 
 #[cfg(test)]
@@ -194,6 +197,7 @@ mod tests {
             ALLOW_MATRIX_PARAMS.to_string()
         );
         assert_eq!(get("authorization.verb_mapping"), VERB_MAPPING);
+        assert_eq!(get("tls.allow_stale_crl"), ALLOW_STALE_CRL.to_string());
         assert_eq!(crate::config::VerbMapping::default().name(), VERB_MAPPING);
     }
 

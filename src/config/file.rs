@@ -231,6 +231,9 @@ pub struct TlsFile {
     /// Default `false`: such certificates are refused when any CRL is given.
     #[serde(default)]
     pub allow_unknown_revocation: bool,
+    /// Accept CRLs past their `nextUpdate`. Default `false`: a stale CRL
+    /// fails every client-certificate check and readiness.
+    pub allow_stale_crl: Option<bool>,
     /// Lowest TLS version: `"1.2"` (default) or `"1.3"`.
     pub min_version: Option<String>,
     /// How often the files are re-read when no change event arrives. Default `30s`.

@@ -238,6 +238,7 @@ impl KrpFlags {
                 client_ca_file: None,
                 crl_files: vec![],
                 allow_unknown_revocation: false,
+                allow_stale_crl: None,
                 min_version: None,
                 reload_interval: None,
             },

@@ -275,6 +275,8 @@ pub struct TlsConfig {
     pub crl_files: Vec<PathBuf>,
     /// Accept client certificates whose issuer has no CRL loaded.
     pub allow_unknown_revocation: bool,
+    /// Accept CRLs past their `nextUpdate`.
+    pub allow_stale_crl: bool,
     /// Lowest accepted protocol version.
     pub min_version: TlsVersion,
     /// Poll interval of the reloader.

@@ -271,6 +271,7 @@ fn tls_config(t: file::TlsFile) -> Result<TlsConfig, Error> {
         client_ca_file: t.client_ca_file,
         crl_files: t.crl_files,
         allow_unknown_revocation: t.allow_unknown_revocation,
+        allow_stale_crl: t.allow_stale_crl.unwrap_or(defaults::ALLOW_STALE_CRL),
         min_version,
         reload_interval: duration(
             "tls.reload_interval",

@@ -129,6 +129,8 @@ pub struct ApiClient {
     limiter: RateLimiter,
     timeout: Duration,
     last_success: AtomicI64,
+    /// When the API last refused authgate's own credentials (401/403).
+    last_rejected: AtomicI64,
     metrics: Metrics,
 }
 
@@ -149,6 +151,7 @@ impl ApiClient {
             limiter: RateLimiter::new(cfg.qps, cfg.burst),
             timeout: cfg.timeout,
             last_success: AtomicI64::new(0),
+            last_rejected: AtomicI64::new(0),
             metrics,
         })
     }
@@ -186,14 +189,30 @@ impl ApiClient {
                 detail: format!("HTTP {}", resp.status().as_u16()),
             });
         }
-        self.last_success.store(unix_now(), Ordering::Relaxed);
+        self.answered(resp.status());
         Ok(())
     }
 
+    /// Records an answer: a 401 or 403 refuses authgate's own credentials
+    /// (its token expired, or it lost `system:auth-delegator`), which is no
+    /// answer to count on; below 500 anything else is.
+    fn answered(&self, status: StatusCode) {
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            self.last_rejected.store(unix_now(), Ordering::Relaxed);
+        } else if !status.is_server_error() {
+            self.last_success.store(unix_now(), Ordering::Relaxed);
+        }
+    }
+
     /// Unix time (seconds) of the last call the API answered (any status
-    /// below 500), 0 if none.
+    /// below 500 but 401 and 403), 0 if none.
     pub fn last_success(&self) -> i64 {
         self.last_success.load(Ordering::Relaxed)
+    }
+
+    /// Unix time (seconds) of the last call the API refused with 401/403.
+    pub fn last_rejected(&self) -> i64 {
+        self.last_rejected.load(Ordering::Relaxed)
     }
 
     /// POSTs `body` to `path` and returns the `status` of the created object,
@@ -346,9 +365,7 @@ impl ApiClient {
         let (parts, bytes) = tokio::time::timeout_at(deadline, call)
             .await
             .map_err(|_| timeout())??;
-        if !parts.status.is_server_error() {
-            self.last_success.store(unix_now(), Ordering::Relaxed);
-        }
+        self.answered(parts.status);
         check_status(backend, parts.status, &parts.headers, &bytes)?;
         Ok(bytes)
     }

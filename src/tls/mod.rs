@@ -67,12 +67,25 @@ pub struct Status {
     pub client_ca_not_after: Option<i64>,
     /// CRLs loaded.
     pub crls: usize,
+    /// The earliest `nextUpdate` of the CRLs in service (Unix seconds).
+    pub crl_next_update: Option<i64>,
     /// When this material was loaded (Unix seconds).
     pub loaded_at: i64,
 }
 
+impl Material {
+    /// When the CRLs in service go stale, if that is enforced.
+    fn stale_after(&self) -> Option<i64> {
+        self.status
+            .crl_next_update
+            .filter(|_| self.enforce_crl_expiry)
+    }
+}
+
 /// Everything loaded from the TLS files at one moment.
 pub struct Material {
+    /// A stale CRL is refused (`tls.allow_stale_crl` is off).
+    pub enforce_crl_expiry: bool,
     /// The server configuration for new handshakes.
     pub server_config: Arc<ServerConfig>,
     /// What it contains.
@@ -152,32 +165,35 @@ pub fn load(cfg: &TlsConfig) -> Result<Material, Error> {
     };
     let builder =
         ServerConfig::builder_with_provider(provider()).with_protocol_versions(versions)?;
-    let (builder, client_ca_not_after, crls, client_verifier) = match &cfg.client_ca_file {
-        None => (builder.with_no_client_auth(), None, 0, None),
-        Some(ca_file) => {
-            let cas = pem_certs(ca_file, &next())?;
-            let crl_pems: Vec<Vec<u8>> = cfg.crl_files.iter().map(|_| next()).collect();
-            let crls = crls(cfg, &cas, &crl_pems)?;
-            let earliest = earliest_not_after(ca_file, &cas)?;
-            let n = crls.len();
-            let verifier = client_verifier(cfg, ca_file, cas, crls)?;
-            (
-                builder.with_client_cert_verifier(verifier.clone()),
-                Some(earliest),
-                n,
-                Some(verifier),
-            )
-        }
-    };
+    let (builder, client_ca_not_after, (crls, crl_next_update), client_verifier) =
+        match &cfg.client_ca_file {
+            None => (builder.with_no_client_auth(), None, (0, None), None),
+            Some(ca_file) => {
+                let cas = pem_certs(ca_file, &next())?;
+                let crl_pems: Vec<Vec<u8>> = cfg.crl_files.iter().map(|_| next()).collect();
+                let (crls, next_update) = crls(cfg, &cas, &crl_pems)?;
+                let earliest = earliest_not_after(ca_file, &cas)?;
+                let n = crls.len();
+                let verifier = client_verifier(cfg, ca_file, cas, crls)?;
+                (
+                    builder.with_client_cert_verifier(verifier.clone()),
+                    Some(earliest),
+                    (n, next_update),
+                    Some(verifier),
+                )
+            }
+        };
     let mut config = builder.with_cert_resolver(Arc::new(FixedCert(Arc::new(certified))));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Material {
+        enforce_crl_expiry: !cfg.allow_stale_crl,
         server_config: Arc::new(config),
         status: Status {
             serving_not_after,
             serving_serial,
             client_ca_not_after,
             crls,
+            crl_next_update,
             loaded_at: unix_now(),
         },
         fingerprint,
@@ -219,12 +235,13 @@ fn crls(
     cfg: &TlsConfig,
     cas: &[CertificateDer<'_>],
     pems: &[Vec<u8>],
-) -> Result<Vec<CertificateRevocationListDer<'static>>, Error> {
+) -> Result<(Vec<CertificateRevocationListDer<'static>>, Option<i64>), Error> {
     let parsed_cas: Vec<X509Certificate<'_>> = cas
         .iter()
         .filter_map(|c| X509Certificate::from_der(c).ok().map(|(_, c)| c))
         .collect();
     let mut out = Vec::new();
+    let mut next_update: Option<i64> = None;
     for (path, pem) in cfg.crl_files.iter().zip(pems) {
         let found = CertificateRevocationListDer::pem_slice_iter(pem)
             .collect::<Result<Vec<_>, _>>()
@@ -247,10 +264,13 @@ fn crls(
                     ),
                 ));
             }
+            if let Some(t) = crl.next_update().map(|t| t.timestamp()) {
+                next_update = Some(next_update.map_or(t, |n| n.min(t)));
+            }
             out.push(der);
         }
     }
-    Ok(out)
+    Ok((out, next_update))
 }
 
 fn client_verifier(
@@ -271,6 +291,10 @@ fn client_verifier(
         b = b.with_crls(crls).only_check_end_entity_revocation();
         if cfg.allow_unknown_revocation {
             b = b.allow_unknown_revocation_status();
+        }
+        // A CRL past its nextUpdate no longer says who is revoked.
+        if !cfg.allow_stale_crl {
+            b = b.enforce_revocation_expiration();
         }
     }
     b.build()
@@ -314,6 +338,9 @@ pub struct Acceptor {
 struct InService {
     generation: u64,
     verifier: Option<Arc<dyn ClientCertVerifier>>,
+    /// After this (Unix seconds) a CRL in service is stale and enforced:
+    /// every check verifies again (and fails).
+    stale_after: Option<i64>,
 }
 
 /// Why a certificate that verified at its handshake no longer does.
@@ -341,6 +368,7 @@ impl fmt::Debug for Acceptor {
 impl Acceptor {
     /// Starts with `m`.
     pub fn new(m: Material) -> Self {
+        let stale_after = m.stale_after();
         Self {
             admin_config: ArcSwap::new(http1_only(&m.server_config)),
             config: ArcSwap::new(m.server_config),
@@ -348,6 +376,7 @@ impl Acceptor {
             fingerprint: ArcSwap::from_pointee(m.fingerprint),
             client_verifier: ArcSwap::from_pointee(InService {
                 generation: 0,
+                stale_after,
                 verifier: m.client_verifier,
             }),
         }
@@ -370,6 +399,7 @@ impl Acceptor {
 
     /// Puts `m` in service for new handshakes.
     pub fn install(&self, m: Material) {
+        let stale_after = m.stale_after();
         self.admin_config.store(http1_only(&m.server_config));
         self.config.store(m.server_config);
         self.status.store(Arc::new(m.status));
@@ -377,6 +407,7 @@ impl Acceptor {
         let generation = self.client_verifier.load().generation + 1;
         self.client_verifier.store(Arc::new(InService {
             generation,
+            stale_after,
             verifier: m.client_verifier,
         }));
     }
@@ -391,7 +422,8 @@ impl Acceptor {
     pub fn recheck(&self, chain: &[CertificateDer<'static>], checked: u64) -> Result<u64, Stale> {
         use rustls::{CertificateError as C, Error as E};
         let in_service = self.client_verifier.load();
-        if in_service.generation == checked {
+        let stale = in_service.stale_after.is_some_and(|t| unix_now() > t);
+        if in_service.generation == checked && !stale {
             return Ok(checked);
         }
         let (Some(v), Some((leaf, intermediates))) = (&in_service.verifier, chain.split_first())

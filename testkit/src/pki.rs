@@ -323,10 +323,18 @@ impl Pki {
     /// Writes CRLs for the root (revoking `revoked` serials) and the
     /// intermediate (revoking the same serials) into one PEM file.
     pub fn crl_file(&self, name: &str, revoked: &[u64]) -> PathBuf {
+        self.crl_file_until(name, revoked, Duration::days(1))
+    }
+
+    /// Like [`Pki::crl_file`], with `nextUpdate` at now + `next_update`
+    /// (negative: a CRL already stale).
+    pub fn crl_file_until(&self, name: &str, revoked: &[u64], next_update: Duration) -> PathBuf {
         let now = OffsetDateTime::now_utc();
+        let this_update =
+            (now - Duration::minutes(1)).min(now + next_update - Duration::minutes(1));
         let params = |number: u64| CertificateRevocationListParams {
-            this_update: now - Duration::minutes(1),
-            next_update: now + Duration::days(1),
+            this_update,
+            next_update: now + next_update,
             crl_number: SerialNumber::from(number),
             issuing_distribution_point: None,
             revoked_certs: revoked

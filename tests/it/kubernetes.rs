@@ -562,6 +562,13 @@ async fn refused_gateway_credentials_are_503_backend_error() {
         "the API refused authgate's own credentials"
     );
     assert_eq!(upstream.count(), 0);
+    // A 401 to authgate itself is no answer: the replica is not ready.
+    let (status, body) = gate.admin("GET", "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("[-]kubernetes_api failed: the API refused authgate's own credentials"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -277,3 +277,52 @@ async fn failed_handshakes_are_counted_by_reason() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn a_stale_crl_fails_readiness_and_certificates_unless_allowed() {
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    let stale = pki.crl_file_until("stale.crl", &[], time::Duration::minutes(-1));
+    let yaml = |allow: bool| {
+        let mut y = Yaml::new(&pki, upstream.addr);
+        y.tls_extra = format!(
+            "  client_ca_file: {}\n  crl_files: [{}]\n  allow_stale_crl: {allow}\n",
+            pki.bundle_file.display(),
+            stale.display()
+        );
+        y.render()
+    };
+    let alice = pki.client("alice", &ClientOpts::cn("alice", &["dev"]));
+    let gate = Gate::start(&yaml(false)).await;
+    let body = wait_ready(&gate, 503).await;
+    assert!(
+        body.contains("[-]crl failed: past its nextUpdate"),
+        "{body}"
+    );
+    // The CRL no longer says who is revoked: no certificate is accepted ...
+    assert!(
+        gate.client(&pki)
+            .with_cert(&alice)
+            .get("/api/x", &[])
+            .await
+            .is_err()
+    );
+    // ... while tokens still are.
+    let r = gate
+        .client(&pki)
+        .get_with_token("/api/x", BOB_TOKEN)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    // Opted out: ready, and the certificate is served.
+    let gate = Gate::start(&yaml(true)).await;
+    let body = wait_ready(&gate, 200).await;
+    assert!(body.contains("[+]crl ok: past its nextUpdate"), "{body}");
+    let r = gate
+        .client(&pki)
+        .with_cert(&alice)
+        .get("/api/x", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+}

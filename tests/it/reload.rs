@@ -276,7 +276,30 @@ async fn a_corrupt_or_mismatched_file_keeps_the_old_material_in_service() {
             .await
             > 0.0
     );
-    assert_eq!(gate.admin("GET", "/readyz").await.0, 200);
+    // Serving the last good material, but not ready: the files on disk are
+    // not what is served.
+    let (status, body) = gate.admin("GET", "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("[-]tls_reload failed: the last reload failed"),
+        "{body}"
+    );
+    // Good files again (a new serial): ready again.
+    let (crt, key) = pki.server_pair(2003);
+    secret.publish(&[
+        ("tls.crt", crt.as_bytes()),
+        ("tls.key", key.as_bytes()),
+        ("ca.crt", &ca),
+    ]);
+    until_ready(&gate).await;
+}
+
+async fn until_ready(gate: &Gate) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gate.admin("GET", "/readyz").await.0 != 200 {
+        assert!(Instant::now() < deadline, "not ready after a good reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
