@@ -41,13 +41,15 @@ pub enum BackendError {
 }
 
 impl BackendError {
-    /// How long the client should wait before retrying.
+    /// How long the client should wait before retrying: the API's own
+    /// `Retry-After` when it gave one, within 1 s..60 s (an API asking for
+    /// an hour must not park every client that long), else 1 s.
     pub fn retry_after(&self) -> Duration {
         match self {
             Self::Throttled {
                 retry_after: Some(d),
                 ..
-            } => (*d).max(Duration::from_secs(1)),
+            } => (*d).clamp(Duration::from_secs(1), Duration::from_secs(60)),
             _ => Duration::from_secs(1),
         }
     }

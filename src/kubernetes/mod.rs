@@ -11,6 +11,7 @@
 
 pub(crate) mod rate;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -131,6 +132,9 @@ pub struct ApiClient {
     last_success: AtomicI64,
     /// When the API last refused authgate's own credentials (401/403).
     last_rejected: AtomicI64,
+    /// Per backend (review kind): no call before this instant, because the
+    /// API answered 429 with `Retry-After`.
+    backoff: std::sync::Mutex<HashMap<&'static str, Instant>>,
     metrics: Metrics,
 }
 
@@ -152,6 +156,7 @@ impl ApiClient {
             timeout: cfg.timeout,
             last_success: AtomicI64::new(0),
             last_rejected: AtomicI64::new(0),
+            backoff: std::sync::Mutex::new(HashMap::new()),
             metrics,
         })
     }
@@ -335,6 +340,13 @@ impl ApiClient {
     ) -> Result<bytes::Bytes, BackendError> {
         let deadline = Instant::now() + self.timeout;
         let timeout = || BackendError::Timeout { backend };
+        // The API asked this kind of call to wait: answer for it, unasked.
+        if let Some(left) = self.backing_off(backend) {
+            return Err(BackendError::Throttled {
+                backend,
+                retry_after: Some(left),
+            });
+        }
         let _slot = tokio::time::timeout_at(deadline, self.slots.acquire())
             .await
             .map_err(|_| timeout())?
@@ -366,10 +378,33 @@ impl ApiClient {
             .await
             .map_err(|_| timeout())??;
         self.answered(parts.status);
-        check_status(backend, parts.status, &parts.headers, &bytes)?;
+        let checked = check_status(backend, parts.status, &parts.headers, &bytes);
+        if let Err(BackendError::Throttled { retry_after, .. }) = &checked {
+            self.back_off(backend, retry_after.unwrap_or(Duration::from_secs(1)));
+        }
+        checked?;
         Ok(bytes)
     }
+
+    /// How long calls of `backend` still wait after a 429, if they do.
+    fn backing_off(&self, backend: &'static str) -> Option<Duration> {
+        let b = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        let until = *b.get(backend)?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    /// Holds calls of `backend` back for `wait` (at most [`MAX_BACKOFF`]).
+    fn back_off(&self, backend: &'static str, wait: Duration) {
+        let until = Instant::now() + wait.min(MAX_BACKOFF);
+        let mut b = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        let at = b.entry(backend).or_insert(until);
+        *at = (*at).max(until);
+    }
 }
+
+/// The longest an API `Retry-After` holds a kind of call back (and is passed
+/// on to clients): an overloaded API may ask for minutes.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// The `backend` name of OIDC discovery calls (errors and metrics).
 pub(crate) const DISCOVERY_BACKEND: &str = "OIDC discovery";

@@ -307,15 +307,16 @@ async fn api_errors_are_503_with_their_reason_never_cached_and_cached_identities
     );
     let token = sa_token(&k.api, 1);
     let throttled = Fault::TooManyRequests {
-        retry_after_secs: 7,
+        retry_after_secs: 2,
     };
+    // The 429 last: authgate then holds TokenReviews back for 2 s.
     let cases = [
         (Fault::ServerError, "backend_unreachable", "1"),
-        (throttled, "backend_throttled", "7"),
         (Fault::MalformedJson, "backend_error", "1"),
         (Fault::WrongKind, "backend_error", "1"),
         (Fault::Hang, "backend_timeout", "1"),
         (Fault::HangMidResponse, "backend_timeout", "1"),
+        (throttled, "backend_throttled", "2"),
     ];
     for (i, (fault, reason, retry_after)) in cases.into_iter().enumerate() {
         k.api.set_fault(Endpoint::Both, fault);
@@ -343,8 +344,9 @@ async fn api_errors_are_503_with_their_reason_never_cached_and_cached_identities
         1 + 6,
         "only the cached identity got through"
     );
-    // Recovery is automatic.
+    // Recovery is automatic (once the API's Retry-After has passed).
     k.api.set_fault(Endpoint::Both, Fault::None);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(
         c.get_with_token("/api/x", &token).await.unwrap().status,
         200
@@ -638,4 +640,75 @@ async fn the_client_side_rate_limit_caps_api_calls_and_throttles_the_rest() {
     let calls = k.api.token_reviews() + k.api.access_reviews();
     assert!(calls <= 5, "{calls} API calls");
     assert!(throttled >= 4, "{throttled} throttled");
+}
+
+#[tokio::test]
+async fn a_429_holds_that_kind_of_review_back_for_its_retry_after() {
+    let k = start("").await;
+    let c = k.env.client();
+    k.api.set_fault(
+        Endpoint::TokenReview,
+        Fault::TooManyRequests {
+            retry_after_secs: 3,
+        },
+    );
+    let r = c
+        .get_with_token("/api/x", &sa_token(&k.api, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.reason().as_str()),
+        (503, "backend_throttled")
+    );
+    assert_eq!(r.headers["retry-after"], "3");
+    let calls = k.api.token_reviews();
+    // Within the window: refused without asking the API, with what is left.
+    for n in 11..16 {
+        let r = c
+            .get_with_token("/api/x", &sa_token(&k.api, n))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status.as_u16(), r.reason().as_str()),
+            (503, "backend_throttled")
+        );
+        let left: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=3).contains(&left), "{left}");
+    }
+    assert_eq!(
+        k.api.token_reviews(),
+        calls,
+        "TokenReviews sent during the back-off"
+    );
+    // After it, the API is asked again.
+    k.api.set_fault(Endpoint::TokenReview, Fault::None);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let r = c
+        .get_with_token("/api/x", &sa_token(&k.api, 20))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(k.api.token_reviews(), calls + 1);
+}
+
+#[tokio::test]
+async fn an_api_retry_after_of_an_hour_reaches_clients_as_a_minute() {
+    let k = start("").await;
+    k.api.set_fault(
+        Endpoint::TokenReview,
+        Fault::TooManyRequests {
+            retry_after_secs: 3600,
+        },
+    );
+    let r = k
+        .env
+        .client()
+        .get_with_token("/api/x", &sa_token(&k.api, 30))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.reason().as_str()),
+        (503, "backend_throttled")
+    );
+    assert_eq!(r.headers["retry-after"], "60");
 }
