@@ -192,7 +192,7 @@ async fn respond_to(
         }
         (&Method::POST, "/cache/flush") => {
             guard(app, conn, req.headers(), path, "create").await?;
-            flush(app, req.uri().query())
+            flush(app, req.uri().query())?
         }
         _ => return Err(gate::Error::NoRoute(path.to_owned())),
     })
@@ -268,16 +268,8 @@ fn migration(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, gate:
     ))
 }
 
-fn flush(app: &App, query: Option<&str>) -> Response<Body> {
-    let user = query
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .find_map(|kv| kv.strip_prefix("user="))
-        .map(|u| {
-            percent_encoding::percent_decode_str(u)
-                .decode_utf8_lossy()
-                .into_owned()
-        });
+fn flush(app: &App, query: Option<&str>) -> Result<Response<Body>, gate::Error> {
+    let user = flush_user(query)?;
     app.flush_caches(user.as_deref());
     info!(
         user = user.as_deref().unwrap_or("*"),
@@ -285,11 +277,36 @@ fn flush(app: &App, query: Option<&str>) -> Response<Body> {
     );
     let json =
         serde_json::json!({"flushed": user.as_deref().map_or("all", |_| "user"), "user": user});
-    body::with_type(
+    Ok(body::with_type(
         StatusCode::OK,
         json.to_string(),
         Some(HeaderValue::from_static("application/json")),
-    )
+    ))
+}
+
+/// The `user` of a flush query (form-encoded: `+` is a space), if any. An
+/// empty or repeated `user` is refused rather than flushing nobody, or
+/// someone else than meant.
+fn flush_user(query: Option<&str>) -> Result<Option<String>, gate::Error> {
+    let mut users = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|kv| kv.strip_prefix("user="))
+        .map(|u| {
+            percent_encoding::percent_decode_str(&u.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        });
+    let user = users.next();
+    if users.next().is_some() {
+        return Err(gate::Error::BadRequest(
+            "more than one user to flush".into(),
+        ));
+    }
+    if user.as_deref().is_some_and(str::is_empty) {
+        return Err(gate::Error::BadRequest("the user to flush is empty".into()));
+    }
+    Ok(user)
 }
 
 #[cfg(test)]

@@ -46,6 +46,8 @@ use crate::{clock, config, tls};
 pub struct Downstream {
     /// The client's address.
     pub peer: SocketAddr,
+    /// When the connection was accepted (its age limit counts from here).
+    pub opened: std::time::Instant,
     /// The generation of the client verifier in service when the handshake
     /// began (read before it, so a reload during it errs towards a re-check).
     pub verified_in: u64,
@@ -112,6 +114,7 @@ impl Downstream {
     pub fn detached(peer: SocketAddr) -> Self {
         Self {
             peer,
+            opened: std::time::Instant::now(),
             verified_in: 0,
             hold: None,
             close: CancellationToken::new(),
@@ -268,6 +271,7 @@ pub(crate) async fn serve<C: Connections>(
         };
         let downstream = Downstream {
             peer,
+            opened: std::time::Instant::now(),
             verified_in: 0,
             close: cancel.child_token(),
             hold: Some(Arc::new(Held {
@@ -384,8 +388,17 @@ fn service<C: Connections>(
         let guard = activity.as_ref().map(|a| a.start());
         async move {
             let resp = call.await;
-            drop(guard);
-            Ok::<_, Infallible>(resp)
+            // Running until its body ends: a response still streaming (a
+            // watch, `logs -f`) keeps the connection from being idle.
+            Ok::<_, Infallible>(match guard {
+                None => resp,
+                Some(guard) => resp.map(|body| {
+                    http_body_util::combinators::BoxBody::new(Guarded {
+                        body,
+                        _guard: guard,
+                    })
+                }),
+            })
         }
     })
 }
@@ -462,6 +475,32 @@ impl Activity {
 }
 
 struct ActiveGuard(Arc<Activity>);
+
+/// A response body that keeps its request counted as active.
+struct Guarded {
+    body: Body,
+    _guard: ActiveGuard,
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {

@@ -151,3 +151,23 @@ async fn authorized_admin_access_uses_the_gates_admission() {
         );
     }
 }
+
+#[test]
+fn a_flush_names_one_non_empty_user_form_decoded() {
+    assert_eq!(flush_user(None).unwrap(), None);
+    assert_eq!(flush_user(Some("x=1")).unwrap(), None);
+    assert_eq!(
+        flush_user(Some("user=Jane+Doe")).unwrap().as_deref(),
+        Some("Jane Doe")
+    );
+    assert_eq!(
+        flush_user(Some("user=system%3Aserviceaccount%3Ans%3Asa"))
+            .unwrap()
+            .as_deref(),
+        Some("system:serviceaccount:ns:sa")
+    );
+    for bad in ["user=", "user=a&user=b"] {
+        let r = flush_user(Some(bad)).unwrap_err().refusal();
+        assert_eq!(r.status.as_u16(), 400, "{bad}");
+    }
+}

@@ -221,6 +221,25 @@ impl<F> Gate<F> {
         }
     }
 
+    /// What a tunnel of `conn` rests on: its certificate, if it has one.
+    fn lease(&self, conn: &ConnInfo) -> proxy::upgrade::Lease {
+        if conn.chain.is_empty() {
+            return proxy::upgrade::Lease::default();
+        }
+        let (tls, chain) = (self.tls.clone(), conn.chain.clone());
+        let checked = AtomicU64::new(conn.checked.load(Ordering::Acquire));
+        let still_valid = move || {
+            let was = checked.load(Ordering::Acquire);
+            tls.recheck(&chain, was)
+                .map(|now| checked.store(now, Ordering::Release))
+                .is_ok()
+        };
+        proxy::upgrade::Lease {
+            not_after: Some(conn.not_after),
+            still_valid: Some(Arc::new(still_valid)),
+        }
+    }
+
     /// The connection's certificate still holds: not expired, and verified
     /// against the client CAs and CRLs now in service (again, if they
     /// changed since it last was). kube-apiserver checks a certificate on
@@ -361,6 +380,12 @@ impl<F> Gate<F> {
                 .await?
             }
         };
+
+        // An upgraded connection carries no more requests: the tunnel checks
+        // the connection's certificate itself.
+        if proxy::upgrade::requested(req.headers()).is_some() {
+            req.extensions_mut().insert(self.lease(conn));
+        }
 
         // 4. Forward, carrying authgate's identity headers and no client-sent ones.
         proxy::headers::rewrite(req.headers_mut(), &permit, &self.headers)

@@ -33,8 +33,8 @@ const SPOOFABLE_PREFIXES: &[&str] = &[
 /// (method overrides, rewritten URLs, client-address claims). authgate
 /// authorized the method, path and peer it saw; an upstream framework that
 /// honours one of these would act on something else. Stripped unless
-/// `headers.strip_steering: false`. authgate sets its own `X-Forwarded-Host`
-/// and `X-Forwarded-Proto` afterwards, and appends to `X-Forwarded-For`.
+/// `headers.strip_steering: false`. authgate sets its own `X-Forwarded-For`
+/// (the peer it saw), `X-Forwarded-Host` and `X-Forwarded-Proto` afterwards.
 const STEERING: &[&str] = &[
     "x-http-method-override",
     "x-http-method",
@@ -47,6 +47,7 @@ const STEERING: &[&str] = &[
     "x-real-ip",
     "x-client-ip",
     "true-client-ip",
+    "x-forwarded-for",
     "x-forwarded-host",
     "x-forwarded-proto",
     "x-forwarded-prefix",

@@ -143,6 +143,7 @@ pub struct Upstream {
     client: HttpClient,
     timeout: Duration,
     tunnel_idle: Duration,
+    max_age: Duration,
 }
 
 impl Upstream {
@@ -157,6 +158,7 @@ impl Upstream {
             client,
             timeout: limits.upstream_timeout,
             tunnel_idle: limits.tunnel_idle_timeout,
+            max_age: limits.max_connection_age,
         }
     }
 
@@ -173,6 +175,11 @@ impl Upstream {
                 .authority()
                 .and_then(|a| HeaderValue::try_from(a.as_str()).ok())
         });
+        // What the tunnel's identity rests on, set by the gate (never sent).
+        let lease = req
+            .extensions_mut()
+            .remove::<upgrade::Lease>()
+            .unwrap_or_default();
         // An upgrade the gate allowed: what was asked, to check the 101 against.
         let asked = upgrade::requested(req.headers()).map(|protocol| {
             (
@@ -215,6 +222,8 @@ impl Upstream {
             hyper::upgrade::on(&mut resp),
             downstream.hold(),
             self.tunnel_idle,
+            lease,
+            downstream.opened + self.max_age,
         );
         Ok(resp.map(BodyExt::boxed))
     }

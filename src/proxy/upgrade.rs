@@ -10,8 +10,10 @@
 //!   its answer is a 502 and nothing is spliced, so an upstream that answers
 //!   101 without switching cannot open a raw channel to later requests.
 //! - The tunnel keeps its connection's slot and drain token, ends after
-//!   `limits.tunnel_idle_timeout` without a byte either way, and is closed
-//!   at the shutdown drain deadline ([`splice`]).
+//!   `limits.tunnel_idle_timeout` without a byte either way, is closed at
+//!   the shutdown drain deadline, at `limits.max_connection_age`, and as
+//!   soon as the connection's certificate stops holding (expired, revoked,
+//!   CA removed: its [`Lease`], checked every second) ([`splice`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -114,10 +116,39 @@ pub fn switched(
     Ok(())
 }
 
+/// What a tunnel's identity rests on: the connection's client certificate.
+/// A tunnel carries no more requests, so nothing else would check it again.
+#[derive(Clone, Default)]
+pub struct Lease {
+    /// The certificate's `notAfter` (Unix seconds).
+    pub not_after: Option<i64>,
+    /// Verifies the certificate again against the TLS material in service;
+    /// `false` ends the tunnel.
+    pub still_valid: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+}
+
+impl Lease {
+    /// Whether the tunnel may go on at Unix time `now`.
+    fn holds(&self, now: i64) -> bool {
+        self.not_after.is_none_or(|t| now <= t) && self.still_valid.as_ref().is_none_or(|f| f())
+    }
+}
+
+/// How often a tunnel checks its lease.
+const LEASE_CHECK: Duration = Duration::from_secs(1);
+
 /// Copies bytes both ways between client and upstream until either side
-/// closes, the tunnel idles for `idle`, or `hold` says stop. The task holds
+/// closes, the tunnel idles for `idle`, `lease` stops holding, `ends_at`
+/// passes (the connection's age limit) or `hold` says stop. The task holds
 /// `hold` (the connection's slot and drain token) until it ends.
-pub fn splice(client: OnUpgrade, upstream: OnUpgrade, hold: Hold, idle: Duration) {
+pub fn splice(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    hold: Hold,
+    idle: Duration,
+    lease: Lease,
+    ends_at: Instant,
+) {
     tokio::spawn(async move {
         let (Ok(c), Ok(u)) = tokio::join!(client, upstream) else {
             debug!("upgrade did not complete on both sides");
@@ -130,6 +161,14 @@ pub fn splice(client: OnUpgrade, upstream: OnUpgrade, hold: Hold, idle: Duration
         let copy = tokio::io::copy_bidirectional(&mut c, &mut u);
         tokio::pin!(copy);
         loop {
+            if !lease.holds(crate::clock::unix_now()) {
+                debug!("the tunnel's certificate no longer holds; closing");
+                return;
+            }
+            let Some(aged) = ends_at.checked_duration_since(Instant::now()) else {
+                debug!("tunnel reached limits.max_connection_age; closing");
+                return;
+            };
             let quiet_for = start
                 .elapsed()
                 .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
@@ -137,6 +176,7 @@ pub fn splice(client: OnUpgrade, upstream: OnUpgrade, hold: Hold, idle: Duration
                 debug!("tunnel idle; closing");
                 return;
             };
+            let left = left.min(aged).min(LEASE_CHECK);
             tokio::select! {
                 r = &mut copy => {
                     debug!(?r, "tunnel closed");

@@ -303,3 +303,63 @@ async fn an_http11_request_without_host_is_400_and_not_forwarded() {
     assert!(resp.contains("bad_request"), "{resp}");
     assert_eq!(env.upstream.count(), 0);
 }
+
+#[tokio::test]
+async fn an_http2_response_streaming_past_the_idle_timeout_is_not_cut() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok(Ok((mut tcp, _))) =
+            tokio::time::timeout(Duration::from_secs(10), listener.accept()).await
+        else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = tcp
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await;
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(350)).await;
+            if tcp.write_all(b"6\r\nchunk\n\r\n").await.is_err() {
+                return;
+            }
+        }
+        let _ = tcp.write_all(b"0\r\n\r\n").await;
+    });
+    let pki = Pki::new();
+    let mut y = Yaml::new(&pki, up);
+    y.rest = "limits: {idle_timeout: 1s, header_read_timeout: 1s}\n".into();
+    let gate = Gate::start(&y.render()).await;
+    let tls = gate.client(&pki).http2().connect().await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("https://localhost/api/watch")
+        .header("authorization", format!("Bearer {BOB_TOKEN}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // 3.5 s of streaming on a connection with a 1 s idle check.
+    let body = tokio::time::timeout(
+        Duration::from_secs(10),
+        http_body_util::BodyExt::collect(resp.into_body()),
+    )
+    .await
+    .expect("stream in time")
+    .expect("the stream was cut")
+    .to_bytes();
+    assert_eq!(body.len(), 10 * 6);
+}

@@ -568,3 +568,158 @@ async fn connections_older_than_the_age_limit_are_closed() {
         "connection outlived its age"
     );
 }
+
+/// A WebSocket upstream that accepts one upgrade and echoes.
+async fn echo_ws_upstream() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let Ok(Ok((mut tcp, _))) =
+            tokio::time::timeout(Duration::from_secs(20), listener.accept()).await
+        else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&head).to_string();
+        let key = text
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| v.trim().to_owned())
+            })
+            .unwrap_or_default();
+        let accept = authgate::proxy::upgrade::accept_key(key.as_bytes());
+        let reply = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        );
+        let _ = tcp.write_all(reply.as_bytes()).await;
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_secs(20), tcp.read(&mut buf)).await
+        {
+            if n == 0 || tcp.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    });
+    addr
+}
+
+/// Opens a WebSocket tunnel through the gate as `client` and checks it echoes.
+async fn open_tunnel(client: &Client) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = client.connect().await.expect("tls");
+    let req = "GET /api/ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    tls.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+        .await
+        .expect("101 in time")
+        .expect("read");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 101"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    tls.write_all(b"ping").await.expect("write");
+    let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+        .await
+        .expect("echo in time")
+        .expect("read");
+    assert_eq!(&buf[..n], b"ping");
+    tls
+}
+
+/// Whether the tunnel still echoes within 3 s (false: closed).
+async fn tunnel_alive(tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if tls.write_all(b"still-there?").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), tls.read(&mut buf)).await,
+        Ok(Ok(n)) if n > 0
+    )
+}
+
+#[tokio::test]
+async fn a_tunnel_closes_when_its_certificate_is_revoked() {
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    let ws = echo_ws_upstream().await;
+    let mut secret = SecretDir::new(pki.path());
+    let (crt, key) = pki.server_pair(3004);
+    let bundle = read(&pki.bundle_file);
+    let files = |crl: &PathBuf| {
+        vec![
+            ("tls.crt".to_owned(), crt.clone().into_bytes()),
+            ("tls.key".to_owned(), key.clone().into_bytes()),
+            ("ca.crt".to_owned(), bundle.clone()),
+            ("ca.crl".to_owned(), read(crl)),
+        ]
+    };
+    secret.publish_owned(&files(&pki.crl_file("empty.crl", &[])));
+    let mut y = Yaml::new(&pki, upstream.addr);
+    y.routes = format!("routes:\n  - {{path_prefix: /, upstream: \"http://{ws}\"}}\n");
+    y.tls_extra = format!(
+        "  client_ca_file: {}\n  reload_interval: 1s\n  crl_files: [{}]\n",
+        secret.path("ca.crt").display(),
+        secret.path("ca.crl").display()
+    );
+    let text = y
+        .render()
+        .replace(
+            &pki.server_cert.display().to_string(),
+            &secret.path("tls.crt").display().to_string(),
+        )
+        .replace(
+            &pki.server_key.display().to_string(),
+            &secret.path("tls.key").display().to_string(),
+        );
+    let gate = Gate::start(&text).await;
+    let alice = gate
+        .client(&pki)
+        .with_cert(&pki.client("alice", &ClientOpts::cn("alice", &["dev"]).serial(880)));
+    let mut tls = open_tunnel(&alice).await;
+    let before = reloads(&gate).await;
+    secret.publish_owned(&files(&pki.crl_file("revoked.crl", &[880])));
+    reloaded(&gate, before).await;
+    // The tunnel checks its certificate every second: closed within ~2 s.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !tunnel_alive(&mut tls).await,
+        "the tunnel outlived the revocation"
+    );
+}
+
+#[tokio::test]
+async fn a_tunnel_closes_at_the_connection_age_limit() {
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    let ws = echo_ws_upstream().await;
+    let mut y = Yaml::new(&pki, upstream.addr);
+    y.routes = format!("routes:\n  - {{path_prefix: /, upstream: \"http://{ws}\"}}\n");
+    y.rest = "limits: {max_connection_age: 2s}\n".into();
+    let gate = Gate::start(&y.render()).await;
+    let alice = gate
+        .client(&pki)
+        .with_cert(&pki.client("alice", &ClientOpts::cn("alice", &["dev"])));
+    let mut tls = open_tunnel(&alice).await;
+    assert!(tunnel_alive(&mut tls).await, "closed too early");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert!(
+        !tunnel_alive(&mut tls).await,
+        "the tunnel outlived max_connection_age"
+    );
+}
