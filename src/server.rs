@@ -9,27 +9,22 @@
 //! GOAWAY), and the loop returns once they have, or after
 //! [`Limits::shutdown_timeout`].
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, info, warn};
 
 use rustls_pki_types::CertificateDer;
@@ -38,109 +33,12 @@ use crate::body::Body;
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::{clock, config, tls};
 
-/// One accepted connection: who it is from, and what keeps it counted. A
-/// tunnel that outlives the HTTP exchange (an upgrade) holds a [`Hold`], so
-/// it keeps its connection slot, is waited for by the shutdown drain, and
-/// is closed at the drain deadline.
-#[derive(Clone, Debug)]
-pub struct Downstream {
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// When the connection was accepted (its age limit counts from here).
-    pub opened: std::time::Instant,
-    /// The generation of the client verifier in service when the handshake
-    /// began (read before it, so a reload during it errs towards a re-check).
-    pub verified_in: u64,
-    hold: Option<Arc<Held>>,
-    /// Cancelled to end the connection gracefully after the response under
-    /// way (HTTP/1 closes, HTTP/2 sends GOAWAY).
-    close: CancellationToken,
-}
+mod downstream;
+mod http;
 
-#[derive(Debug)]
-struct Held {
-    _slot: OwnedSemaphorePermit,
-    _per_ip: IpSlot,
-    _drain: TaskTrackerToken,
-    /// Cancelled when the drain deadline passes.
-    stop: CancellationToken,
-}
-
-/// Connections open per client address.
-#[derive(Debug, Default)]
-struct PerIp(std::sync::Mutex<HashMap<IpAddr, usize>>);
-
-/// One connection counted against its address's share; released on drop.
-#[derive(Debug)]
-struct IpSlot {
-    table: Arc<PerIp>,
-    ip: IpAddr,
-}
-
-impl PerIp {
-    /// A slot for `ip`, unless it already holds `cap` connections.
-    fn take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<IpSlot> {
-        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let n = t.entry(ip).or_insert(0);
-        if *n >= cap {
-            return None;
-        }
-        *n += 1;
-        Some(IpSlot {
-            table: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut t = self.table.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = t.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                t.remove(&self.ip);
-            }
-        }
-    }
-}
-
-/// Keeps a connection counted while a tunnel of it runs.
-#[derive(Clone, Debug)]
-pub struct Hold(Option<Arc<Held>>);
-
-impl Downstream {
-    /// A connection the accept loop does not count (in-memory tests).
-    pub fn detached(peer: SocketAddr) -> Self {
-        Self {
-            peer,
-            opened: std::time::Instant::now(),
-            verified_in: 0,
-            hold: None,
-            close: CancellationToken::new(),
-        }
-    }
-
-    /// Ends the connection once the response under way is written.
-    pub fn close(&self) {
-        self.close.cancel();
-    }
-
-    /// What a tunnel of this connection holds while it runs.
-    pub fn hold(&self) -> Hold {
-        Hold(self.hold.clone())
-    }
-}
-
-impl Hold {
-    /// Resolves when the tunnel must close (the drain deadline passed).
-    pub async fn stopped(&self) {
-        match &self.0 {
-            Some(h) => h.stop.cancelled().await,
-            None => std::future::pending().await,
-        }
-    }
-}
+pub(crate) use downstream::{Downstream, Hold};
+use downstream::{Held, PerIp};
+use http::{Activity, Guarded, serve_h1, serve_h2};
 
 /// What a listener does with its connections and their requests.
 pub(crate) trait Connections: Send + Sync + 'static {
@@ -452,169 +350,6 @@ fn handshake_failure(e: &std::io::Error) -> &'static str {
         | E::InappropriateHandshakeMessage { .. } => "protocol",
         _ => "other",
     }
-}
-
-/// Request counters of one HTTP/2 connection, for its idle check.
-#[derive(Default)]
-struct Activity {
-    /// Requests started on the connection so far.
-    started: AtomicUsize,
-    /// Requests whose handler is running.
-    active: AtomicUsize,
-}
-
-impl Activity {
-    /// Counts a request as started and running until the guard drops, so a
-    /// request whose stream is reset (its future dropped) is not left
-    /// counted as running.
-    fn start(self: &Arc<Self>) -> ActiveGuard {
-        self.started.fetch_add(1, Ordering::Relaxed);
-        self.active.fetch_add(1, Ordering::Relaxed);
-        ActiveGuard(self.clone())
-    }
-}
-
-struct ActiveGuard(Arc<Activity>);
-
-/// A response body that keeps its request counted as active.
-struct Guarded {
-    body: Body,
-    _guard: ActiveGuard,
-}
-
-impl hyper::body::Body for Guarded {
-    type Data = bytes::Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-async fn serve_h1<I, S>(
-    io: TokioIo<I>,
-    svc: S,
-    limits: &Limits,
-    stop: CancellationToken,
-) -> hyper::Result<()>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    let mut b = http1::Builder::new();
-    // The header timer starts with the connection and restarts after each
-    // response, so it also closes silent and idle keep-alive connections.
-    b.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_header_size(limits.max_header_bytes)
-        .max_headers(100);
-    let conn = b.serve_connection(io, svc).with_upgrades();
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => r,
-        () = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-        () = tokio::time::sleep(limits.max_connection_age) => {
-            debug!("connection reached limits.max_connection_age; closing");
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    }
-}
-
-async fn serve_h2<I, S>(
-    io: TokioIo<I>,
-    svc: S,
-    limits: &Limits,
-    activity: &Activity,
-    stop: CancellationToken,
-) -> hyper::Result<()>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let mut b = http2::Builder::new(TokioExecutor::new());
-    b.timer(TokioTimer::new())
-        .max_concurrent_streams(250)
-        .max_pending_accept_reset_streams(50)
-        .max_local_error_reset_streams(256)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10));
-    let conn = b.serve_connection(io, svc);
-    tokio::pin!(conn);
-    // hyper has no HTTP/2 header or idle timeout. Like HTTP/1's header
-    // timer, the first request must start within `header_read_timeout`, or
-    // the connection is closed (a silent client, or one that never finishes
-    // the preface). Later, it is closed once no request has started or been
-    // handled for a whole `idle_timeout` tick (responses already streaming
-    // are not cut; GOAWAY only refuses new streams).
-    let first_request = tokio::time::sleep(limits.header_read_timeout);
-    tokio::pin!(first_request);
-    let mut idle = tokio::time::interval(limits.idle_timeout);
-    idle.tick().await;
-    let mut last_started = usize::MAX;
-    let mut awaiting_first = true;
-    let aged = tokio::time::sleep(limits.max_connection_age);
-    tokio::pin!(aged);
-    loop {
-        tokio::select! {
-            r = conn.as_mut() => return r,
-            () = stop.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                return conn.await;
-            }
-            () = &mut aged => {
-                debug!("connection reached limits.max_connection_age; sending GOAWAY");
-                conn.as_mut().graceful_shutdown();
-                return conn.await;
-            }
-            () = &mut first_request, if awaiting_first => {
-                awaiting_first = false;
-                if activity.started.load(Ordering::Relaxed) == 0 {
-                    debug!("no HTTP/2 request within the header read timeout; closing");
-                    break;
-                }
-            }
-            _ = idle.tick() => {
-                let started = activity.started.load(Ordering::Relaxed);
-                if started == last_started && activity.active.load(Ordering::Relaxed) == 0 {
-                    debug!("closing idle HTTP/2 connection");
-                    break;
-                }
-                last_started = started;
-            }
-        }
-    }
-    // GOAWAY, then a bounded wait: a peer that never lets the connection
-    // finish (e.g. mid-preface) is dropped.
-    conn.as_mut().graceful_shutdown();
-    tokio::time::timeout(limits.header_read_timeout, conn)
-        .await
-        .unwrap_or(Ok(()))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The accept loop over real loopback sockets: the connection cap, the
 //! drain on shutdown, and its deadline.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, oneshot};
