@@ -12,24 +12,23 @@
 
 pub mod audit;
 pub mod auth_request;
+mod conn;
 pub mod error;
 pub mod respond;
 
-use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use futures_util::FutureExt;
 use globset::{GlobSet, GlobSetBuilder};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use rustls_pki_types::CertificateDer;
 
 use crate::authn::policy::{self, Notice};
-use crate::authn::{self, Authenticator, CertIdentity, x509};
+use crate::authn::{self, Authenticator, CertIdentity};
 use crate::authz::Authorizers;
 use crate::authz::attributes::{self, Attributes, Target as AuthzTarget};
 use crate::authz::permit::{self, Permit};
@@ -42,28 +41,8 @@ use crate::proxy::{self, Forward};
 use crate::routes::{MatrixParams, RouteId, RouteTable, normalize_path_with};
 use crate::server::{Connections, Downstream};
 use crate::{cache, clock, tls};
+pub use conn::ConnInfo;
 pub use error::{Error, Outcome, Reason, Refusal};
-
-/// What the TLS layer established about a connection, shared by its requests.
-#[derive(Debug)]
-pub struct ConnInfo {
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// The connection as the accept loop counts it (tunnels hold it).
-    pub downstream: Downstream,
-    /// The client certificate's identity, if a certificate was presented.
-    pub cert: Option<CertIdentity>,
-    /// The client certificate as an Envoy `X-Forwarded-Client-Cert` value,
-    /// when `headers.forward_client_cert` is `xfcc`.
-    pub xfcc: Option<HeaderValue>,
-    /// The verified chain (leaf first; empty without a certificate), kept
-    /// to verify it again when the TLS material changes.
-    chain: Vec<CertificateDer<'static>>,
-    /// The leaf's `notAfter` (Unix seconds).
-    not_after: i64,
-    /// The client-verifier generation the chain last verified under.
-    checked: AtomicU64,
-}
 
 /// A configured route.
 #[derive(Debug)]
@@ -184,80 +163,6 @@ impl<F> Gate<F> {
     /// The migration policy and usage tracker.
     pub fn migration(&self) -> &Migration {
         &self.migration
-    }
-
-    /// What a connection's requests share, for a connection the accept
-    /// loop does not count (tests): the peer and, if any, the verified leaf.
-    pub fn conn_info(&self, peer: SocketAddr, leaf_der: Option<&[u8]>) -> ConnInfo {
-        let chain: Vec<CertificateDer<'static>> = leaf_der
-            .map(|d| CertificateDer::from(d.to_vec()))
-            .into_iter()
-            .collect();
-        let mut downstream = Downstream::detached(peer);
-        downstream.verified_in = self.tls.generation();
-        self.conn_info_for(downstream, &chain)
-    }
-
-    /// What a new connection's requests share: its peer and the identity of
-    /// its verified client certificate, mapped once, and what a later
-    /// request needs to check that the certificate still holds.
-    pub fn conn_info_for(
-        &self,
-        downstream: Downstream,
-        chain: &[CertificateDer<'static>],
-    ) -> ConnInfo {
-        let leaf = chain.first().map(AsRef::as_ref);
-        ConnInfo {
-            peer: downstream.peer,
-            cert: leaf.map(|der| self.authn.map_cert(der)),
-            xfcc: leaf
-                .filter(|_| self.headers.forward_client_cert)
-                .and_then(x509::xfcc)
-                .and_then(|v| HeaderValue::try_from(v).ok()),
-            not_after: leaf.and_then(x509::not_after).unwrap_or(i64::MIN),
-            checked: AtomicU64::new(downstream.verified_in),
-            chain: chain.to_vec(),
-            downstream,
-        }
-    }
-
-    /// What a tunnel of `conn` rests on: its certificate, if it has one.
-    fn lease(&self, conn: &ConnInfo) -> proxy::upgrade::Lease {
-        if conn.chain.is_empty() {
-            return proxy::upgrade::Lease::default();
-        }
-        let (tls, chain) = (self.tls.clone(), conn.chain.clone());
-        let checked = AtomicU64::new(conn.checked.load(Ordering::Acquire));
-        let still_valid = move || {
-            let was = checked.load(Ordering::Acquire);
-            tls.recheck(&chain, was)
-                .map(|now| checked.store(now, Ordering::Release))
-                .is_ok()
-        };
-        proxy::upgrade::Lease {
-            not_after: Some(conn.not_after),
-            still_valid: Some(Arc::new(still_valid)),
-        }
-    }
-
-    /// The connection's certificate still holds: not expired, and verified
-    /// against the client CAs and CRLs now in service (again, if they
-    /// changed since it last was). kube-apiserver checks a certificate on
-    /// every request; a connection is no exception.
-    fn cert_in_force(&self, conn: &ConnInfo) -> Result<(), Error> {
-        if conn.chain.is_empty() {
-            return Ok(());
-        }
-        let stale = |s| Error::Authn(authn::Error::StaleCert(s));
-        if clock::unix_now() > conn.not_after {
-            return Err(stale(tls::Stale::Expired));
-        }
-        let checked = conn.checked.load(Ordering::Acquire);
-        let now = self.tls.recheck(&conn.chain, checked).map_err(stale)?;
-        if now != checked {
-            conn.checked.store(now, Ordering::Release);
-        }
-        Ok(())
     }
 
     /// Serves one request: the upstream's response (or, in `mode: auth`, the
