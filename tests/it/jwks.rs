@@ -197,6 +197,31 @@ impl JwksEnv {
         let series = format!("authgate_jwt_verifications_total{{result=\"{result}\"}}");
         self.env.gate.metric(&series).await
     }
+
+    /// Waits (at most 5 s) until the fake has looked up the token of its
+    /// `n`th TokenReview: from then on that review answers as of now.
+    async fn review_under_way(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.api.token_review_specs().len() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "TokenReview {n} never started"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A request for `token` in its own task.
+    fn spawn_get(&self, token: &str) -> tokio::task::JoinHandle<Resp> {
+        let client = self.env.client();
+        let token = token.to_owned();
+        tokio::spawn(async move {
+            client
+                .get_with_token("/api/x", &token)
+                .await
+                .expect("request")
+        })
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,4 +509,95 @@ async fn a_cache_flush_is_not_undone_by_a_still_valid_signature() {
     let before = k.api.token_reviews();
     assert_eq!(k.get(&other).await.status, 200);
     assert_eq!(k.api.token_reviews(), before + 1);
+}
+
+/// A TokenReview under way at a flush answers for the moment before it: its
+/// own request may have that answer, the JWKS cache must not keep it, or
+/// the flushed (revoked) identity is served locally for `revalidate_after`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revalidation_under_way_at_a_flush_cannot_undo_it() {
+    let k = start(
+        "  cache: {ttl: 1s, failure_ttl: 1s}\n",
+        ", revalidate_after: 2s",
+        None,
+    )
+    .await;
+    let token = keys().token(Key::Ec, "prom");
+    k.api.add_token_with(&token, reviewed("prom"));
+    assert_eq!(k.get(&token).await.status, 200);
+    assert_eq!(k.api.token_reviews(), 0, "verified locally");
+
+    // The entry grows old: the next request revalidates, slowly.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    k.api.set_fault(
+        Endpoint::TokenReview,
+        Fault::Latency(Duration::from_millis(1500)),
+    );
+    let under_way = k.spawn_get(&token);
+    k.review_under_way(1).await;
+
+    // Meanwhile the Pod is deleted and the operator flushes.
+    k.api.remove_token(&token);
+    let (status, _) = k.env.gate.admin("POST", "/cache/flush").await;
+    assert_eq!(status, 200);
+    let r = tokio::time::timeout(Duration::from_secs(10), under_way)
+        .await
+        .expect("the revalidation ends")
+        .expect("request task");
+    assert_eq!(r.status, 200, "begun before the flush: its answer stands");
+    k.api.set_fault(Endpoint::TokenReview, Fault::None);
+
+    // The next request is reviewed again, and refused.
+    let r = k.get(&token).await;
+    assert_eq!(
+        (r.status.as_u16(), r.reason().as_str()),
+        (401, "token_rejected")
+    );
+    assert_eq!(k.api.token_reviews(), 2);
+}
+
+/// The same for a flush of one user (here on the review a first flush
+/// forces on a token verified locally); other users' entries stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revalidation_under_way_at_a_flush_of_its_user_cannot_undo_it() {
+    let k = start("", ", revalidate_after: 1m", None).await;
+    let flush_prom = "/cache/flush?user=system%3Aserviceaccount%3Amonitoring%3Aprom";
+    let token = keys().token(Key::Ec, "prom");
+    let other = keys().token(Key::Rsa, "grafana");
+    k.api.add_token_with(&token, reviewed("prom"));
+    k.api.add_token_with(&other, reviewed("grafana"));
+    assert_eq!(k.get(&token).await.status, 200);
+    assert_eq!(k.get(&other).await.status, 200);
+    assert_eq!(k.api.token_reviews(), 0, "verified locally");
+
+    // A first flush of prom: its next request is reviewed, slowly.
+    let (status, _) = k.env.gate.admin("POST", flush_prom).await;
+    assert_eq!(status, 200);
+    k.api.set_fault(
+        Endpoint::TokenReview,
+        Fault::Latency(Duration::from_millis(1500)),
+    );
+    let under_way = k.spawn_get(&token);
+    k.review_under_way(1).await;
+
+    // Meanwhile prom's Pod is deleted and the operator flushes prom again.
+    k.api.remove_token(&token);
+    let (status, _) = k.env.gate.admin("POST", flush_prom).await;
+    assert_eq!(status, 200);
+    let r = tokio::time::timeout(Duration::from_secs(10), under_way)
+        .await
+        .expect("the review ends")
+        .expect("request task");
+    assert_eq!(r.status, 200, "begun before the flush: its answer stands");
+    k.api.set_fault(Endpoint::TokenReview, Fault::None);
+
+    let r = k.get(&token).await;
+    assert_eq!(
+        (r.status.as_u16(), r.reason().as_str()),
+        (401, "token_rejected")
+    );
+    assert_eq!(k.api.token_reviews(), 2);
+    // grafana was not flushed: still served locally.
+    assert_eq!(k.get(&other).await.status, 200);
+    assert_eq!(k.api.token_reviews(), 2);
 }

@@ -18,6 +18,12 @@
 //! deleted Pod, Secret or ServiceAccount that a token is bound to. Such a
 //! token stays valid here until `revalidate_after` sends it to TokenReview
 //! (whose own cache may add up to `token_review.cache.ttl`).
+//!
+//! A flush is never undone by a check that was under way when it happened:
+//! each flush starts a new generation, and an identity whose check began in
+//! an older one counts only if no later flush covers it (checked before
+//! every store and on every read, so no store can race a flush), as in
+//! [`crate::cache`].
 
 pub mod claims;
 pub mod crypto;
@@ -26,6 +32,7 @@ pub mod stats;
 pub mod store;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -53,6 +60,53 @@ struct Entry {
     id: Option<Arc<Identity>>,
     exp: u64,
     checked: Instant,
+    /// The flush generation its check began in.
+    generation: u64,
+}
+
+/// Per-user flushes kept for the read check; more collapse into a full one.
+const MAX_FLUSH_MARKS: usize = 64;
+
+/// What flushes happened, for identities checked before them.
+#[derive(Default)]
+struct Flushes {
+    /// Identities checked in a generation below this were flushed whole.
+    valid_from: u64,
+    /// Per-user flushes: that user's identities checked below the
+    /// generation are gone.
+    marks: Vec<(u64, String)>,
+    /// The last flush: for `revalidate_after` after it, a token verified
+    /// locally must also pass TokenReview (the flush is the emergency
+    /// revocation; a still-valid signature must not undo it).
+    last: Option<Instant>,
+}
+
+impl Flushes {
+    /// Records the flush that started `generation`: of everyone, or of `user`.
+    fn record(&mut self, generation: u64, user: Option<&str>) {
+        self.last = Some(Instant::now());
+        match user {
+            Some(u) if self.marks.len() < MAX_FLUSH_MARKS => {
+                self.marks.push((generation, u.to_owned()));
+            }
+            _ => {
+                self.valid_from = generation;
+                self.marks.clear();
+            }
+        }
+    }
+
+    /// Whether a flush after `e`'s check began drops it. Rejections are
+    /// never dropped (a flush must not let a signature undo them).
+    fn cover(&self, e: &Entry) -> bool {
+        e.id.as_ref().is_some_and(|id| {
+            e.generation < self.valid_from
+                || self
+                    .marks
+                    .iter()
+                    .any(|(g, u)| e.generation < *g && *u == id.user)
+        })
+    }
 }
 
 /// How long a token with an unknown key that TokenReview rejected stays
@@ -95,11 +149,15 @@ enum Step {
     Verify,
 }
 
-fn step(entry: Option<&Entry>, revalidate_after: Duration) -> Step {
+/// `flushed`: a flush after its check began covers the entry, which then
+/// counts as old whatever its age.
+fn step(entry: Option<&Entry>, revalidate_after: Duration, flushed: bool) -> Step {
     match entry {
         Some(e) if until(e.exp) > Duration::ZERO => match &e.id {
             None => Step::ReviewOnly,
-            Some(id) if e.checked.elapsed() < revalidate_after => Step::Fresh(id.clone()),
+            Some(id) if !flushed && e.checked.elapsed() < revalidate_after => {
+                Step::Fresh(id.clone())
+            }
             Some(_) => Step::Revalidate(e.exp),
         },
         _ => Step::Verify,
@@ -115,10 +173,9 @@ pub struct JwksAuthenticator {
     keys: KeyHasher,
     refresh: Duration,
     revalidate_after: Duration,
-    /// The last `/cache/flush`: for `revalidate_after` after it, a token
-    /// verified locally must also pass TokenReview (the flush is the
-    /// emergency revocation; a still-valid signature must not undo it).
-    last_flush: std::sync::Mutex<Option<Instant>>,
+    /// Bumped by every `/cache/flush`.
+    generation: AtomicU64,
+    flushes: std::sync::Mutex<Flushes>,
     stats: Stats,
 }
 
@@ -152,7 +209,8 @@ impl JwksAuthenticator {
             keys,
             refresh: cfg.refresh,
             revalidate_after: cfg.revalidate_after,
-            last_flush: std::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            flushes: std::sync::Mutex::new(Flushes::default()),
             stats,
         }
     }
@@ -168,11 +226,18 @@ impl JwksAuthenticator {
         self.store.clone().run(self.refresh, stop).await;
     }
 
-    /// Drops verified tokens: all of them, or those of `user`. Tokens
-    /// TokenReview rejected stay marked, and for `revalidate_after` every
-    /// locally verified token is also reviewed.
+    /// Drops verified tokens: all of them, or those of `user`, now and when
+    /// a check under way stores one. Tokens TokenReview rejected stay
+    /// marked, and for `revalidate_after` every locally verified token is
+    /// also reviewed.
     pub fn flush(&self, user: Option<&str>) {
-        *self.last_flush.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        {
+            let mut flushes = self.flushes.lock().unwrap_or_else(|e| e.into_inner());
+            let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            flushes.record(generation, user);
+        }
+        // moka drops only the entries already stored: the generation check
+        // in `flushed` catches those stored from here on.
         match user {
             None => {
                 // Fails only without `support_invalidation_closures`, set in `new`.
@@ -189,16 +254,19 @@ impl JwksAuthenticator {
     }
 
     async fn check(&self, token: &BearerToken) -> Result<Option<Arc<Identity>>, BackendError> {
+        // Taken before anything is checked: a flush from here on covers it.
+        let generation = self.generation.load(Ordering::Acquire);
         let mut key = self.keys.builder();
         key.part(b"jwks").part(token.expose().as_bytes());
         let key = key.finish();
         let cached = self.cache.get(&key).await;
-        match step(cached.as_ref(), self.revalidate_after) {
+        let flushed = cached.as_ref().is_some_and(|e| self.flushed(e));
+        match step(cached.as_ref(), self.revalidate_after, flushed) {
             Step::Fresh(id) => {
                 self.stats.verification("cached");
                 return Ok(Some(id));
             }
-            Step::Revalidate(exp) => return self.revalidate(key, exp, token).await,
+            Step::Revalidate(exp) => return self.revalidate(key, exp, token, generation).await,
             Step::ReviewOnly => {
                 self.stats.verification("revoked_before");
                 return self.reviewer.authenticate(token).await;
@@ -206,7 +274,9 @@ impl JwksAuthenticator {
             Step::Verify => {}
         }
         match self.verify(token.expose()).await {
-            Ok((_, exp)) if self.flushed_recently() => self.revalidate(key, exp, token).await,
+            Ok((_, exp)) if self.flushed_recently() => {
+                self.revalidate(key, exp, token, generation).await
+            }
             Ok((id, exp)) => {
                 self.stats.verification("verified");
                 let id = Arc::new(id);
@@ -214,8 +284,9 @@ impl JwksAuthenticator {
                     id: Some(id.clone()),
                     exp,
                     checked: Instant::now(),
+                    generation,
                 };
-                self.cache.insert(key, entry).await;
+                self.keep(key, entry).await;
                 Ok(Some(id))
             }
             Err(reason) => {
@@ -230,8 +301,9 @@ impl JwksAuthenticator {
                         id: None,
                         exp,
                         checked: Instant::now(),
+                        generation,
                     };
-                    self.cache.insert(key, marker).await;
+                    self.keep(key, marker).await;
                 }
                 answer
             }
@@ -239,18 +311,40 @@ impl JwksAuthenticator {
     }
 
     fn flushed_recently(&self) -> bool {
-        self.last_flush
+        self.flushes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .last
             .is_some_and(|t| t.elapsed() < self.revalidate_after)
     }
 
-    /// A cached token older than `revalidate_after`: TokenReview decides.
+    /// Whether a flush after `entry`'s check began covers it.
+    fn flushed(&self, entry: &Entry) -> bool {
+        entry.generation != self.generation.load(Ordering::Acquire)
+            && self
+                .flushes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .cover(entry)
+    }
+
+    /// Stores `entry` unless a flush since its check began covers it: that
+    /// answer is older than the flush (and should a flush land between this
+    /// test and the insert, the read check refuses the entry).
+    async fn keep(&self, key: Key, entry: Entry) {
+        if !self.flushed(&entry) {
+            self.cache.insert(key, entry).await;
+        }
+    }
+
+    /// A cached token older than `revalidate_after` (or than a flush):
+    /// TokenReview decides. `generation`: the one the check began in.
     async fn revalidate(
         &self,
         key: Key,
         exp: u64,
         token: &BearerToken,
+        generation: u64,
     ) -> Result<Option<Arc<Identity>>, BackendError> {
         match self.reviewer.authenticate(token).await {
             Ok(Some(id)) => {
@@ -259,8 +353,9 @@ impl JwksAuthenticator {
                     id: Some(id.clone()),
                     exp,
                     checked: Instant::now(),
+                    generation,
                 };
-                self.cache.insert(key, entry).await;
+                self.keep(key, entry).await;
                 Ok(Some(id))
             }
             Ok(None) => {
@@ -269,8 +364,9 @@ impl JwksAuthenticator {
                     id: None,
                     exp,
                     checked: Instant::now(),
+                    generation,
                 };
-                self.cache.insert(key, entry).await;
+                self.keep(key, entry).await;
                 Ok(None)
             }
             Err(e) => {
@@ -337,6 +433,7 @@ mod tests {
             id,
             exp,
             checked: Instant::now() - age,
+            generation: 0,
         };
         let some = Some(id.clone());
         let cases = [
@@ -350,11 +447,64 @@ mod tests {
                 Step::Revalidate(exp),
             ),
             (Some(entry(None, exp, Duration::ZERO)), Step::ReviewOnly),
-            (Some(entry(some, exp - 700, Duration::ZERO)), Step::Verify),
+            (
+                Some(entry(some.clone(), exp - 700, Duration::ZERO)),
+                Step::Verify,
+            ),
             (Some(entry(None, exp - 700, Duration::ZERO)), Step::Verify),
         ];
         for (i, (e, want)) in cases.into_iter().enumerate() {
-            assert_eq!(step(e.as_ref(), minute), want, "case {i}");
+            assert_eq!(step(e.as_ref(), minute, false), want, "case {i}");
         }
+        // Covered by a later flush: old, however fresh.
+        let fresh = entry(some, exp, Duration::ZERO);
+        assert_eq!(step(Some(&fresh), minute, true), Step::Revalidate(exp));
+        let rejected = entry(None, exp, Duration::ZERO);
+        assert_eq!(step(Some(&rejected), minute, true), Step::ReviewOnly);
+    }
+
+    #[test]
+    fn a_flush_covers_identities_checked_before_it_never_rejections() {
+        let entry = |user: Option<&str>, generation| Entry {
+            id: user.map(|u| {
+                Arc::new(Identity::new(
+                    u.into(),
+                    None,
+                    vec![],
+                    BTreeMap::new(),
+                    AuthMethod::Token,
+                ))
+            }),
+            exp: jsonwebtoken::get_current_timestamp() + 600,
+            checked: Instant::now(),
+            generation,
+        };
+        let mut f = Flushes::default();
+        assert!(!f.cover(&entry(Some("a"), 0)), "no flush yet");
+
+        // A flush of `a` starts generation 1.
+        f.record(1, Some("a"));
+        assert!(f.last.is_some());
+        assert!(f.cover(&entry(Some("a"), 0)));
+        assert!(!f.cover(&entry(Some("b"), 0)), "another user");
+        assert!(!f.cover(&entry(Some("a"), 1)), "checked after the flush");
+        assert!(!f.cover(&entry(None, 0)), "a rejection stays");
+
+        // A full flush starts generation 2.
+        f.record(2, None);
+        assert!(f.cover(&entry(Some("b"), 1)));
+        assert!(!f.cover(&entry(Some("b"), 2)));
+        assert!(!f.cover(&entry(None, 1)));
+
+        // Too many per-user flushes collapse into a full one.
+        for g in 3..3 + MAX_FLUSH_MARKS as u64 {
+            f.record(g, Some("a"));
+        }
+        assert_eq!(f.marks.len(), MAX_FLUSH_MARKS);
+        let last = 3 + MAX_FLUSH_MARKS as u64;
+        f.record(last, Some("a"));
+        assert!(f.marks.is_empty());
+        assert!(f.cover(&entry(Some("b"), last - 1)), "collapsed: everyone");
+        assert!(!f.cover(&entry(Some("a"), last)));
     }
 }
