@@ -64,6 +64,9 @@ pub enum Malformed {
     /// names the original request (Envoy never sends them).
     #[error("X-Original-Method/X-Original-URI on a check below the auth endpoint")]
     OriginalBelowEndpoint,
+    /// A check of the endpoint itself that does not name its request.
+    #[error("a check of the auth endpoint itself needs X-Original-URI")]
+    OriginalUriMissing,
     /// `X-Original-*` from a peer that is not a trusted proxy.
     #[error("X-Original-Method/X-Original-URI from a peer not in auth.trusted_proxies")]
     OriginalUntrusted,
@@ -87,7 +90,8 @@ pub enum Malformed {
 /// nginx checks the endpoint itself and names the original request in
 /// `X-Original-Method` / `X-Original-URI`; those are read only from a
 /// trusted proxy, and refused from anyone else rather than ignored (a check
-/// that names one request must not be answered for another). Envoy checks
+/// that names one request must not be answered for another). A check of the
+/// endpoint itself without `X-Original-URI` names none, and is refused. Envoy checks
 /// the original path below the endpoint and never sends them, so there they
 /// are refused from everyone: they could only come from the client.
 pub fn original<B>(
@@ -142,9 +146,34 @@ pub fn original<B>(
         }
         // Envoy: the original path below the endpoint (normalised above).
         (None, Some(rest)) => rest,
-        (None, None) => "/".to_owned(),
+        // A check of the endpoint itself that names no request: not a
+        // check of `/` (nginx as shipped always sends X-Original-URI).
+        (None, None) => return Err(Malformed::OriginalUriMissing),
     };
     Ok(Original { method, path })
+}
+
+/// Method-override and URL-rewrite headers, which no front proxy adds (it
+/// names the checked request in `X-Original-*` or the path below the
+/// endpoint): a client's. Proxy mode strips them; the front proxy passes
+/// them to the upstream, which may act on them instead of the request that
+/// was checked. `X-Original-URI`/`-Method` (nginx's own), `X-Forwarded-*`
+/// and `Forwarded` (which proxies set) are not among them.
+const STEERING: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
+/// The first method-override or URL-rewrite header of a check, in any
+/// spelling an upstream folds to one (`_` read as `-`), if any: the gate
+/// refuses such a check, as it refuses claimed identity headers.
+pub fn steering(headers: &HeaderMap) -> Option<&HeaderName> {
+    headers
+        .keys()
+        .find(|k| STEERING.contains(&&*crate::proxy::headers::normalized(k.as_str())))
 }
 
 /// Whether `peer` is a trusted front proxy.
@@ -368,12 +397,9 @@ mod tests {
             original(&req("/auth/api/v1", &[]), "/auth", true),
             orig("GET", "/api/v1")
         );
+        // Envoy's check of `/`: the endpoint and a slash.
         assert_eq!(
-            original(&req("/auth", &[]), "/auth", true),
-            orig("GET", "/")
-        );
-        assert_eq!(
-            original(&req("//auth", &[]), "/auth", true),
+            original(&req("/auth/", &[]), "/auth", true),
             orig("GET", "/")
         );
         // `..` may not climb out of the original path into the endpoint.
@@ -446,10 +472,84 @@ mod tests {
                 orig("GET", "/admin")
             );
         }
+    }
+
+    /// A check of the endpoint itself names its request in X-Original-URI
+    /// (nginx always sends it); without it, it names none, and is not read
+    /// as a check of `/`.
+    #[test]
+    fn a_check_of_the_endpoint_itself_without_x_original_uri_is_refused() {
+        for trusted in [true, false] {
+            for path in ["/auth", "//auth"] {
+                assert_eq!(
+                    original(&req(path, &[]), "/auth", trusted),
+                    Err(Malformed::OriginalUriMissing),
+                    "{path}, trusted: {trusted}"
+                );
+            }
+        }
         assert_eq!(
-            original(&req("/auth", &[]), "/auth", false),
+            original(
+                &req("/auth", &[("x-original-method", "GET")]),
+                "/auth",
+                true
+            ),
+            Err(Malformed::OriginalUriMissing)
+        );
+        // With it, the method defaults to the check's own.
+        assert_eq!(
+            original(&req("/auth", &[("x-original-uri", "/")]), "/auth", true),
             orig("GET", "/")
         );
+    }
+
+    #[test]
+    fn steering_names_method_overrides_and_rewritten_urls_in_any_spelling() {
+        let one = |name: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(HeaderName::try_from(name).unwrap(), "x".parse().unwrap());
+            h
+        };
+        for name in [
+            "X-HTTP-Method-Override",
+            "x-http-method",
+            "X-Method-Override",
+            "X-Original-URL",
+            "x-rewrite-url",
+            "x_http_method_override",
+            "X_HTTP_Method",
+            "x-method_override",
+            "X_Original_URL",
+            "x_rewrite_url",
+        ] {
+            let h = one(name);
+            assert_eq!(
+                steering(&h).map(HeaderName::as_str),
+                Some(name.to_ascii_lowercase().as_str()),
+                "{name}"
+            );
+        }
+        // What nginx and Envoy set themselves, and other proxies' headers.
+        for name in [
+            "x-original-uri",
+            "x-original-method",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "x_forwarded_for",
+            "forwarded",
+            "x-real-ip",
+            "x-client-cert",
+            "x-forwarded-client-cert",
+            "authorization",
+            "x-http-method-overrides",
+            "x-original-urls",
+        ] {
+            assert_eq!(steering(&one(name)), None, "{name}");
+        }
+        let mut h = one("x-forwarded-host");
+        h.insert("x-rewrite-url", "/admin".parse().unwrap());
+        assert_eq!(steering(&h).map(HeaderName::as_str), Some("x-rewrite-url"));
     }
 
     fn elements(els: &[&[(&str, &str)]]) -> Result<Vec<XfccElement>, XfccSyntax> {

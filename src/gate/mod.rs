@@ -330,6 +330,11 @@ impl<F> Gate<F> {
         if let Some(name) = proxy::headers::claimed_identity(req.headers(), &self.headers) {
             return Err(Error::SpoofedIdentity(name.to_string()));
         }
+        // Nor can it strip method overrides or rewritten URLs the upstream
+        // might act on instead of what is checked here.
+        if let Some(name) = auth_request::steering(req.headers()) {
+            return Err(Error::SpoofedIdentity(name.to_string()));
+        }
         let route = match self.route(&original.path, trail)? {
             Target::Public(_) => return Ok(body::empty(StatusCode::OK)),
             Target::Guarded(route) => route,

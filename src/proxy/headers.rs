@@ -24,6 +24,7 @@ const SPOOFABLE_PREFIXES: &[&str] = &[
     "x-remote-",
     "impersonate-",
     "x-forwarded-client-cert",
+    "x-client-cert",
     "client-cert",
     "ssl-client-",
     "x-ssl-client-",

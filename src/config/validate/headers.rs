@@ -4,7 +4,8 @@
 //! client's copies are stripped. Named like a framing, hop-by-hop, routing or
 //! credential header it would let an identity smuggle a request, forge a hop
 //! or a credential, or strip the client's framing; named like another
-//! identity header it would merge two claims into one. Both are refused.
+//! identity header it would merge two claims into one. Both are refused, in
+//! every spelling an upstream folds to one (`_` read as `-`).
 
 use http::HeaderName;
 
@@ -49,8 +50,18 @@ const RESERVED: &[(&str, bool, &str)] = &[
     ("x-ssl-client-", true, CREDENTIAL),
 ];
 
-/// The reserved entry `name` falls under, if any.
+/// A header name as CGI, WSGI, Rack and PHP read it: `_` folded into `-`
+/// (both spellings become `HTTP_X_REMOTE_USER`), so names are compared and
+/// reserved in this form (as `proxy::headers::normalized` strips them).
+fn folded(name: &str) -> String {
+    name.replace('_', "-")
+}
+
+/// The reserved entry `name` (in any spelling an upstream folds to one)
+/// falls under, if any.
 fn reserved(name: &str) -> Option<&'static str> {
+    let name = folded(name);
+    let name = name.as_str();
     RESERVED
         .iter()
         .find(|(r, prefix, _)| {
@@ -63,8 +74,11 @@ fn reserved(name: &str) -> Option<&'static str> {
         .map(|(_, _, why)| *why)
 }
 
-/// The reserved entry some header beginning with `prefix` falls under.
+/// The reserved entry some header beginning with `prefix` (in any
+/// spelling an upstream folds to one) falls under.
 fn reserved_under_prefix(prefix: &str) -> Option<(&'static str, &'static str)> {
+    let prefix = folded(prefix);
+    let prefix = prefix.as_str();
     RESERVED
         .iter()
         .find(|(r, is_prefix, _)| r.starts_with(prefix) || (*is_prefix && prefix.starts_with(r)))
@@ -83,7 +97,10 @@ pub(super) fn header_names(h: HeadersFile) -> Result<HeaderNames, Error> {
         ("headers.uid", &uid),
     ];
     for (i, (key, n)) in named.iter().enumerate() {
-        if let Some((earlier, _)) = named[..i].iter().find(|(_, m)| m == n) {
+        if let Some((earlier, _)) = named[..i]
+            .iter()
+            .find(|(_, m)| folded(m.as_str()) == folded(n.as_str()))
+        {
             return Err(Error::invalid(
                 *key,
                 format!(
@@ -96,7 +113,7 @@ pub(super) fn header_names(h: HeadersFile) -> Result<HeaderNames, Error> {
     let extra_prefix = extra_prefix(h.extra_prefix, d.extra_prefix)?;
     if let Some((key, n)) = named
         .iter()
-        .find(|(_, n)| n.as_str().starts_with(&extra_prefix))
+        .find(|(_, n)| folded(n.as_str()).starts_with(&folded(&extra_prefix)))
     {
         let extra_key = &n.as_str()[extra_prefix.len()..];
         return Err(Error::invalid(

@@ -4,17 +4,20 @@
 //! [`crate::routes::normalize_path`]): it starts with `/`, has no empty, `.`
 //! or `..` segment. A glob that cannot match such a path is refused rather
 //! than left to match nothing; an unauthenticated list that matches every
-//! path a route can serve is refused, as it would switch authentication off.
+//! path a route can serve, or every one but its bare prefix, is refused, as
+//! it would switch authentication off for that route.
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::glob;
 use crate::config::file::PathsFile;
 use crate::config::{Error, PathRules, RouteConfig, defaults};
+use crate::routes::RouteTable;
 
-/// Paths below a route prefix that a glob list must leave guarded for at
-/// least one: the prefix itself, a child, a deep path, and shapes real
-/// clients send (probes, discovery, metrics, Kubernetes-style API paths).
+/// Paths below a route prefix of which a glob list must leave at least one
+/// guarded, besides the prefix itself (`""`, which alone does not count): a
+/// child, a deep path, and shapes real clients send (probes, discovery,
+/// metrics, Kubernetes-style API paths).
 const PROBE_SUFFIXES: &[&str] = &[
     "",
     "/x",
@@ -71,36 +74,62 @@ pub(super) fn path_glob(key: &str, pattern: &str) -> Result<Glob, Error> {
     glob(key, pattern, true)
 }
 
-/// Every probe path of every route.
-fn probes(routes: &[RouteConfig]) -> Vec<String> {
-    let mut out = Vec::new();
-    for r in routes {
-        let base = r.path_prefix.trim_end_matches('/');
-        for s in PROBE_SUFFIXES {
-            let p = format!("{base}{s}");
-            out.push(if p.is_empty() { "/".to_owned() } else { p });
-        }
-    }
-    out
+/// The probe paths below each route that the route serves (a longer route
+/// takes its own), the bare prefix left out: a list that leaves only the
+/// prefix itself guarded makes the route as public as one that leaves
+/// nothing (`/**/?*`, or `[/admin, "/admin/**"]` for a route `/admin`).
+fn probes(routes: &[RouteConfig]) -> Vec<(&str, Vec<String>)> {
+    let table = RouteTable::new(
+        routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.path_prefix.clone(), i))
+            .collect(),
+    );
+    routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let base = r.path_prefix.trim_end_matches('/');
+            let below = PROBE_SUFFIXES
+                .iter()
+                .filter(|s| !s.is_empty())
+                .map(|s| format!("{base}{s}"))
+                .filter(|p| table.select(p) == Some(&i))
+                .collect();
+            (r.path_prefix.as_str(), below)
+        })
+        .collect()
 }
 
 fn refuse_covering_everything(globs: &[Glob], routes: &[RouteConfig]) -> Result<(), Error> {
     const KEY: &str = "paths.unauthenticated";
     const WHY: &str = "authentication would never run; name the public paths, e.g. /healthz";
     let probes = probes(routes);
-    let covers = |set: &GlobSet| probes.iter().all(|p| set.is_match(p));
+    // The prefix of the first route of which `set` matches every probe.
+    let covered = |set: &GlobSet| {
+        probes
+            .iter()
+            .find(|(_, below)| !below.is_empty() && below.iter().all(|p| set.is_match(p)))
+            .map(|(prefix, _)| *prefix)
+    };
+    let what = |prefix: &str| {
+        format!("every path the route {prefix:?} serves (but at most {prefix:?} itself)")
+    };
     for (i, g) in globs.iter().enumerate() {
-        if covers(&set(std::slice::from_ref(g))) {
+        if let Some(prefix) = covered(&set(std::slice::from_ref(g))) {
             return Err(Error::invalid(
                 format!("{KEY}[{i}]"),
-                format!("{:?} matches every path the routes serve: {WHY}", g.glob()),
+                format!("{:?} matches {}: {WHY}", g.glob(), what(prefix)),
             ));
         }
     }
-    if globs.len() > 1 && covers(&set(globs)) {
+    if globs.len() > 1
+        && let Some(prefix) = covered(&set(globs))
+    {
         return Err(Error::invalid(
             KEY,
-            format!("together the globs match every path the routes serve: {WHY}"),
+            format!("together the globs match {}: {WHY}", what(prefix)),
         ));
     }
     Ok(())

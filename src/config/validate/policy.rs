@@ -50,20 +50,38 @@ fn auth_endpoint(a: AuthEndpointFile) -> Result<AuthEndpoint, Error> {
     })
 }
 
-/// The shortest accepted prefix: 10.0.0.0/8, the widest private IPv4 range.
-/// A trusted proxy's forwarded certificate *is* the client's identity, so a
-/// range wider than a private network trusts strangers to say who they are.
-const MIN_PREFIX: u8 = 8;
+/// The shortest accepted prefixes. A trusted proxy's forwarded certificate
+/// *is* the client's identity, so every address in the list can say who
+/// anyone is: a whole private network is every pod and node of a cluster,
+/// and a public range is someone else's network.
+const V4_PRIVATE_MIN: u8 = 16;
+const V4_MIN: u8 = 24;
+const V6_PRIVATE_MIN: u8 = 48;
+const V6_MIN: u8 = 64;
 
-/// fc00::/7, every IPv6 unique-local address: accepted though wider than /8.
-const ULA: ipnet::IpNet = ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
-    std::net::Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0),
-    7,
-));
+/// IPv4 private (RFC 1918), shared (RFC 6598) and loopback space, where a
+/// /16 may be one cluster's proxies.
+const V4_PRIVATE: [ipnet::Ipv4Net; 5] = [
+    ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::new(10, 0, 0, 0), 8),
+    ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::new(172, 16, 0, 0), 12),
+    ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::new(192, 168, 0, 0), 16),
+    ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::new(100, 64, 0, 0), 10),
+    ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::new(127, 0, 0, 0), 8),
+];
 
-/// One `auth.trusted_proxies` entry: an address or a CIDR no wider than
-/// /8 (and `fc00::/7`, all IPv6 unique-local addresses, the IPv6 analogue of
-/// 10.0.0.0/8).
+/// IPv6 unique-local (fc00::/7) and loopback space.
+const V6_PRIVATE: [ipnet::Ipv6Net; 2] = [
+    ipnet::Ipv6Net::new_assert(std::net::Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7),
+    ipnet::Ipv6Net::new_assert(std::net::Ipv6Addr::LOCALHOST, 128),
+];
+
+/// The rule, as the refusal states it.
+const RULE: &str = "auth.trusted_proxies takes IPv4 /16 or longer in private and loopback space \
+    (10/8, 172.16/12, 192.168/16, 100.64/10, 127/8) and IPv4 /24 or longer elsewhere, \
+    IPv6 /48 or longer in unique-local (fc00::/7) and loopback space and IPv6 /64 or longer elsewhere";
+
+/// One `auth.trusted_proxies` entry: an address, or a CIDR no wider than
+/// [`RULE`] allows; not IPv4-mapped IPv6.
 fn trusted_proxy(key: &str, p: &str) -> Result<ipnet::IpNet, Error> {
     let net = p
         .parse::<ipnet::IpNet>()
@@ -77,11 +95,18 @@ fn trusted_proxy(key: &str, p: &str) -> Result<ipnet::IpNet, Error> {
             ),
         ));
     }
-    if net.prefix_len() < MIN_PREFIX && net.trunc() != ULA {
+    let min = match net {
+        ipnet::IpNet::V4(v4) if V4_PRIVATE.iter().any(|r| r.contains(&v4)) => V4_PRIVATE_MIN,
+        ipnet::IpNet::V4(_) => V4_MIN,
+        ipnet::IpNet::V6(v6) if V6_PRIVATE.iter().any(|r| r.contains(&v6)) => V6_PRIVATE_MIN,
+        ipnet::IpNet::V6(_) => V6_MIN,
+    };
+    if net.prefix_len() < min {
         return Err(Error::invalid(
             key,
             format!(
-                "{p:?} is wider than /{MIN_PREFIX}: it trusts strangers to vouch for client certificates; name the proxies"
+                "{p:?} is wider than /{min}: it trusts strangers to vouch for client certificates; \
+                 name the proxies ({RULE})"
             ),
         ));
     }
@@ -270,7 +295,7 @@ mod tests {
         assert_eq!(a.path, "/auth");
         assert_eq!(a.cert_header, "x-client-cert");
         let bad = AuthEndpointFile {
-            trusted_proxies: vec!["10.0.0.0/8".into(), "::1".into(), "nginx".into()],
+            trusted_proxies: vec!["10.0.0.0/16".into(), "::1".into(), "nginx".into()],
             ..Default::default()
         };
         assert_eq!(

@@ -56,6 +56,76 @@ async fn a_check_carrying_identity_headers_is_refused_as_spoofed() {
     }
 }
 
+/// Method-override and URL-rewrite headers: no proxy adds them, the front
+/// proxy forwards what the client sent, and an upstream that honours one
+/// would act on another request than the one checked.
+#[tokio::test]
+async fn a_check_carrying_a_method_override_or_a_rewritten_url_is_refused() {
+    let s = Setup::new();
+    let h = s.gate(AUTH_MODE);
+    let token = bearer(BOB);
+    for (name, value) in [
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("x-http-method", "DELETE"),
+        ("X-Method-Override", "DELETE"),
+        ("X-Original-URL", "/admin"),
+        ("x-rewrite-url", "/admin"),
+        ("x_http_method_override", "DELETE"),
+        ("X_Original_URL", "/admin"),
+    ] {
+        // nginx-style and Envoy-style checks alike.
+        for req in [
+            check("/api/x", &[("authorization", &token), (name, value)]),
+            get("/auth/api/x", &[("authorization", &token), (name, value)]),
+        ] {
+            let r = h.send(&h.anonymous(), req).await;
+            assert_eq!(refused(&r), (403, "spoofed_identity".into()), "{name}");
+        }
+    }
+    // What proxies set themselves is no reason to refuse.
+    for (name, value) in [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("x-forwarded-host", "k8s.example"),
+        ("x-forwarded-proto", "https"),
+        ("forwarded", "for=203.0.113.9;proto=https"),
+        ("x-real-ip", "203.0.113.9"),
+    ] {
+        let r = h
+            .send(
+                &h.anonymous(),
+                check("/api/x", &[("authorization", &token), (name, value)]),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{name}");
+        assert_eq!(r.headers["x-remote-user"], "bob");
+    }
+    h.nothing_forwarded();
+}
+
+/// nginx always sends X-Original-URI; a check of the endpoint itself
+/// without it names no request, and is not answered as a check of `/`.
+#[tokio::test]
+async fn a_check_of_the_endpoint_without_x_original_uri_is_a_bad_request() {
+    let s = Setup::new();
+    let public_root = format!("{AUTH_MODE}paths:\n  unauthenticated: [/]\n");
+    for config in [AUTH_MODE, AUTH_UNTRUSTED, public_root.as_str()] {
+        let h = s.gate(config);
+        let token = bearer(BOB);
+        for headers in [
+            vec![("authorization", token.as_str())],
+            vec![("x-original-method", "GET"), ("authorization", &token)],
+            vec![],
+        ] {
+            let r = h.send(&h.anonymous(), get("/auth", &headers)).await;
+            assert_eq!(
+                refused(&r),
+                (400, "bad_request".into()),
+                "{config}: {headers:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_forwarded_certificate_counts_only_when_it_verifies() {
     let s = Setup::new();
@@ -316,6 +386,89 @@ async fn an_envoy_style_check_never_takes_the_original_headers() {
 
 // === The shipped front-proxy snippets ===
 
+/// Headers a client sends to be taken for a verified certificate (the
+/// prefixes authgate's proxy mode strips, by their usual names).
+const CLIENT_CERT_HEADERS: &[&str] = &[
+    "X-Client-Cert",
+    "X-Forwarded-Client-Cert",
+    "Client-Cert",
+    "Client-Cert-Chain",
+    "SSL-Client-Cert",
+    "SSL-Client-Verify",
+    "X-SSL-Client-Cert",
+    "X-SSL-Client-Verify",
+];
+
+/// The headers proxy mode strips as steering (`STEERING` in
+/// src/proxy/headers.rs): method overrides, rewritten URLs, client-address
+/// and forwarding claims.
+const STEERING_HEADERS: &[&str] = &[
+    "X-HTTP-Method-Override",
+    "X-HTTP-Method",
+    "X-Method-Override",
+    "X-Original-URL",
+    "X-Original-URI",
+    "X-Original-Method",
+    "X-Rewrite-URL",
+    "Forwarded",
+    "X-Real-IP",
+    "X-Client-IP",
+    "True-Client-IP",
+    "X-Forwarded-Host",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Prefix",
+    "X-Forwarded-Port",
+    "X-Forwarded-Server",
+];
+
+/// Those of them authgate refuses on a check
+/// ([`crate::gate::auth_request::steering`]).
+const REFUSED_ON_A_CHECK: &[&str] = &[
+    "X-HTTP-Method-Override",
+    "X-HTTP-Method",
+    "X-Method-Override",
+    "X-Original-URL",
+    "X-Rewrite-URL",
+];
+
+#[test]
+fn the_header_lists_here_are_what_proxy_mode_strips_and_auth_mode_refuses() {
+    use http::HeaderName;
+    for name in REFUSED_ON_A_CHECK {
+        assert!(STEERING_HEADERS.contains(name), "{name}");
+        let mut h = HeaderMap::new();
+        h.insert(HeaderName::try_from(*name).unwrap(), "x".parse().unwrap());
+        assert!(crate::gate::auth_request::steering(&h).is_some(), "{name}");
+    }
+    for name in STEERING_HEADERS
+        .iter()
+        .filter(|n| !REFUSED_ON_A_CHECK.contains(n))
+    {
+        let mut h = HeaderMap::new();
+        h.insert(HeaderName::try_from(*name).unwrap(), "x".parse().unwrap());
+        assert!(crate::gate::auth_request::steering(&h).is_none(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn proxy_mode_strips_the_header_lists_here() {
+    let s = Setup::new();
+    let h = s.gate("");
+    let token = bearer(BOB);
+    let mut headers = vec![("authorization", token.as_str())];
+    headers.extend(STEERING_HEADERS.iter().map(|n| (*n, "spoofed")));
+    headers.extend(CLIENT_CERT_HEADERS.iter().map(|n| (*n, "spoofed")));
+    let r = h.send(&h.anonymous(), get("/api/x", &headers)).await;
+    assert_eq!(r.status, 200);
+    let seen = h.only_seen();
+    for name in STEERING_HEADERS.iter().chain(CLIENT_CERT_HEADERS) {
+        assert!(
+            seen.all(name).iter().all(|v| *v != "spoofed"),
+            "{name} reached the upstream in proxy mode"
+        );
+    }
+}
+
 /// `deploy/auth-request/envoy.yaml`, parsed.
 fn shipped_envoy() -> serde_json::Value {
     serde_saphyr::from_str(include_str!("../../../deploy/auth-request/envoy.yaml")).unwrap()
@@ -392,6 +545,33 @@ fn the_shipped_envoy_config_sends_the_token_to_authgate_and_not_upstream() {
             .iter()
             .any(|p| p["exact"].as_str() == Some("authorization"))
     );
+
+    // What proxy mode strips does not reach the upstream either: Envoy
+    // rewrites X-Forwarded-Client-Cert (SANITIZE_SET) and, at the edge
+    // (use_remote_address), X-Forwarded-Proto; the router removes the rest.
+    assert_eq!(envoy["use_remote_address"], true);
+    let removed = strings(&routes["request_headers_to_remove"]);
+    for name in STEERING_HEADERS.iter().chain(CLIENT_CERT_HEADERS) {
+        let name = name.to_ascii_lowercase();
+        if name == "x-forwarded-client-cert" || name == "x-forwarded-proto" {
+            assert!(!removed.contains(&name), "Envoy sets {name} itself");
+        } else {
+            assert!(
+                removed.contains(&name),
+                "route_config.request_headers_to_remove must hold {name}"
+            );
+        }
+    }
+    // And the ones authgate refuses reach it, so that it does.
+    for name in REFUSED_ON_A_CHECK {
+        let name = name.to_ascii_lowercase();
+        assert!(
+            to_authgate
+                .iter()
+                .any(|p| p["exact"].as_str() == Some(name.as_str())),
+            "allowed_headers must pass {name} to authgate"
+        );
+    }
 }
 
 /// The body of the nginx block that opens with `head {`, comments removed
@@ -437,4 +617,21 @@ fn the_shipped_nginx_config_sends_the_token_to_authgate_and_not_upstream() {
     );
     assert!(!check.contains("proxy_pass_request_headers off"));
     assert!(check.contains("proxy_set_header X-Original-URI $request_uri;"));
+
+    // What proxy mode strips, nginx blanks towards the upstream (an empty
+    // value is not sent), and sets nowhere else in the block.
+    let lower = upstream.to_ascii_lowercase();
+    for name in STEERING_HEADERS.iter().chain(CLIENT_CERT_HEADERS) {
+        let name = name.to_ascii_lowercase();
+        let set = format!("proxy_set_header {name} ");
+        assert_eq!(
+            lower.matches(&set).count(),
+            1,
+            "location / must set {name} once: {upstream}"
+        );
+        assert!(
+            lower.contains(&format!("{set}\"\";")),
+            "location / must blank {name}: {upstream}"
+        );
+    }
 }

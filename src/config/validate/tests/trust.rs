@@ -13,33 +13,73 @@ fn proxies(net: &str) -> String {
 
 #[test]
 fn trusted_proxies_that_trust_everyone_or_a_continent_are_refused() {
+    const V4_PRIVATE: &str = "wider than /16";
+    const V4_PUBLIC: &str = "wider than /24";
+    const V6_ULA: &str = "wider than /48";
+    const V6_PUBLIC: &str = "wider than /64";
+    // The refusal states the rule.
+    const RULE: &str = "auth.trusted_proxies takes IPv4 /16 or longer in private and loopback space (10/8, 172.16/12, 192.168/16, 100.64/10, 127/8) and IPv4 /24 or longer elsewhere, IPv6 /48 or longer in unique-local (fc00::/7) and loopback space and IPv6 /64 or longer elsewhere";
+    let got = err(&proxies("10.0.0.0/8"));
+    assert!(got.contains(RULE), "{got}");
     for (net, reason) in [
         ("0.0.0.0/0", "trusts every address"),
         ("::/0", "trusts every address"),
-        ("0.0.0.0/1", "wider than /8"),
-        ("128.0.0.0/1", "wider than /8"),
-        ("10.0.0.0/7", "wider than /8"),
-        ("::/1", "wider than /8"),
-        ("2000::/3", "wider than /8"),
-        ("fe00::/7", "wider than /8"),
+        ("0.0.0.0/1", V4_PUBLIC),
+        ("128.0.0.0/1", V4_PUBLIC),
+        ("10.0.0.0/7", V4_PUBLIC),
+        // Whole private networks: a cluster's every pod and node.
+        ("10.0.0.0/8", V4_PRIVATE),
+        ("10.0.0.0/15", V4_PRIVATE),
+        ("172.16.0.0/12", V4_PRIVATE),
+        ("100.64.0.0/10", V4_PRIVATE),
+        ("127.0.0.0/8", V4_PRIVATE),
+        // Public ranges: someone else's network.
+        ("0.0.0.0/8", V4_PUBLIC),
+        ("1.0.0.0/8", V4_PUBLIC),
+        ("8.8.0.0/16", V4_PUBLIC),
+        ("100.0.0.0/8", V4_PUBLIC),
+        ("172.15.0.0/16", V4_PUBLIC),
+        ("192.168.0.0/15", V4_PUBLIC),
+        ("203.0.112.0/23", V4_PUBLIC),
+        ("::/1", V6_PUBLIC),
+        ("2000::/3", V6_PUBLIC),
+        ("2000::/8", V6_PUBLIC),
+        ("2001::/16", V6_PUBLIC),
+        ("2600::/12", V6_PUBLIC),
+        ("2001:db8::/32", V6_PUBLIC),
+        ("2001:db8::/63", V6_PUBLIC),
+        ("fe80::/10", V6_PUBLIC),
+        ("fe00::/7", V6_PUBLIC),
+        ("fc00::/7", V6_ULA),
+        ("fd00::/8", V6_ULA),
+        ("fd00:1::/47", V6_ULA),
         ("::ffff:10.0.0.1", "IPv4-mapped"),
         ("::ffff:0.0.0.0/96", "IPv4-mapped"),
     ] {
         let got = err(&proxies(net));
         assert!(
-            got.starts_with("auth.trusted_proxies[1]: ") && got.contains(reason),
+            got.starts_with("auth.trusted_proxies[1]: ")
+                && got.contains(reason)
+                && got.contains(&format!("{net:?}")),
             "{net}: {got}"
         );
     }
     for net in [
-        "10.0.0.0/8",
-        "172.16.0.0/12",
+        "10.0.0.0/16",
+        "10.42.7.0/24",
+        "172.16.0.0/16",
+        "172.31.255.0/24",
         "192.168.0.0/16",
+        "100.64.0.0/16",
+        "127.0.0.0/16",
         "127.0.0.1",
+        "198.51.100.0/24",
+        "203.0.113.7",
         "::1",
-        "fc00::/7",
-        "fd00::/8",
-        "2001:db8::/32",
+        "fd00:1:2::/48",
+        "fc00::/48",
+        "2001:db8:1:2::/64",
+        "2001:db8::1",
     ] {
         if let Err(e) = Config::from_yaml(&proxies(net)) {
             panic!("{net}: {e}");
@@ -85,6 +125,17 @@ fn identity_headers_that_frame_route_or_carry_credentials_are_refused() {
                 "{key} = {name}: {got}"
             );
         }
+        // Read with `_` as `-` (as CGI, WSGI, Rack and PHP read it).
+        for name in UNSAFE_NAMES.iter().filter(|n| n.contains('-')) {
+            let folded = name.replace('-', "_");
+            let got = err(&format!("{MINIMAL}headers: {{{key}: \"{folded}\"}}\n"));
+            assert!(
+                got.starts_with(&format!("headers.{key}: "))
+                    && got.contains(&folded.to_ascii_lowercase())
+                    && got.contains("must not be"),
+                "{key} = {folded}: {got}"
+            );
+        }
         let got = err(&format!("{MINIMAL}headers: {{{key}: \":authority\"}}\n"));
         assert!(got.starts_with(&format!("headers.{key}: ")), "{got}");
     }
@@ -101,6 +152,11 @@ fn an_extra_prefix_that_is_empty_or_covers_an_unsafe_header_is_refused() {
         "proxy-",
         "t",
         "x-original-",
+        "x_",
+        "X_Forwarded_",
+        "content_",
+        "impersonate_",
+        "x_original_",
     ] {
         let got = err(&format!(
             "{MINIMAL}headers: {{extra_prefix: \"{prefix}\"}}\n"
@@ -123,6 +179,20 @@ fn two_identity_headers_with_one_name_are_refused() {
         // An extra key `user` would become the user header.
         ("{extra_prefix: X-Remote-}", "headers.extra_prefix"),
         ("{user: x-remote-extra-user}", "headers.extra_prefix"),
+        // One name to CGI, WSGI, Rack and PHP, which read `_` as `-`.
+        ("{user: x-user, group: x_user}", "headers.group"),
+        ("{user: x_user, group: x-user}", "headers.group"),
+        ("{uid: x_remote_user}", "headers.uid"),
+        ("{group: X_Remote_Uid}", "headers.uid"),
+        (
+            "{user: x-extra-user, extra_prefix: x_extra_}",
+            "headers.extra_prefix",
+        ),
+        (
+            "{user: x_extra_user, extra_prefix: x-extra-}",
+            "headers.extra_prefix",
+        ),
+        ("{user: x_remote_extra_user}", "headers.extra_prefix"),
     ] {
         let got = err(&format!("{MINIMAL}headers: {headers}\n"));
         assert!(got.starts_with(&format!("{key}: ")), "{headers}: {got}");
@@ -144,6 +214,11 @@ fn unauthenticated_paths_that_cover_every_path_are_refused() {
         ("[\"/**/*\"]", "paths.unauthenticated[0]"),
         // Together, though no single glob does.
         ("[\"/\", \"/*\", \"/*/**\"]", "paths.unauthenticated"),
+        // Everything but the bare prefix is as good as everything.
+        ("[\"/**/?*\"]", "paths.unauthenticated[0]"),
+        ("[\"/?*/**\", \"/?*\"]", "paths.unauthenticated"),
+        ("[\"/*/**\", \"/?*\"]", "paths.unauthenticated"),
+        ("[\"/[!Q]*\", \"/[!Q]*/**\"]", "paths.unauthenticated"),
     ] {
         let got = err(&with(paths));
         assert!(
@@ -158,7 +233,36 @@ fn unauthenticated_paths_that_cover_every_path_are_refused() {
         got.starts_with("paths.unauthenticated") && got.contains("every path"),
         "{got}"
     );
-    for paths in ["[/healthz, /readyz]", "[\"/*\"]", "[\"/public/**\"]"] {
+    // A whole second route made public: its upstream never sees an identity.
+    let two = "tls: {cert_file: c, key_file: k}\nroutes: [{path_prefix: /, upstream: \"http://127.0.0.1:8080\"}, {path_prefix: /admin, upstream: \"http://127.0.0.1:8081\"}]\n";
+    for paths in [
+        "[/admin, \"/admin/**\"]",
+        "[\"/admin/**\"]",
+        "[\"/admin/?*\", \"/admin/*/**\"]",
+    ] {
+        let got = err(&format!("{two}paths: {{unauthenticated: {paths}}}\n"));
+        assert!(
+            got.starts_with("paths.unauthenticated") && got.contains("/admin"),
+            "{paths}: {got}"
+        );
+    }
+    for paths in [
+        "[\"/admin/healthz\"]",
+        "[\"/admin/public/**\", /healthz]",
+        "[\"/api/**\", \"/apis/**\"]",
+    ] {
+        if let Err(e) = Config::from_yaml(&format!("{two}paths: {{unauthenticated: {paths}}}\n")) {
+            panic!("{paths}: {e}");
+        }
+    }
+    for paths in [
+        "[/healthz, /readyz]",
+        "[/healthz, /readyz, /livez, \"/healthz/**\", /metrics, \"/.well-known/**\"]",
+        // One segment deep (`*` does not cross `/`): /api/v1/... stays guarded.
+        "[\"/*\"]",
+        "[\"/?*\"]",
+        "[\"/public/**\"]",
+    ] {
         if let Err(e) = Config::from_yaml(&with(paths)) {
             panic!("{paths}: {e}");
         }
