@@ -225,24 +225,13 @@ pub fn rewrite(
 /// Removes hop-by-hop headers (an upgrade request keeps `Connection:
 /// upgrade` and `Upgrade`) and every spoofable identity header.
 pub fn sanitize(headers: &mut HeaderMap, names: &HeaderNames) {
-    let upgrade = requested_upgrade(headers);
+    let upgrade = super::upgrade::requested(headers);
     strip_hop_by_hop(headers);
     if let Some(protocol) = upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, protocol);
     }
     strip_spoofable(headers, names);
-}
-
-/// The `Upgrade` value when `Connection` asks for an upgrade.
-fn requested_upgrade(h: &HeaderMap) -> Option<HeaderValue> {
-    let asked = h
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    asked.then(|| h.get(UPGRADE).cloned()).flatten()
 }
 
 #[cfg(test)]

@@ -458,3 +458,17 @@ where
     t.elapsed = start.elapsed();
     t
 }
+
+/// Reads from `s` until the end of an HTTP/1 request head; the bytes read,
+/// or `None` on EOF or an error first (a test upstream's first step).
+pub async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
+}

@@ -582,14 +582,10 @@ async fn echo_ws_upstream() -> std::net::SocketAddr {
         else {
             return;
         };
-        let mut head = Vec::new();
+        let Some(head) = raw::read_head(&mut tcp).await else {
+            return;
+        };
         let mut buf = [0u8; 4096];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
-        }
         let text = String::from_utf8_lossy(&head).to_string();
         let key = text
             .lines()

@@ -22,14 +22,10 @@ async fn lying_upstream(reply: &'static str) -> (std::net::SocketAddr, Arc<Mutex
         else {
             return;
         };
-        let mut head = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
+        if raw::read_head(&mut tcp).await.is_none() {
+            return;
         }
+        let mut buf = [0u8; 4096];
         let _ = tcp.write_all(reply.as_bytes()).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
