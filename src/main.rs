@@ -46,6 +46,10 @@ enum Command {
         /// Print every default, one `key: value` per line.
         #[arg(long)]
         defaults: bool,
+        /// Validate the YAML only; do not load the TLS files (for checking
+        /// a manifest's config outside the pod that mounts them).
+        #[arg(long)]
+        skip_files: bool,
     },
     /// Development PKI (use cert-manager in production).
     Certs {
@@ -112,8 +116,9 @@ fn main() -> ExitCode {
         Command::CheckConfig { defaults: true, .. } => return print_defaults(),
         Command::CheckConfig {
             config: Some(config),
+            skip_files,
             ..
-        } => return check_config(&config),
+        } => return check_config(&config, skip_files),
         Command::CheckConfig { config: None, .. } => return ExitCode::from(2),
         Command::Certs { command } => certs(command),
         Command::Serve { config, krp } => match serve_config(config.as_deref(), *krp) {
@@ -154,17 +159,43 @@ fn print_defaults() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn check_config(path: &std::path::Path) -> ExitCode {
-    match Config::load(path) {
-        Ok(_) => {
-            let _ = writeln!(std::io::stdout(), "{}: ok", path.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "{}: {e}", path.display());
-            ExitCode::from(2)
-        }
+/// Validates `path`, then loads its TLS files as serving would (the key
+/// matches the certificate, the CA bundle parses, every CRL parses and is
+/// signed by a bundle CA), so that what is `ok` here also serves.
+fn check_config(path: &std::path::Path, skip_files: bool) -> ExitCode {
+    let refuse = |what: String| {
+        let _ = writeln!(std::io::stderr(), "{}: {what}", path.display());
+        ExitCode::from(2)
+    };
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return refuse(e.to_string()),
+    };
+    if !skip_files && let Err(e) = authgate::tls::load(&config.tls) {
+        return refuse(format!("{}: {e}", tls_key(&config.tls, &e)));
     }
+    let _ = writeln!(std::io::stdout(), "{}: ok", path.display());
+    ExitCode::SUCCESS
+}
+
+/// The `tls.*` key whose file a TLS error is about.
+fn tls_key(tls: &config::TlsConfig, e: &authgate::tls::Error) -> String {
+    let authgate::tls::Error::File { path, .. } = e else {
+        return "tls".into();
+    };
+    if *path == tls.cert_file {
+        return "tls.cert_file".into();
+    }
+    if *path == tls.key_file {
+        return "tls.key_file".into();
+    }
+    if tls.client_ca_file.as_ref() == Some(path) {
+        return "tls.client_ca_file".into();
+    }
+    tls.crl_files
+        .iter()
+        .position(|c| c == path)
+        .map_or_else(|| "tls".into(), |i| format!("tls.crl_files[{i}]"))
 }
 
 fn certs(command: CertsCommand) -> Result {

@@ -60,8 +60,20 @@ fn check_config_accepts_a_good_file_and_names_the_key_of_a_bad_one() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yaml");
     std::fs::write(&good, "tls: {cert_file: a, key_file: b}\nroutes: [{path_prefix: /, upstream: \"http://127.0.0.1:1\"}]\n").unwrap();
-    let out = authgate(&["check-config", "--config", good.to_str().unwrap()]);
+    // The YAML is valid; its TLS files are not there.
+    let out = authgate(&[
+        "check-config",
+        "--config",
+        good.to_str().unwrap(),
+        "--skip-files",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = authgate(&["check-config", "--config", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(": tls.cert_file: "),
+        "{out:?}"
+    );
 
     let cases = [
         (
@@ -313,4 +325,52 @@ async fn sigterm_drains_a_slow_request_refuses_new_connections_and_exits_0() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn check_config_loads_the_tls_files_as_serving_would() {
+    let pki = Pki::new();
+    let stranger = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, other_key) = pki.server_pair(4001);
+    let other_key_file = dir.path().join("other.key");
+    std::fs::write(&other_key_file, other_key).unwrap();
+    let yaml = |cert: &Path, key: &Path, crl: &Path| {
+        format!(
+            "tls: {{cert_file: {}, key_file: {}, client_ca_file: {}, crl_files: [{}]}}\nroutes: [{{path_prefix: /, upstream: \"http://127.0.0.1:1\"}}]\n",
+            cert.display(),
+            key.display(),
+            pki.bundle_file.display(),
+            crl.display()
+        )
+    };
+    let ours = pki.crl_file("ours.crl", &[]);
+    let foreign = stranger.crl_file("foreign.crl", &[]);
+    let run = |text: String| {
+        let f = dir.path().join("c.yaml");
+        std::fs::write(&f, text).unwrap();
+        authgate(&["check-config", "--config", f.to_str().unwrap()])
+    };
+    let out = run(yaml(&pki.server_cert, &pki.server_key, &ours));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    for (text, key, why) in [
+        (
+            yaml(&pki.server_cert, &other_key_file, &ours),
+            "tls.key_file",
+            "does not match",
+        ),
+        (
+            yaml(&pki.server_cert, &pki.server_key, &foreign),
+            "tls.crl_files[0]",
+            "not signed by a CA in tls.client_ca_file",
+        ),
+    ] {
+        let out = run(text);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(": {key}: ")) && err.contains(why),
+            "{err}"
+        );
+    }
 }
