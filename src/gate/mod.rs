@@ -262,12 +262,13 @@ impl<F> Gate<F> {
         let target = self.route(&path, trail)?;
         // An upgrade (a tunnel no later check sees into) only to a protocol
         // the route allows, and on a public path only if the route says so.
-        if let Some(protocol) = proxy::upgrade::requested(req.headers()) {
+        let upgrade = proxy::upgrade::requested(req.headers());
+        if let Some(protocol) = &upgrade {
             let (route, public) = match &target {
                 Target::Public(r) => (r, true),
                 Target::Guarded(r) => (r, false),
             };
-            proxy::upgrade::allowed(&route.config, &protocol, public)
+            proxy::upgrade::allowed(&route.config, protocol, public)
                 .map_err(|why| Error::BadRequest(why.to_string()))?;
         }
         let permit = match target {
@@ -288,7 +289,7 @@ impl<F> Gate<F> {
 
         // An upgraded connection carries no more requests: the tunnel checks
         // the connection's certificate itself.
-        if proxy::upgrade::requested(req.headers()).is_some() {
+        if upgrade.is_some() {
             req.extensions_mut().insert(self.lease(conn));
         }
 
