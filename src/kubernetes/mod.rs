@@ -123,11 +123,34 @@ struct StatusBody {
     message: Option<String>,
 }
 
+/// The calls of one review kind may use: its own share of
+/// `kubernetes.max_in_flight` and of `qps`/`burst`, so a flood of one kind
+/// (unique junk tokens: TokenReviews) cannot starve another (decisions of
+/// identities already known: SubjectAccessReviews).
+struct Budget {
+    slots: Semaphore,
+    limiter: RateLimiter,
+}
+
+/// Shares of the budget: TokenReview, SubjectAccessReview, keys (JWKS and
+/// OIDC discovery, rare). Each gets at least one slot and one call.
+const SHARES: [f64; 3] = [0.45, 0.45, 0.10];
+
+impl Budget {
+    fn share(cfg: &KubernetesConfig, share: f64) -> Self {
+        let part = |n: f64| (n * share).max(1.0);
+        Self {
+            slots: Semaphore::new(part(cfg.max_in_flight as f64) as usize),
+            limiter: RateLimiter::new(part(cfg.qps), part(f64::from(cfg.burst)) as u32),
+        }
+    }
+}
+
 /// The API client shared by the reviewers.
 pub struct ApiClient {
     client: kube::Client,
-    slots: Semaphore,
-    limiter: RateLimiter,
+    /// By review kind: see [`SHARES`].
+    budgets: [Budget; 3],
     timeout: Duration,
     last_success: AtomicI64,
     /// When the API last refused authgate's own credentials (401/403).
@@ -151,8 +174,7 @@ impl ApiClient {
     pub fn new(client: kube::Client, cfg: &KubernetesConfig, metrics: Metrics) -> Arc<Self> {
         Arc::new(Self {
             client,
-            slots: Semaphore::new(cfg.max_in_flight),
-            limiter: RateLimiter::new(cfg.qps, cfg.burst),
+            budgets: SHARES.map(|s| Budget::share(cfg, s)),
             timeout: cfg.timeout,
             last_success: AtomicI64::new(0),
             last_rejected: AtomicI64::new(0),
@@ -347,14 +369,15 @@ impl ApiClient {
                 retry_after: Some(left),
             });
         }
-        let _slot = tokio::time::timeout_at(deadline, self.slots.acquire())
+        let budget = self.budget(backend);
+        let _slot = tokio::time::timeout_at(deadline, budget.slots.acquire())
             .await
             .map_err(|_| timeout())?
             .map_err(|_| timeout())?;
         if Instant::now() >= deadline {
             return Err(timeout());
         }
-        if !self.limiter.acquire(deadline).await {
+        if !budget.limiter.acquire(deadline).await {
             return Err(BackendError::Throttled {
                 backend,
                 retry_after: None,
@@ -384,6 +407,15 @@ impl ApiClient {
         }
         checked?;
         Ok(bytes)
+    }
+
+    /// The budget of `backend`'s review kind.
+    fn budget(&self, backend: &'static str) -> &Budget {
+        match backend {
+            "TokenReview" => &self.budgets[0],
+            "SubjectAccessReview" => &self.budgets[1],
+            _ => &self.budgets[2],
+        }
     }
 
     /// How long calls of `backend` still wait after a 429, if they do.
@@ -490,4 +522,71 @@ fn unreachable(backend: &'static str, e: &(dyn std::error::Error + 'static)) -> 
         return BackendError::Timeout { backend };
     }
     BackendError::Unreachable { backend, detail }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+
+    fn api(max_in_flight: usize, qps: f64, burst: u32) -> Arc<ApiClient> {
+        let svc = tower::service_fn(|_: Request<kube::client::Body>| async {
+            Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(
+                bytes::Bytes::new(),
+            )))
+        });
+        let cfg = KubernetesConfig {
+            kubeconfig: None,
+            timeout: Duration::from_secs(1),
+            max_in_flight,
+            qps,
+            burst,
+            token_review: None,
+            access_review: None,
+        };
+        ApiClient::new(kube::Client::new(svc, "default"), &cfg, Metrics::new())
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_one_review_kind_leaves_the_others_their_share() {
+        let api = api(64, 200.0, 400);
+        let now = Instant::now();
+        let deadline = now + Duration::from_secs(1);
+        // TokenReviews take every rate token they can reserve and every slot.
+        let tr = api.budget("TokenReview");
+        let mut reserved = 0;
+        while tr.limiter.reserve(now, deadline).is_some() {
+            reserved += 1;
+        }
+        assert!(reserved > 100, "{reserved}");
+        let held: Vec<_> = std::iter::from_fn(|| tr.slots.try_acquire().ok()).collect();
+        assert_eq!(held.len(), 28);
+        // SubjectAccessReviews and key fetches still start at once.
+        for kind in ["SubjectAccessReview", JWKS_BACKEND, DISCOVERY_BACKEND] {
+            let b = api.budget(kind);
+            assert_eq!(
+                b.limiter.reserve(now, deadline),
+                Some(Duration::ZERO),
+                "{kind}"
+            );
+            assert!(b.slots.try_acquire().is_ok(), "{kind}");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_kind_gets_at_least_one_slot_and_one_call() {
+        let api = api(1, 1.0, 1);
+        let now = Instant::now();
+        for kind in ["TokenReview", "SubjectAccessReview", JWKS_BACKEND] {
+            let b = api.budget(kind);
+            assert!(b.slots.try_acquire().is_ok(), "{kind}");
+            assert!(
+                b.limiter
+                    .reserve(now, now + Duration::from_secs(1))
+                    .is_some(),
+                "{kind}"
+            );
+        }
+    }
 }
