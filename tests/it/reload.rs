@@ -56,6 +56,21 @@ impl SecretDir {
     }
 }
 
+/// The files of a Secret with a serving pair (serial `serial`), the bundle
+/// and the CRL given to the returned function.
+fn crl_secret(pki: &Pki, serial: u64) -> impl Fn(&PathBuf) -> Vec<(String, Vec<u8>)> + use<> {
+    let (crt, key) = pki.server_pair(serial);
+    let bundle = read(&pki.bundle_file);
+    move |crl| {
+        vec![
+            ("tls.crt".to_owned(), crt.clone().into_bytes()),
+            ("tls.key".to_owned(), key.clone().into_bytes()),
+            ("ca.crt".to_owned(), bundle.clone()),
+            ("ca.crl".to_owned(), read(crl)),
+        ]
+    }
+}
+
 fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).expect("read")
 }
@@ -307,16 +322,7 @@ async fn a_serial_added_to_the_crl_is_refused_after_reload() {
     let pki = Pki::new();
     let upstream = Upstream::start().await;
     let mut secret = SecretDir::new(pki.path());
-    let (crt, key) = pki.server_pair(3001);
-    let bundle = read(&pki.bundle_file);
-    let files = |crl: &PathBuf| {
-        vec![
-            ("tls.crt".to_owned(), crt.clone().into_bytes()),
-            ("tls.key".to_owned(), key.clone().into_bytes()),
-            ("ca.crt".to_owned(), bundle.clone()),
-            ("ca.crl".to_owned(), read(crl)),
-        ]
-    };
+    let files = crl_secret(&pki, 3001);
     let first = files(&pki.crl_file("empty.crl", &[]));
     secret.publish_owned(&first);
     let gate = start(&pki, &secret, &upstream, true).await;
@@ -458,16 +464,7 @@ async fn a_certificate_revoked_while_its_connection_is_open_is_refused_and_the_c
     let pki = Pki::new();
     let upstream = Upstream::start().await;
     let mut secret = SecretDir::new(pki.path());
-    let (crt, key) = pki.server_pair(3002);
-    let bundle = read(&pki.bundle_file);
-    let files = |crl: &PathBuf| {
-        vec![
-            ("tls.crt".to_owned(), crt.clone().into_bytes()),
-            ("tls.key".to_owned(), key.clone().into_bytes()),
-            ("ca.crt".to_owned(), bundle.clone()),
-            ("ca.crl".to_owned(), read(crl)),
-        ]
-    };
+    let files = crl_secret(&pki, 3002);
     secret.publish_owned(&files(&pki.crl_file("empty.crl", &[])));
     let gate = start(&pki, &secret, &upstream, true).await;
     let alice = gate
@@ -655,16 +652,7 @@ async fn a_tunnel_closes_when_its_certificate_is_revoked() {
     let upstream = Upstream::start().await;
     let ws = echo_ws_upstream().await;
     let mut secret = SecretDir::new(pki.path());
-    let (crt, key) = pki.server_pair(3004);
-    let bundle = read(&pki.bundle_file);
-    let files = |crl: &PathBuf| {
-        vec![
-            ("tls.crt".to_owned(), crt.clone().into_bytes()),
-            ("tls.key".to_owned(), key.clone().into_bytes()),
-            ("ca.crt".to_owned(), bundle.clone()),
-            ("ca.crl".to_owned(), read(crl)),
-        ]
-    };
+    let files = crl_secret(&pki, 3004);
     secret.publish_owned(&files(&pki.crl_file("empty.crl", &[])));
     let mut y = Yaml::new(&pki, upstream.addr);
     y.routes = format!("routes:\n  - {{path_prefix: /, upstream: \"http://{ws}\"}}\n");
