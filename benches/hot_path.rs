@@ -13,13 +13,15 @@ use authgate::authn::x509::CertMapper;
 use authgate::authn::{Authenticator, TokenAuthenticator};
 use authgate::authz::attributes::for_request;
 use authgate::authz::{Authorizer, Authorizers};
-use authgate::config::{HeaderNames, IdentityRule, RouteAuth};
+use authgate::config::{HeaderNames, IdentityRule, RouteAuth, RuleKind};
 use authgate::identity::{AuthMethod, Identity};
 use authgate::proxy::headers;
 use authgate::routes::{RouteId, RouteTable, normalize_path};
+use authgate::tls::Issuers;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
+use rustls_pki_types::CertificateDer;
 
 /// A realistic projected ServiceAccount token length (~1 KB JWT).
 fn jwt_like() -> String {
@@ -126,21 +128,24 @@ fn cert(cn: Option<&str>, orgs: &[&str], uri: Option<&str>) -> Vec<u8> {
 
 fn identity(c: &mut Criterion) {
     let mapper = CertMapper::new(&[
-        IdentityRule::Spiffe { trust_domain: None },
-        IdentityRule::CommonName,
+        IdentityRule::unbound(RuleKind::Spiffe {
+            trust_domain: "cluster.local".into(),
+        }),
+        IdentityRule::unbound(RuleKind::CommonName),
     ]);
+    let issuers = Issuers::default();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let cn = cert(Some("alice"), &["dev"], None);
-    let spiffe = cert(
+    let cn = [CertificateDer::from(cert(Some("alice"), &["dev"], None))];
+    let spiffe = [CertificateDer::from(cert(
         None,
         &[],
         Some("spiffe://cluster.local/ns/monitoring/sa/prometheus"),
-    );
+    ))];
     c.bench_function("identity/cn_o_from_der", |b| {
-        b.iter(|| mapper.map(black_box(&cn), now).expect("maps"))
+        b.iter(|| mapper.map(black_box(&cn), &issuers, now).expect("maps"))
     });
     c.bench_function("identity/spiffe_from_der", |b| {
-        b.iter(|| mapper.map(black_box(&spiffe), now).expect("maps"))
+        b.iter(|| mapper.map(black_box(&spiffe), &issuers, now).expect("maps"))
     });
 }
 

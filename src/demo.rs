@@ -66,6 +66,10 @@ tls:
   cert_file: {d}/server.crt
   key_file: {d}/server.key
   client_ca_file: {d}/ca.crt
+identity:
+  rules:
+    - spiffe: {{trust_domain: demo.authgate}}
+    - common_name: {{}}
 static:
   tokens:
     - {{token_sha256: "{digest}", user: bob, groups: [dev]}}

@@ -37,7 +37,7 @@ mod downstream;
 mod http;
 
 pub(crate) use downstream::{Downstream, Hold};
-use downstream::{Held, PerIp};
+use downstream::{Held, IpSlot, PerIp};
 use http::{Activity, Guarded, serve_h1, serve_h2};
 
 /// What a listener does with its connections and their requests.
@@ -89,7 +89,12 @@ pub(crate) struct Limits {
     pub max_connections: usize,
     /// Concurrent connections from one client address.
     pub max_connections_per_ip: usize,
-    /// TLS handshake deadline.
+    /// TLS handshakes under way at once; more wait (within the deadline).
+    pub max_handshakes: usize,
+    /// TLS handshakes under way from one client address; more are closed
+    /// at accept.
+    pub max_handshakes_per_ip: usize,
+    /// TLS handshake deadline (waiting for a handshake slot included).
     pub handshake_timeout: Duration,
     /// HTTP/1 request-head deadline (and idle keep-alive limit); also the
     /// deadline of an HTTP/2 connection's first request.
@@ -110,6 +115,8 @@ impl Limits {
         Self {
             max_connections: l.max_connections,
             max_connections_per_ip: l.max_connections_per_ip,
+            max_handshakes: l.max_handshakes,
+            max_handshakes_per_ip: l.max_handshakes_per_ip,
             handshake_timeout: l.handshake_timeout,
             header_read_timeout: l.header_read_timeout,
             max_header_bytes: l.max_header_bytes,
@@ -124,6 +131,8 @@ impl Limits {
         Self {
             max_connections: a.max_connections,
             max_connections_per_ip: a.max_connections,
+            max_handshakes: a.max_connections,
+            max_handshakes_per_ip: a.max_connections,
             ..Self::main(l)
         }
     }
@@ -140,6 +149,10 @@ pub(crate) async fn serve<C: Connections>(
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let per_ip = Arc::new(PerIp::default());
+    let handshakes = Handshakes {
+        slots: Arc::new(Semaphore::new(limits.max_handshakes)),
+        per_ip: Arc::new(PerIp::default()),
+    };
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
     let deadline = CancellationToken::new();
@@ -167,6 +180,10 @@ pub(crate) async fn serve<C: Connections>(
             debug!(%peer, "connection limit reached; closing");
             continue;
         };
+        // Nor every handshake: before it, a client has proven nothing.
+        let Ok(pending) = handshakes.take(&handshake, peer, limits.max_handshakes_per_ip) else {
+            continue;
+        };
         let downstream = Downstream {
             peer,
             opened: std::time::Instant::now(),
@@ -181,7 +198,7 @@ pub(crate) async fn serve<C: Connections>(
         };
         let (handshake, conns, limits) = (handshake.clone(), conns.clone(), limits.clone());
         tracker.spawn(async move {
-            connection(&handshake, conns, &limits, tcp, downstream).await;
+            connection(&handshake, conns, &limits, tcp, downstream, pending).await;
         });
     }
     drop(listener);
@@ -204,12 +221,39 @@ pub(crate) async fn serve<C: Connections>(
     deadline.cancel();
 }
 
+/// The handshakes under way, overall and per client address.
+struct Handshakes {
+    slots: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
+}
+
+impl Handshakes {
+    /// `peer`'s share of the handshakes, if its handshake is TLS; `Err`
+    /// (counted) when its address has `cap` under way already.
+    fn take(&self, handshake: &Handshake, peer: SocketAddr, cap: usize) -> Result<Pending, ()> {
+        let Handshake::Tls { metrics, .. } = handshake else {
+            return Ok(None);
+        };
+        let Some(ip) = self.per_ip.take(peer.ip(), cap) else {
+            debug!(%peer, "per-address handshake limit reached; closing");
+            count(metrics.as_deref().map(|m| &m.handshake_failures), "busy");
+            return Err(());
+        };
+        Ok(Some((self.slots.clone(), ip)))
+    }
+}
+
+/// A connection's place among the handshakes: the global budget to wait
+/// for, and its address's share (already taken).
+type Pending = Option<(Arc<Semaphore>, IpSlot)>;
+
 async fn connection<C: Connections>(
     handshake: &Handshake,
     conns: Arc<C>,
     limits: &Limits,
     tcp: TcpStream,
     mut downstream: Downstream,
+    pending: Pending,
 ) {
     let peer = downstream.peer;
     // Shutdown, a stale certificate or the age limit end the connection.
@@ -235,7 +279,18 @@ async fn connection<C: Connections>(
         Profile::Main => acceptor.acceptor(),
         Profile::Admin => acceptor.admin_acceptor(),
     };
-    let tls = match tokio::time::timeout(limits.handshake_timeout, accept.accept(tcp)).await {
+    // The wait for a handshake slot counts against the deadline; both
+    // slots are given back when the handshake ends, either way.
+    let handshaking = async move {
+        let _slots = match &pending {
+            Some((slots, _)) => Some(slots.clone().acquire_owned().await),
+            None => None,
+        };
+        let done = accept.accept(tcp).await;
+        drop(pending);
+        done
+    };
+    let tls = match tokio::time::timeout(limits.handshake_timeout, handshaking).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             let reason = handshake_failure(&e);

@@ -89,9 +89,14 @@ impl Authenticator {
         Self { certs, tokens }
     }
 
-    /// Maps a connection's verified leaf certificate, once per connection.
-    pub fn map_cert(&self, leaf_der: &[u8]) -> CertIdentity {
-        self.certs.map(leaf_der, crate::clock::unix_now())
+    /// Maps a connection's verified chain (leaf first), once per
+    /// connection and again whenever the TLS material changes.
+    pub fn map_cert(
+        &self,
+        chain: &[rustls_pki_types::CertificateDer<'_>],
+        issuers: &crate::tls::Issuers,
+    ) -> CertIdentity {
+        self.certs.map(chain, issuers, crate::clock::unix_now())
     }
 
     /// Establishes the identity of a request from its connection's

@@ -11,8 +11,11 @@ use globset::GlobMatcher;
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::config::{IdentityRule, SanKind};
+use rustls_pki_types::CertificateDer;
+
+use crate::config::{IdentityRule, RuleKind, SanKind};
 use crate::identity::{AuthMethod, CREDENTIAL_ID_KEY, Identity};
+use crate::tls::Issuers;
 
 /// Why a verified certificate names no identity (reason `cert_unmapped`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -46,13 +49,20 @@ pub enum CertUnmapped {
 /// A compiled rule list.
 #[derive(Debug)]
 pub struct CertMapper {
-    rules: Vec<Rule>,
+    rules: Vec<Bound>,
+}
+
+/// A rule and whether it is bound to its `ca_file`'s issuers.
+#[derive(Debug)]
+struct Bound {
+    rule: Rule,
+    bound: bool,
 }
 
 #[derive(Debug)]
 enum Rule {
     Spiffe {
-        trust_domain: Option<String>,
+        trust_domain: String,
     },
     CommonName,
     San {
@@ -77,29 +87,40 @@ impl CertMapper {
     pub fn new(rules: &[IdentityRule]) -> Self {
         let rules = rules
             .iter()
-            .map(|r| match r {
-                IdentityRule::Spiffe { trust_domain } => Rule::Spiffe {
-                    trust_domain: trust_domain.clone(),
-                },
-                IdentityRule::CommonName => Rule::CommonName,
-                IdentityRule::San {
-                    kind,
-                    pattern,
-                    user,
-                    groups,
-                } => Rule::San {
-                    kind: *kind,
-                    pattern: pattern.compile_matcher(),
-                    user: user.clone(),
-                    groups: groups.clone(),
+            .map(|r| Bound {
+                bound: r.ca_file.is_some(),
+                rule: match &r.kind {
+                    RuleKind::Spiffe { trust_domain } => Rule::Spiffe {
+                        trust_domain: trust_domain.clone(),
+                    },
+                    RuleKind::CommonName => Rule::CommonName,
+                    RuleKind::San {
+                        kind,
+                        pattern,
+                        user,
+                        groups,
+                    } => Rule::San {
+                        kind: *kind,
+                        pattern: pattern.compile_matcher(),
+                        user: user.clone(),
+                        groups: groups.clone(),
+                    },
                 },
             })
             .collect();
         Self { rules }
     }
 
-    /// Maps a verified leaf certificate (DER) to an identity at `now` (Unix seconds).
-    pub fn map(&self, leaf_der: &[u8], now: i64) -> Result<Arc<Identity>, CertUnmapped> {
+    /// Maps a verified chain (leaf first) to an identity at `now` (Unix
+    /// seconds). A rule bound to a `ca_file` is skipped unless `issuers`
+    /// says the chain ends at one of its CAs.
+    pub fn map(
+        &self,
+        chain: &[CertificateDer<'_>],
+        issuers: &Issuers,
+        now: i64,
+    ) -> Result<Arc<Identity>, CertUnmapped> {
+        let leaf_der: &[u8] = chain.first().ok_or(CertUnmapped::Unparseable)?;
         let (_, cert) =
             X509Certificate::from_der(leaf_der).map_err(|_| CertUnmapped::Unparseable)?;
         let v = cert.validity();
@@ -110,7 +131,9 @@ impl CertMapper {
         let (user, groups) = self
             .rules
             .iter()
-            .find_map(|rule| rule.apply(&names).transpose())
+            .enumerate()
+            .filter(|(i, r)| !r.bound || issuers.issued(*i, chain))
+            .find_map(|(_, r)| r.rule.apply(&names).transpose())
             .unwrap_or(Err(CertUnmapped::NoRuleMatched))?;
         let fingerprint = hex::encode(Sha256::digest(leaf_der));
         let extra = BTreeMap::from([(
@@ -129,7 +152,7 @@ impl Rule {
     /// `Ok(None)`: the rule does not apply; `Err`: the certificate is ambiguous.
     fn apply(&self, n: &Names<'_>) -> Result<Option<(String, Vec<String>)>, CertUnmapped> {
         match self {
-            Self::Spiffe { trust_domain } => spiffe(n, trust_domain.as_deref()),
+            Self::Spiffe { trust_domain } => spiffe(n, trust_domain),
             Self::CommonName => match n.cns.as_slice() {
                 [] | [""] => Ok(None),
                 [cn] => Ok(Some((
@@ -204,10 +227,7 @@ fn xfcc_escape(v: &str) -> String {
 }
 
 /// SPIFFE ID `spiffe://<td>/ns/<ns>/sa/<sa>` -> the ServiceAccount's user and groups.
-fn spiffe(
-    n: &Names<'_>,
-    want_td: Option<&str>,
-) -> Result<Option<(String, Vec<String>)>, CertUnmapped> {
+fn spiffe(n: &Names<'_>, want_td: &str) -> Result<Option<(String, Vec<String>)>, CertUnmapped> {
     let mut ids = n.uris.iter().filter_map(|u| u.strip_prefix("spiffe://"));
     let Some(id) = ids.next() else {
         return Ok(None);
@@ -218,7 +238,7 @@ fn spiffe(
     let Some((td, path)) = id.split_once('/') else {
         return Ok(None);
     };
-    if want_td.is_some_and(|want| want != td) {
+    if td != want_td {
         return Ok(None);
     }
     let mut parts = path.split('/');

@@ -12,6 +12,13 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 /// address (one client, or one NAT) cannot take them all, while a front
 /// proxy or node-local NAT still gets plenty.
 pub const MAX_CONNECTIONS_PER_IP: usize = 1000;
+/// `limits.max_handshakes`: TLS handshakes under way at once. A handshake
+/// takes milliseconds; more than this in progress means clients that stall
+/// one, and the rest wait for a slot.
+pub const MAX_HANDSHAKES: usize = 1024;
+/// `limits.max_handshakes_per_ip`: one address's share of them, so one
+/// client stalling handshakes cannot hold the budget.
+pub const MAX_HANDSHAKES_PER_IP: usize = 64;
 /// `limits.handshake_timeout`.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `limits.header_read_timeout`.
@@ -90,6 +97,8 @@ pub const VERB_MAPPING: &str = "kube-apiserver";
 pub const TABLE: &[(&str, &str)] = &[
     ("limits.max_connections", "10000"),
     ("limits.max_connections_per_ip", "1000"),
+    ("limits.max_handshakes", "1024"),
+    ("limits.max_handshakes_per_ip", "64"),
     ("limits.handshake_timeout", "10s"),
     ("limits.header_read_timeout", "10s"),
     ("limits.upstream_timeout", "30s"),
@@ -164,6 +173,8 @@ mod tests {
         for (key, c) in [
             ("limits.max_connections", MAX_CONNECTIONS),
             ("limits.max_connections_per_ip", MAX_CONNECTIONS_PER_IP),
+            ("limits.max_handshakes", MAX_HANDSHAKES),
+            ("limits.max_handshakes_per_ip", MAX_HANDSHAKES_PER_IP),
             ("limits.max_header_bytes", MAX_HEADER_BYTES),
             ("admin.max_connections", ADMIN_MAX_CONNECTIONS),
             ("kubernetes.max_in_flight", API_MAX_IN_FLIGHT),

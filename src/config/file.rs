@@ -244,27 +244,32 @@ pub struct TlsFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityFile {
-    /// Ordered certificate rules; first match wins. Default `[spiffe: {}, common_name: {}]`.
+    /// Ordered certificate rules; first match wins. Default `[common_name: {}]`.
     pub rules: Option<Vec<RuleFile>>,
 }
 
-/// One entry of `identity.rules`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum RuleFile {
+/// One entry of `identity.rules`: exactly one of `spiffe`, `common_name`,
+/// `san`, and optionally the issuers it is bound to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
     /// `spiffe: {trust_domain: T}`: a SPIFFE URI SAN names a ServiceAccount.
-    Spiffe(SpiffeRuleFile),
+    pub spiffe: Option<SpiffeRuleFile>,
     /// `common_name: {}`: CN is the user, each O a group.
-    CommonName(CommonNameRuleFile),
+    pub common_name: Option<CommonNameRuleFile>,
     /// `san: {type, pattern, user, groups}`: a SAN matching a glob.
-    San(SanRuleFile),
+    pub san: Option<SanRuleFile>,
+    /// PEM CAs: the rule applies only to certificates whose chain ends at
+    /// one of them. Required of every rule when the client bundle holds
+    /// more than one issuer.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `spiffe:` rule body.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpiffeRuleFile {
-    /// Only this trust domain; unset accepts any.
+    /// The trust domain whose SPIFFE IDs this rule maps (required).
     pub trust_domain: Option<String>,
 }
 
@@ -469,6 +474,12 @@ pub struct LimitsFile {
     pub tunnel_idle_timeout: Option<HumanDuration>,
     /// Concurrent connections; more are closed at accept. Default 10000.
     pub max_connections: Option<usize>,
+    /// TLS handshakes under way at once; more wait for a slot within
+    /// `handshake_timeout`. Default 1024.
+    pub max_handshakes: Option<usize>,
+    /// TLS handshakes under way from one client address; more are closed
+    /// at accept. Default 64.
+    pub max_handshakes_per_ip: Option<usize>,
     /// TLS handshake deadline. Default `10s`.
     pub handshake_timeout: Option<HumanDuration>,
     /// HTTP/1 request-head deadline, also the keep-alive idle limit. Default `10s`.

@@ -281,6 +281,9 @@ pub struct TlsConfig {
     pub min_version: TlsVersion,
     /// Poll interval of the reloader.
     pub reload_interval: Duration,
+    /// `identity.rules[i].ca_file`, by rule: loaded, checked and reloaded
+    /// with the other TLS files.
+    pub rule_ca_files: Vec<Option<PathBuf>>,
 }
 
 /// A TLS protocol version floor.
@@ -303,13 +306,33 @@ pub enum SanKind {
     Email,
 }
 
-/// One certificate-to-identity rule.
+/// One certificate-to-identity rule, bound to its issuers or not.
 #[derive(Clone, Debug)]
-pub enum IdentityRule {
+pub struct IdentityRule {
+    /// Which names of the certificate make the identity.
+    pub kind: RuleKind,
+    /// The rule applies only to chains that end at a CA of this file
+    /// (loaded with the TLS files, as [`TlsConfig::rule_ca_files`]).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl IdentityRule {
+    /// `kind`, for any issuer of the client bundle.
+    pub fn unbound(kind: RuleKind) -> Self {
+        Self {
+            kind,
+            ca_file: None,
+        }
+    }
+}
+
+/// What an [`IdentityRule`] reads.
+#[derive(Clone, Debug)]
+pub enum RuleKind {
     /// SPIFFE URI SAN `spiffe://<td>/ns/<ns>/sa/<sa>` -> ServiceAccount user.
     Spiffe {
-        /// Accept only this trust domain; `None` accepts any.
-        trust_domain: Option<String>,
+        /// Only this trust domain.
+        trust_domain: String,
     },
     /// Subject CN -> user, each O -> group.
     CommonName,
@@ -501,6 +524,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Concurrent connections from one client address.
     pub max_connections_per_ip: usize,
+    /// TLS handshakes under way at once.
+    pub max_handshakes: usize,
+    /// TLS handshakes under way from one client address.
+    pub max_handshakes_per_ip: usize,
     /// TLS handshake deadline.
     pub handshake_timeout: Duration,
     /// HTTP/1 request-head deadline and keep-alive idle limit.
@@ -526,6 +553,8 @@ impl Default for Limits {
         Self {
             max_connections: defaults::MAX_CONNECTIONS,
             max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
+            max_handshakes: defaults::MAX_HANDSHAKES,
+            max_handshakes_per_ip: defaults::MAX_HANDSHAKES_PER_IP,
             handshake_timeout: defaults::HANDSHAKE_TIMEOUT,
             header_read_timeout: defaults::HEADER_READ_TIMEOUT,
             upstream_timeout: defaults::UPSTREAM_TIMEOUT,

@@ -10,10 +10,9 @@ use sha2::{Digest, Sha256};
 
 use super::file::{self, File};
 use super::{
-    AccessReviewConfig, AdminAccess, AdminConfig, AllowRule, Config, Error, IdentityRule,
-    KubernetesConfig, Limits, LogConfig, LogFormat, Mode, ResourceRule, RouteAuth, RouteConfig,
-    SanKind, StaticConfig, StaticToken, Subject, TlsConfig, TlsVersion, TokenReviewConfig,
-    VerbMapping,
+    AccessReviewConfig, AdminAccess, AdminConfig, AllowRule, Config, Error, KubernetesConfig,
+    Limits, LogConfig, LogFormat, Mode, ResourceRule, RouteAuth, RouteConfig, StaticConfig,
+    StaticToken, Subject, TlsConfig, TlsVersion, TokenReviewConfig, VerbMapping,
 };
 use super::{ResourceAttributes, defaults};
 use crate::routes::normalize_prefix;
@@ -30,7 +29,9 @@ impl TryFrom<File> for Config {
     fn try_from(f: File) -> Result<Self, Error> {
         let tls = f.tls.ok_or_else(|| Error::invalid("tls", "is required"))?;
         let mode = policy::mode(f.mode.as_deref(), f.auth)?;
-        let tls = tls_config(tls)?;
+        let mut tls = tls_config(tls)?;
+        let identity_rules = identity::rules(f.identity.rules, &tls)?;
+        tls.rule_ca_files = identity_rules.iter().map(|r| r.ca_file.clone()).collect();
         if let Mode::Auth(ep) = &mode
             && !ep.trusted_proxies.is_empty()
             && tls.client_ca_file.is_none()
@@ -45,7 +46,7 @@ impl TryFrom<File> for Config {
         Ok(Self {
             listen: f.listen.unwrap_or_else(|| ([0, 0, 0, 0], 8443).into()),
             tls,
-            identity_rules: identity_rules(f.identity.rules)?,
+            identity_rules,
             static_backend: static_config(f.static_backend.unwrap_or_default())?,
             paths: paths::paths(f.paths, &routes)?,
             routes,
@@ -278,70 +279,7 @@ fn tls_config(t: file::TlsFile) -> Result<TlsConfig, Error> {
             t.reload_interval,
             defaults::TLS_RELOAD_INTERVAL,
         )?,
-    })
-}
-
-fn identity_rules(rules: Option<Vec<file::RuleFile>>) -> Result<Vec<IdentityRule>, Error> {
-    let Some(rules) = rules else {
-        return Ok(vec![
-            IdentityRule::Spiffe { trust_domain: None },
-            IdentityRule::CommonName,
-        ]);
-    };
-    rules
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| identity_rule(&format!("identity.rules[{i}]"), r))
-        .collect()
-}
-
-fn identity_rule(key: &str, rule: file::RuleFile) -> Result<IdentityRule, Error> {
-    Ok(match rule {
-        file::RuleFile::Spiffe(s) => {
-            if let Some(td) = &s.trust_domain {
-                let ok = !td.is_empty()
-                    && td.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b)
-                    });
-                if !ok {
-                    return Err(Error::invalid(
-                        format!("{key}.spiffe.trust_domain"),
-                        format!(
-                            "{td:?} is not a SPIFFE trust domain (lower-case letters, digits, '-', '.', '_')"
-                        ),
-                    ));
-                }
-            }
-            IdentityRule::Spiffe {
-                trust_domain: s.trust_domain,
-            }
-        }
-        file::RuleFile::CommonName(_) => IdentityRule::CommonName,
-        file::RuleFile::San(s) => {
-            let kind = match s.kind.as_str() {
-                "dns" => SanKind::Dns,
-                "uri" => SanKind::Uri,
-                "email" => SanKind::Email,
-                other => {
-                    return Err(Error::invalid(
-                        format!("{key}.san.type"),
-                        format!("{other:?} is not one of dns, uri, email"),
-                    ));
-                }
-            };
-            if s.user.trim().is_empty() {
-                return Err(Error::invalid(
-                    format!("{key}.san.user"),
-                    "must not be empty",
-                ));
-            }
-            IdentityRule::San {
-                kind,
-                pattern: glob(&format!("{key}.san.pattern"), &s.pattern, false)?,
-                user: s.user,
-                groups: s.groups,
-            }
-        }
+        rule_ca_files: Vec::new(),
     })
 }
 
@@ -595,6 +533,16 @@ fn limits(l: file::LimitsFile) -> Result<Limits, Error> {
             "must be at least 1",
         ));
     }
+    let at_least_one = |key: &str, v: Option<usize>, default: usize| match v.unwrap_or(default) {
+        0 => Err(Error::invalid(key, "must be at least 1")),
+        n => Ok(n),
+    };
+    let max_handshakes = at_least_one("limits.max_handshakes", l.max_handshakes, d.max_handshakes)?;
+    let max_handshakes_per_ip = at_least_one(
+        "limits.max_handshakes_per_ip",
+        l.max_handshakes_per_ip,
+        d.max_handshakes_per_ip,
+    )?;
     let max_header_bytes = l.max_header_bytes.unwrap_or(d.max_header_bytes);
     if !(8192..=1024 * 1024).contains(&max_header_bytes) {
         return Err(Error::invalid(
@@ -605,6 +553,8 @@ fn limits(l: file::LimitsFile) -> Result<Limits, Error> {
     Ok(Limits {
         max_connections,
         max_connections_per_ip,
+        max_handshakes,
+        max_handshakes_per_ip,
         handshake_timeout: positive(
             "limits.handshake_timeout",
             l.handshake_timeout,
@@ -661,6 +611,7 @@ fn log_config(l: file::LogFile) -> Result<LogConfig, Error> {
 }
 
 mod headers;
+mod identity;
 mod jwks;
 mod paths;
 mod policy;

@@ -10,7 +10,7 @@ use http::HeaderValue;
 use rustls_pki_types::CertificateDer;
 
 use super::{Error, Gate};
-use crate::authn::{self, CertIdentity, x509};
+use crate::authn::{self, Authenticator, CertIdentity, x509};
 use crate::server::Downstream;
 use crate::{clock, proxy, tls};
 
@@ -59,7 +59,7 @@ impl<F> Gate<F> {
         let leaf = chain.first().map(AsRef::as_ref);
         ConnInfo {
             peer: downstream.peer,
-            cert: leaf.map(|der| self.authn.map_cert(der)),
+            cert: leaf.map(|_| self.authn.map_cert(chain, &self.tls.issuers())),
             xfcc: leaf
                 .filter(|_| self.headers.forward_client_cert)
                 .and_then(x509::xfcc)
@@ -76,11 +76,12 @@ impl<F> Gate<F> {
         if conn.chain.is_empty() {
             return proxy::upgrade::Lease::default();
         }
-        let (tls, chain) = (self.tls.clone(), conn.chain.clone());
+        let (tls, authn) = (self.tls.clone(), self.authn.clone());
+        let (chain, named) = (conn.chain.clone(), conn.cert.clone());
         let checked = AtomicU64::new(conn.checked.load(Ordering::Acquire));
         let still_valid = move || {
             let was = checked.load(Ordering::Acquire);
-            tls.recheck(&chain, was)
+            holds(&tls, &authn, &chain, named.as_ref(), was)
                 .map(|now| checked.store(now, Ordering::Release))
                 .is_ok()
         };
@@ -103,10 +104,35 @@ impl<F> Gate<F> {
             return Err(stale(tls::Stale::Expired));
         }
         let checked = conn.checked.load(Ordering::Acquire);
-        let now = self.tls.recheck(&conn.chain, checked).map_err(stale)?;
+        let now = holds(
+            &self.tls,
+            &self.authn,
+            &conn.chain,
+            conn.cert.as_ref(),
+            checked,
+        )
+        .map_err(stale)?;
         if now != checked {
             conn.checked.store(now, Ordering::Release);
         }
         Ok(())
     }
+}
+
+/// `chain` still verifies against the material in service (again, if it
+/// changed since generation `checked`), and the identity rules in service
+/// still map it to `named`: a rule's `ca_file` may have dropped its CA
+/// while the bundle kept it. `Ok` gives the generation it now holds for.
+fn holds(
+    tls: &tls::Acceptor,
+    authn: &Authenticator,
+    chain: &[CertificateDer<'static>],
+    named: Option<&CertIdentity>,
+    checked: u64,
+) -> Result<u64, tls::Stale> {
+    let now = tls.recheck(chain, checked)?;
+    if now != checked && named != Some(&authn.map_cert(chain, &tls.issuers())) {
+        return Err(tls::Stale::Untrusted);
+    }
+    Ok(now)
 }

@@ -56,7 +56,7 @@ pub struct Route {
 /// The pipeline and everything it needs; `F` sends permitted requests on.
 pub struct Gate<F = proxy::Upstreams> {
     routes: RouteTable<Route>,
-    authn: Authenticator,
+    authn: Arc<Authenticator>,
     authz: Authorizers,
     headers: HeaderNames,
     /// When set, only matching paths are served.
@@ -142,7 +142,7 @@ impl<F> Gate<F> {
             .collect();
         Self {
             routes: RouteTable::new(routes),
-            authn: p.authn,
+            authn: Arc::new(p.authn),
             authz: p.authz,
             headers: p.headers,
             allow_paths: glob_set(&p.paths.allow),
@@ -351,7 +351,7 @@ impl<F> Gate<F> {
                     self.tls
                         .verify_client_chain(&chain)
                         .map_err(authn::Error::ForwardedCertRefused)?;
-                    Ok::<_, authn::Error>(self.authn.map_cert(&chain[0]))
+                    Ok::<_, authn::Error>(self.authn.map_cert(&chain, &self.tls.issuers()))
                 })
                 .transpose()?
         } else {

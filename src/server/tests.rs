@@ -33,6 +33,8 @@ fn limits(max_connections: usize, shutdown_timeout: Duration) -> Limits {
     Limits {
         max_connections,
         max_connections_per_ip: max_connections,
+        max_handshakes: max_connections,
+        max_handshakes_per_ip: max_connections,
         handshake_timeout: Duration::from_secs(5),
         header_read_timeout: Duration::from_secs(5),
         max_header_bytes: 16 * 1024,

@@ -7,6 +7,7 @@
 //! validity, clientAuth EKU when an EKU is present, CRLs), or the handshake
 //! fails; an invalid certificate never degrades to "anonymous".
 
+pub mod issuers;
 pub mod reload;
 
 use std::fmt;
@@ -27,6 +28,7 @@ use x509_parser::revocation_list::CertificateRevocationList;
 
 use crate::clock::unix_now;
 use crate::config::{TlsConfig, TlsVersion};
+pub use issuers::Issuers;
 
 /// A TLS material problem, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,8 @@ pub struct Material {
     /// The client-certificate verifier, when a client CA is configured
     /// (also used for certificates a trusted front proxy forwards).
     pub client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+    /// The issuers `identity.rules[].ca_file` bind rules to.
+    pub issuers: Issuers,
 }
 
 /// The files of `cfg`, in a fixed order.
@@ -102,6 +106,7 @@ fn files(cfg: &TlsConfig) -> Vec<&Path> {
     let mut f = vec![cfg.cert_file.as_path(), cfg.key_file.as_path()];
     f.extend(cfg.client_ca_file.as_deref());
     f.extend(cfg.crl_files.iter().map(PathBuf::as_path));
+    f.extend(cfg.rule_ca_files.iter().flatten().map(PathBuf::as_path));
     f
 }
 
@@ -165,12 +170,24 @@ pub fn load(cfg: &TlsConfig) -> Result<Material, Error> {
     };
     let builder =
         ServerConfig::builder_with_provider(provider()).with_protocol_versions(versions)?;
-    let (builder, client_ca_not_after, (crls, crl_next_update), client_verifier) =
+    let (builder, client_ca_not_after, (crls, crl_next_update), client_verifier, issuers) =
         match &cfg.client_ca_file {
-            None => (builder.with_no_client_auth(), None, (0, None), None),
+            None => (
+                builder.with_no_client_auth(),
+                None,
+                (0, None),
+                None,
+                Issuers::default(),
+            ),
             Some(ca_file) => {
                 let cas = pem_certs(ca_file, &next())?;
                 let crl_pems: Vec<Vec<u8>> = cfg.crl_files.iter().map(|_| next()).collect();
+                let rule_files: Vec<(Option<&Path>, Vec<u8>)> = cfg
+                    .rule_ca_files
+                    .iter()
+                    .map(|f| (f.as_deref(), f.as_ref().map(|_| next()).unwrap_or_default()))
+                    .collect();
+                let issuers = issuers::load(ca_file, &cas, &rule_files)?;
                 let (crls, next_update) = crls(cfg, &cas, &crl_pems)?;
                 let earliest = earliest_not_after(ca_file, &cas)?;
                 let n = crls.len();
@@ -180,6 +197,7 @@ pub fn load(cfg: &TlsConfig) -> Result<Material, Error> {
                     Some(earliest),
                     (n, next_update),
                     Some(verifier),
+                    issuers,
                 )
             }
         };
@@ -198,6 +216,7 @@ pub fn load(cfg: &TlsConfig) -> Result<Material, Error> {
         },
         fingerprint,
         client_verifier,
+        issuers,
     })
 }
 
@@ -338,6 +357,8 @@ pub struct Acceptor {
 struct InService {
     generation: u64,
     verifier: Option<Arc<dyn ClientCertVerifier>>,
+    /// The issuers of the bound identity rules, of the same files.
+    issuers: Issuers,
     /// After this (Unix seconds) a CRL in service is stale and enforced:
     /// every check verifies again (and fails).
     stale_after: Option<i64>,
@@ -378,6 +399,7 @@ impl Acceptor {
                 generation: 0,
                 stale_after,
                 verifier: m.client_verifier,
+                issuers: m.issuers,
             }),
         }
     }
@@ -409,7 +431,13 @@ impl Acceptor {
             generation,
             stale_after,
             verifier: m.client_verifier,
+            issuers: m.issuers,
         }));
+    }
+
+    /// The issuers of the bound identity rules in service.
+    pub fn issuers(&self) -> Issuers {
+        self.client_verifier.load().issuers.clone()
     }
 
     /// The generation of the client verifier in service.

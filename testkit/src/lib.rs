@@ -24,6 +24,11 @@ pub const BOB_TOKEN: &str = "bob-token-7f3a9c";
 /// Static token of `carol` (no groups, no permissions).
 pub const CAROL_TOKEN: &str = "carol-token-51be02";
 
+/// `identity:` rules that map cluster.local SVIDs, then CNs (the default
+/// reads CNs only: a SPIFFE rule must name its trust domain).
+pub const SPIFFE_THEN_CN: &str =
+    "identity:\n  rules:\n    - spiffe: {trust_domain: cluster.local}\n    - common_name: {}\n";
+
 /// The test configuration, in parts a test can replace.
 pub struct Yaml {
     /// Lines added under `tls:` (indented by two spaces).

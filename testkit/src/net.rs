@@ -160,6 +160,9 @@ pub struct Client {
         )>,
     >,
     h2: bool,
+    /// The local address to connect from (another loopback address is
+    /// another client to per-address limits).
+    source: Option<std::net::IpAddr>,
 }
 
 /// A complete response.
@@ -199,7 +202,14 @@ impl Client {
             roots,
             cert: None,
             h2: false,
+            source: None,
         }
+    }
+
+    /// Connects from `ip` (e.g. `127.0.0.2`).
+    pub fn from_ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.source = Some(ip);
+        self
     }
 
     /// Presents `cert`.
@@ -235,9 +245,15 @@ impl Client {
 
     /// Opens a TLS connection (handshake done).
     pub async fn connect(&self) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-        let tcp = TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| e.to_string())?;
+        let tcp = match self.source {
+            None => TcpStream::connect(self.addr).await,
+            Some(ip) => {
+                let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+                socket.bind((ip, 0).into()).map_err(|e| e.to_string())?;
+                socket.connect(self.addr).await
+            }
+        }
+        .map_err(|e| e.to_string())?;
         let connector = tokio_rustls::TlsConnector::from(self.tls_config());
         let name = ServerName::try_from("localhost").expect("server name");
         tokio::time::timeout(TIMEOUT, connector.connect(name, tcp))

@@ -147,6 +147,9 @@ pub struct Pki {
     pub ca_file: PathBuf,
     /// Root and intermediate: the bundle to use with CRLs of both.
     pub bundle_file: PathBuf,
+    /// The foreign CA alone (an independent second issuer, when a test
+    /// trusts it too).
+    pub foreign_file: PathBuf,
     /// The root certificate.
     pub ca_der: CertificateDer<'static>,
     /// Server chain for `localhost` / `127.0.0.1`.
@@ -202,7 +205,10 @@ impl Pki {
             format!("{}{}", root.pem(), intermediate.pem()),
         )
         .expect("write bundle.crt");
+        let foreign_file = dir.path().join("foreign.crt");
+        std::fs::write(&foreign_file, foreign.pem()).expect("write foreign.crt");
         let mut pki = Self {
+            foreign_file,
             bundle_file,
             server_cert: dir.path().join("server.crt"),
             server_key: dir.path().join("server.key"),

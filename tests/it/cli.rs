@@ -107,7 +107,7 @@ fn write_serve_config(dir: &Path, port: u16, upstream: std::net::SocketAddr) -> 
     std::fs::write(
         &path,
         format!(
-            "listen: \"127.0.0.1:{port}\"\ntls: {{cert_file: {d}/server.crt, key_file: {d}/server.key, client_ca_file: {d}/ca.crt}}\nstatic:\n  tokens: [{{token: {BOB_TOKEN}, user: bob, groups: [dev]}}]\n  allow: [{{group: dev, verbs: [get], paths: [\"/api/**\"]}}]\nroutes: [{{path_prefix: /, upstream: \"http://{upstream}\"}}]\nlimits: {{shutdown_timeout: 5s}}\nadmin: {{listen: \"off\"}}\n"
+            "listen: \"127.0.0.1:{port}\"\ntls: {{cert_file: {d}/server.crt, key_file: {d}/server.key, client_ca_file: {d}/ca.crt}}\nidentity: {{rules: [{{spiffe: {{trust_domain: cluster.local}}}}, {{common_name: {{}}}}]}}\nstatic:\n  tokens: [{{token: {BOB_TOKEN}, user: bob, groups: [dev]}}]\n  allow: [{{group: dev, verbs: [get], paths: [\"/api/**\"]}}]\nroutes: [{{path_prefix: /, upstream: \"http://{upstream}\"}}]\nlimits: {{shutdown_timeout: 5s}}\nadmin: {{listen: \"off\"}}\n"
         ),
     )
     .expect("write config");

@@ -13,6 +13,7 @@ mod corpus_h2;
 mod corpus_tls;
 mod deploy;
 mod fake_api_selftest;
+mod handshakes;
 mod jwks;
 mod krp;
 mod kubernetes;

@@ -18,6 +18,7 @@ async fn env() -> Env {
             "static:\n  tokens:\n    - {{token: {BOB_TOKEN}, user: bob, groups: [dev]}}\n    - {{token: {PROM_TOKEN}, user: \"{PROM}\", groups: [\"system:serviceaccounts\", \"system:serviceaccounts:monitoring\"]}}\n  allow:\n    - {{group: \"system:authenticated\", verbs: [get], paths: [\"/**\"]}}\n"
         );
         y.rest = "migration:\n  mtls_required: [\"system:serviceaccount:monitoring:*\"]\n  track_identities: true\n".into();
+        y.identity = SPIFFE_THEN_CN.into();
     })
     .await
 }

@@ -24,7 +24,7 @@ async fn cn_cert_via_intermediate_gets_200_and_upstream_sees_exactly_the_mapped_
 
 #[tokio::test]
 async fn spiffe_cert_maps_to_its_serviceaccount() {
-    let env = Env::start(|_| {}).await;
+    let env = Env::start(|y| y.identity = SPIFFE_THEN_CN.into()).await;
     let opts = ClientOpts::spiffe("spiffe://cluster.local/ns/monitoring/sa/prometheus");
     let r = env
         .cert_client("prom", &opts)
@@ -218,4 +218,102 @@ async fn without_client_ca_no_certificate_is_requested_and_tokens_still_work() {
             .status,
         200
     );
+}
+
+/// Two independent issuers trusted (the test root, and the foreign CA as a
+/// CN issuer); each rule bound to its own. Before `ca_file`, any trusted CA
+/// could write a `spiffe://` URI SAN and become any ServiceAccount.
+#[tokio::test]
+async fn a_rule_maps_only_certificates_from_its_own_issuer() {
+    let env = Env::start_with(|pki, y| {
+        let both = pki.path().join("two-issuers.crt");
+        let pem = |f: &std::path::Path| std::fs::read_to_string(f).unwrap();
+        std::fs::write(&both, pem(&pki.ca_file) + &pem(&pki.foreign_file)).unwrap();
+        y.tls_extra = format!("  client_ca_file: {}\n", both.display());
+        y.identity = format!(
+            "identity:\n  rules:\n    - {{spiffe: {{trust_domain: cluster.local}}, ca_file: {}}}\n    - {{common_name: {{}}, ca_file: {}}}\n",
+            pki.ca_file.display(),
+            pki.foreign_file.display()
+        );
+    })
+    .await;
+    let admin_svid = "spiffe://cluster.local/ns/monitoring/sa/prometheus";
+
+    // The CN issuer writes a SPIFFE ID: the SPIFFE rule does not apply.
+    let forged = ClientOpts::spiffe(admin_svid).signer(Signer::Foreign);
+    let r = env
+        .cert_client("forged", &forged)
+        .get("/api/metrics", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401, "{:?}", r.body);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("cert_unmapped"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(env.upstream.count(), 0, "nothing forwarded");
+
+    // A SPIFFE issuer's certificate naming a CN does not become that user.
+    let cn_from_spiffe_ca = ClientOpts::cn("alice", &["dev"]).signer(Signer::Root);
+    let r = env
+        .cert_client("alice-root", &cn_from_spiffe_ca)
+        .get("/api/pods", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401, "{:?}", r.body);
+    assert_eq!(env.upstream.count(), 0, "nothing forwarded");
+
+    // Each issuer's own names map.
+    let svid = ClientOpts::spiffe(admin_svid).signer(Signer::Root);
+    let r = env
+        .cert_client("prom", &svid)
+        .get("/api/metrics", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        env.upstream.last().all("x-remote-user"),
+        ["system:serviceaccount:monitoring:prometheus"]
+    );
+    let alice = ClientOpts::cn("alice", &["dev"]).signer(Signer::Foreign);
+    let r = env
+        .cert_client("alice", &alice)
+        .get("/api/pods", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(env.upstream.last().all("x-remote-user"), ["alice"]);
+}
+
+/// A bundle of two independent issuers with a rule that names no
+/// `ca_file` does not load: the error names the rule and the fix.
+#[tokio::test]
+async fn two_issuers_and_an_unbound_rule_do_not_load() {
+    install_crypto_provider();
+    let pki = Pki::new();
+    let both = pki.path().join("two-issuers.crt");
+    let pem = |f: &std::path::Path| std::fs::read_to_string(f).unwrap();
+    std::fs::write(&both, pem(&pki.ca_file) + &pem(&pki.foreign_file)).unwrap();
+    let mut y = Yaml::new(&pki, "127.0.0.1:9".parse().unwrap());
+    y.tls_extra = format!("  client_ca_file: {}\n", both.display());
+    y.identity = format!(
+        "identity:\n  rules:\n    - {{spiffe: {{trust_domain: cluster.local}}, ca_file: {}}}\n    - common_name: {{}}\n",
+        pki.ca_file.display()
+    );
+    let config = authgate::config::Config::from_yaml(&y.render()).unwrap();
+    let err = authgate::app::App::build(&config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("identity.rules[1]"), "{err}");
+    assert!(err.contains("ca_file"), "{err}");
+    assert!(err.contains("2 issuers"), "{err}");
+
+    // The root with its own intermediate is one issuer: no ca_file needed.
+    let mut y = Yaml::new(&pki, "127.0.0.1:9".parse().unwrap());
+    y.tls_extra = format!("  client_ca_file: {}\n", pki.bundle_file.display());
+    let config = authgate::config::Config::from_yaml(&y.render()).unwrap();
+    assert!(authgate::app::App::build(&config).await.is_ok());
 }

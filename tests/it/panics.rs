@@ -12,7 +12,7 @@ use authgate::authn::{Authenticator, TokenAuthenticator};
 use authgate::authz::attributes::Attributes;
 use authgate::authz::{Authorizer, Authorizers, Decision};
 use authgate::backend::BackendError;
-use authgate::config::{Config, IdentityRule};
+use authgate::config::{Config, IdentityRule, RuleKind};
 use authgate::gate::{Gate as Pipeline, Parts};
 use authgate::identity::Identity;
 use authgate::migration::Migration;
@@ -57,7 +57,7 @@ async fn a_panicking_authenticator_or_authorizer_gives_500_and_nothing_is_forwar
     let config = Config::from_yaml(&Yaml::new(&pki, upstream.addr).render()).unwrap();
     let built = App::build(&config).await.unwrap();
     let authn = Authenticator::new(
-        CertMapper::new(&[IdentityRule::CommonName]),
+        CertMapper::new(&[IdentityRule::unbound(RuleKind::CommonName)]),
         vec![
             Arc::new(PanicsOn("boom-token")),
             Arc::new(authgate::authn::static_tokens::StaticTokens::new(

@@ -152,7 +152,7 @@ fn run_authgate(
         .collect::<Vec<_>>()
         .join(", ");
     let yaml = format!(
-        "listen: \"127.0.0.1:{port}\"\ntls: {{cert_file: {d}/server.crt, key_file: {d}/server.key, client_ca_file: {d}/ca.crt}}\nroutes:\n  - path_prefix: /\n    upstream: \"http://{}\"\n    resource: {{namespace: {ns}, resource: services, subresource: proxy, name: web}}\nkubernetes: {{kubeconfig: {kubeconfig}, timeout: 5s}}\ntoken_review: {{audiences: [{audiences}]}}\nadmin: {{listen: \"off\"}}\n",
+        "listen: \"127.0.0.1:{port}\"\ntls: {{cert_file: {d}/server.crt, key_file: {d}/server.key, client_ca_file: {d}/ca.crt}}\nidentity: {{rules: [{{spiffe: {{trust_domain: cluster.local}}}}, {{common_name: {{}}}}]}}\nroutes:\n  - path_prefix: /\n    upstream: \"http://{}\"\n    resource: {{namespace: {ns}, resource: services, subresource: proxy, name: web}}\nkubernetes: {{kubeconfig: {kubeconfig}, timeout: 5s}}\ntoken_review: {{audiences: [{audiences}]}}\nadmin: {{listen: \"off\"}}\n",
         upstream.addr
     );
     spawn_authgate(pki, port, &yaml)

@@ -28,12 +28,17 @@ use serde_json::{Value, json};
 
 use crate::Res;
 use crate::load::{self, LoadResult};
+
+mod idle;
 use crate::pki::Pki;
 use crate::procstat;
 use crate::report::{self, Run};
 
 /// The configurations, in the order they are measured.
-pub(crate) const CONFIGS: [&str; 5] = ["token", "mtls", "handshake", "h2", "cache"];
+pub(crate) const CONFIGS: [&str; 6] = ["token", "mtls", "handshake", "h2", "cache", "idle"];
+/// Idle keep-alive connections per server in the `idle` measurement (under
+/// authgate's per-address cap of 1000).
+const IDLE_CONNS: usize = 900;
 /// HTTP/2: connections; streams per connection = concurrency / this.
 const H2_CONNS: usize = 10;
 /// Distinct tokens in the cache runs.
@@ -58,7 +63,7 @@ pub(crate) struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "token,mtls,handshake,h2,cache"
+        default_value = "token,mtls,handshake,h2,cache,idle"
     )]
     only: Vec<String>,
     /// Neither server writes access lines (default: both, one line per request to a file).
@@ -1195,6 +1200,11 @@ pub(crate) fn run(args: &BenchArgs) -> Res<i32> {
     if want("cache") {
         fake_info = cache_runs(&mut b, &pki, rounds, cache_warmup, on_port, off_port)?;
     }
+    let idle = if want("idle") {
+        idle::measure(&b, &targets, IDLE_CONNS)?
+    } else {
+        Value::Null
+    };
     let bench_wall = bench_start.elapsed().as_secs();
     b.procs.stop(ag_pid);
     b.procs.stop(ngx_pid);
@@ -1236,6 +1246,7 @@ pub(crate) fn run(args: &BenchArgs) -> Res<i32> {
         "tls_authgate": tls_authgate,
         "server_key": "ECDSA P-256 server certificate (SANs localhost, 127.0.0.1)",
         "fake_api": fake_info,
+        "idle_connections": idle,
         "loadavg_end": procstat::loadavg(),
     });
     let out_dir = if args.out.is_absolute() {

@@ -56,6 +56,15 @@ fn cert(s: &Spec<'_>) -> Vec<u8> {
         .to_vec()
 }
 
+/// Maps a lone leaf, no rule bound to an issuer.
+fn map(m: &CertMapper, der: &[u8], now: i64) -> Result<Arc<Identity>, CertUnmapped> {
+    m.map(
+        &[CertificateDer::from(der.to_vec())],
+        &Issuers::default(),
+        now,
+    )
+}
+
 fn now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -74,8 +83,10 @@ fn ok(user: &str, groups: &[&str]) -> Result<(String, Vec<String>), CertUnmapped
 
 #[test]
 #[expect(clippy::too_many_lines, reason = "one table of cases")]
-fn default_rules_map_spiffe_then_common_name() {
-    let m = mapper("");
+fn spiffe_then_common_name() {
+    let m = mapper(
+        "identity:\n  rules:\n    - spiffe: {trust_domain: cluster.local}\n    - common_name: {}\n",
+    );
     let spiffe = ["spiffe://cluster.local/ns/monitoring/sa/prometheus"];
     let cases = [
         (
@@ -176,11 +187,52 @@ fn default_rules_map_spiffe_then_common_name() {
     ];
     for (i, (spec, want)) in cases.into_iter().enumerate() {
         assert_eq!(
-            user_and_groups(m.map(&cert(&spec), now())),
+            user_and_groups(map(&m, &cert(&spec), now())),
             want,
             "case {i}"
         );
     }
+}
+
+#[test]
+fn the_default_rule_reads_the_common_name_only() {
+    // A SPIFFE rule must name its trust domain, so the default has none:
+    // a spiffe:// URI SAN alone names nobody.
+    let m = mapper("");
+    let svid = Spec {
+        uris: &["spiffe://cluster.local/ns/kube-system/sa/admin"],
+        ..Default::default()
+    };
+    assert_eq!(
+        map(&m, &cert(&svid), now()).unwrap_err(),
+        CertUnmapped::NoRuleMatched
+    );
+    let both = Spec {
+        cns: &["alice"],
+        uris: &["spiffe://cluster.local/ns/kube-system/sa/admin"],
+        ..Default::default()
+    };
+    assert_eq!(
+        user_and_groups(map(&m, &cert(&both), now())),
+        ok("alice", &[])
+    );
+}
+
+#[test]
+fn a_rule_bound_to_an_issuer_never_applies_without_its_verdict() {
+    // With no issuer verifier in service for it, a bound rule is skipped
+    // (fail closed), and the next rule decides.
+    let yaml = "tls: {cert_file: c, key_file: k, client_ca_file: ca}\nroutes: [{path_prefix: /, upstream: \"http://127.0.0.1:1\"}]\nidentity:\n  rules:\n    - {spiffe: {trust_domain: cluster.local}, ca_file: spiffe-ca.pem}\n    - common_name: {}\n";
+    let m = CertMapper::new(&Config::from_yaml(yaml).unwrap().identity_rules);
+    let both = Spec {
+        cns: &["alice"],
+        uris: &["spiffe://cluster.local/ns/kube-system/sa/admin"],
+        ..Default::default()
+    };
+    assert_eq!(
+        user_and_groups(map(&m, &cert(&both), now())),
+        ok("alice", &[])
+    );
 }
 
 #[test]
@@ -193,7 +245,7 @@ fn trust_domain_and_san_rules_apply_in_order() {
         ..Default::default()
     };
     assert_eq!(
-        user_and_groups(m.map(&cert(&prod), now())).unwrap().0,
+        user_and_groups(map(&m, &cert(&prod), now())).unwrap().0,
         "system:serviceaccount:a:b"
     );
     let other_td = Spec {
@@ -202,7 +254,7 @@ fn trust_domain_and_san_rules_apply_in_order() {
         ..Default::default()
     };
     assert_eq!(
-        m.map(&cert(&other_td), now()).unwrap_err(),
+        map(&m, &cert(&other_td), now()).unwrap_err(),
         CertUnmapped::NoRuleMatched
     );
     let svc = Spec {
@@ -210,7 +262,7 @@ fn trust_domain_and_san_rules_apply_in_order() {
         ..Default::default()
     };
     assert_eq!(
-        user_and_groups(m.map(&cert(&svc), now())),
+        user_and_groups(map(&m, &cert(&svc), now())),
         ok("svc:api.web.svc.cluster.local", &["services"])
     );
 }
@@ -221,7 +273,7 @@ fn identity_carries_the_certificate_fingerprint_and_method() {
         cns: &["alice"],
         ..Default::default()
     });
-    let id = mapper("").map(&der, now()).unwrap();
+    let id = map(&mapper(""), &der, now()).unwrap();
     let want = format!("X509SHA256={}", hex::encode(Sha256::digest(&der)));
     assert_eq!(id.extra[CREDENTIAL_ID_KEY], [want]);
     assert_eq!(id.method, AuthMethod::Mtls);
@@ -236,15 +288,15 @@ fn certificates_outside_validity_map_to_nobody() {
     });
     let m = mapper("");
     assert_eq!(
-        m.map(&der, now() + 2 * 3600).unwrap_err(),
+        map(&m, &der, now() + 2 * 3600).unwrap_err(),
         CertUnmapped::OutsideValidity
     );
     assert_eq!(
-        m.map(&der, now() - 2 * 3600).unwrap_err(),
+        map(&m, &der, now() - 2 * 3600).unwrap_err(),
         CertUnmapped::OutsideValidity
     );
     assert_eq!(
-        m.map(b"not a certificate", now()).unwrap_err(),
+        map(&m, b"not a certificate", now()).unwrap_err(),
         CertUnmapped::Unparseable
     );
 }

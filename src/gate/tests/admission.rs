@@ -66,7 +66,7 @@ async fn a_certificate_wins_over_a_token_and_a_token_serves_without_one() {
 #[tokio::test]
 async fn a_spiffe_certificate_is_its_service_account() {
     let s = Setup::new();
-    let h = s.gate("");
+    let h = s.gate("identity:\n  rules: [{spiffe: {trust_domain: cluster.local}}]\n");
     let prom = s.cert(
         "prom",
         None,

@@ -15,10 +15,10 @@ fn minimal_config_gets_every_default() {
     assert!(c.tls.client_ca_file.is_none());
     assert!(matches!(
         c.identity_rules.as_slice(),
-        [
-            IdentityRule::Spiffe { trust_domain: None },
-            IdentityRule::CommonName
-        ]
+        [crate::config::IdentityRule {
+            kind: crate::config::RuleKind::CommonName,
+            ca_file: None
+        }]
     ));
     assert_eq!(c.headers.user, "x-remote-user");
     assert_eq!(c.limits.max_connections, 10_000);

@@ -313,3 +313,52 @@ fn mtls_required_globs_that_pin_everyone_are_refused() {
         }
     }
 }
+
+#[test]
+fn identity_rules_must_say_whose_names_they_trust() {
+    let with = |rules: &str| format!("{MINIMAL}identity: {{rules: {rules}}}\n");
+    let ca = "tls: {cert_file: c, key_file: k, client_ca_file: ca}\nroutes: [{path_prefix: /, upstream: \"http://127.0.0.1:1\"}]\n";
+    for (yaml, key, reason) in [
+        // Any trust domain: any issuer's spiffe:// URI is a ServiceAccount.
+        (
+            with("[{spiffe: {}}]"),
+            "identity.rules[0].spiffe.trust_domain",
+            "is required",
+        ),
+        (
+            with("[{common_name: {}}, {spiffe: {}}]"),
+            "identity.rules[1].spiffe.trust_domain",
+            "is required",
+        ),
+        (
+            with("[{common_name: {}, spiffe: {trust_domain: td}}]"),
+            "identity.rules[0]",
+            "exactly one of spiffe, common_name, san",
+        ),
+        (with("[{}]"), "identity.rules[0]", "exactly one of"),
+        (with("[]"), "identity.rules", "is empty"),
+        // A rule bound to an issuer, without any client CA to narrow.
+        (
+            with("[{common_name: {}, ca_file: cn-ca.pem}]"),
+            "identity.rules[0].ca_file",
+            "needs tls.client_ca_file",
+        ),
+        (
+            format!("{ca}identity: {{rules: [{{common_name: {{}}, ca_file: \"\"}}]}}\n"),
+            "identity.rules[0].ca_file",
+            "must not be empty",
+        ),
+    ] {
+        let got = err(&yaml);
+        assert!(got.contains(key) && got.contains(reason), "{yaml}\n{got}");
+    }
+    // Bound rules load their files with the TLS material.
+    let c = Config::from_yaml(&format!(
+        "{ca}identity: {{rules: [{{spiffe: {{trust_domain: td}}, ca_file: s.pem}}, {{common_name: {{}}}}]}}\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.tls.rule_ca_files,
+        [Some(std::path::PathBuf::from("s.pem")), None]
+    );
+}
