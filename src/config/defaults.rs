@@ -6,9 +6,13 @@
 
 use std::time::Duration;
 
-/// `limits.max_connections`.
-pub const MAX_CONNECTIONS: usize = 10_000;
-/// `limits.max_connections_per_ip`: a tenth of the connections, so one
+/// `limits.max_connections`: what fits the shipped Deployment's 256Mi
+/// memory limit. An idle TLS keep-alive connection costs about 38 KB of
+/// resident memory (`cargo xtask bench --only idle`; nginx 16 KB in the
+/// same run), so 4096 of them take about 150 MiB and leave room for the
+/// caches and the buffers of requests under way.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// `limits.max_connections_per_ip`: a quarter of the connections, so one
 /// address (one client, or one NAT) cannot take them all, while a front
 /// proxy or node-local NAT still gets plenty.
 pub const MAX_CONNECTIONS_PER_IP: usize = 1000;
@@ -95,7 +99,7 @@ pub const VERB_MAPPING: &str = "kube-apiserver";
 
 /// Every default by key, as README.md and `check-config --defaults` write it.
 pub const TABLE: &[(&str, &str)] = &[
-    ("limits.max_connections", "10000"),
+    ("limits.max_connections", "4096"),
     ("limits.max_connections_per_ip", "1000"),
     ("limits.max_handshakes", "1024"),
     ("limits.max_handshakes_per_ip", "64"),

@@ -472,7 +472,7 @@ pub struct LimitsFile {
     /// An upgraded connection (WebSocket, `kubectl exec`) with no bytes
     /// either way for this long is closed. Default `1h`.
     pub tunnel_idle_timeout: Option<HumanDuration>,
-    /// Concurrent connections; more are closed at accept. Default 10000.
+    /// Concurrent connections; more are closed at accept. Default 4096.
     pub max_connections: Option<usize>,
     /// TLS handshakes under way at once; more wait for a slot within
     /// `handshake_timeout`. Default 1024.

@@ -707,3 +707,70 @@ async fn a_tunnel_closes_at_the_connection_age_limit() {
         "the tunnel outlived max_connection_age"
     );
 }
+
+/// A rule's `ca_file` drops the CA that issued an open connection's
+/// certificate while the client bundle keeps it: the certificate still
+/// verifies, but no longer names the identity it was given.
+#[tokio::test]
+async fn a_certificate_whose_rule_no_longer_binds_its_issuer_is_refused_on_its_open_connection() {
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    let mut secret = SecretDir::new(pki.path());
+    let (crt, key) = pki.server_pair(3004);
+    let two = [read(&pki.ca_file), read(&pki.foreign_file)].concat();
+    let publish = |secret: &mut SecretDir, spiffe_ca: Vec<u8>| {
+        secret.publish_owned(&[
+            ("tls.crt".to_owned(), crt.clone().into_bytes()),
+            ("tls.key".to_owned(), key.clone().into_bytes()),
+            ("ca.crt".to_owned(), two.clone()),
+            ("spiffe-ca.crt".to_owned(), spiffe_ca),
+            ("cn-ca.crt".to_owned(), read(&pki.foreign_file)),
+        ]);
+    };
+    publish(&mut secret, read(&pki.ca_file));
+    let mut y = Yaml::new(&pki, upstream.addr);
+    y.tls_extra = format!(
+        "  client_ca_file: {}\n  reload_interval: 1s\n",
+        secret.path("ca.crt").display()
+    );
+    y.identity = format!(
+        "identity:\n  rules:\n    - {{spiffe: {{trust_domain: cluster.local}}, ca_file: {}}}\n    - {{common_name: {{}}, ca_file: {}}}\n",
+        secret.path("spiffe-ca.crt").display(),
+        secret.path("cn-ca.crt").display()
+    );
+    let text = y
+        .render()
+        .replace(
+            &pki.server_cert.display().to_string(),
+            &secret.path("tls.crt").display().to_string(),
+        )
+        .replace(
+            &pki.server_key.display().to_string(),
+            &secret.path("tls.key").display().to_string(),
+        );
+    let gate = Gate::start(&text).await;
+    let svid = ClientOpts::spiffe("spiffe://cluster.local/ns/monitoring/sa/prometheus")
+        .signer(Signer::Root);
+    let prom = gate.client(&pki).with_cert(&pki.client("prom", &svid));
+    let alice = ClientOpts::cn("alice", &["dev"]).signer(Signer::Foreign);
+    let alice = gate.client(&pki).with_cert(&pki.client("alice", &alice));
+    let mut conn = KeepAlive::open(&prom, false).await;
+    let mut other = KeepAlive::open(&alice, false).await;
+    assert_eq!(conn.get("/api/x").await.expect("served").0, 200);
+    assert_eq!(other.get("/api/x").await.expect("served").0, 200);
+    let served = upstream.count();
+    // The SPIFFE rule is rebound to the other issuer only.
+    let before = reloads(&gate).await;
+    publish(&mut secret, read(&pki.foreign_file));
+    reloaded(&gate, before).await;
+    let (status, reason, _) = conn.get("/api/x").await.expect("answered");
+    assert_eq!((status, reason.as_str()), (401, "cert_untrusted"));
+    assert_closed(&mut conn).await;
+    assert_eq!(
+        upstream.count(),
+        served,
+        "served under a rule that no longer applies"
+    );
+    // A certificate whose rule still binds its issuer keeps its connection.
+    assert_eq!(other.get("/api/x").await.expect("served").0, 200);
+}
