@@ -105,4 +105,20 @@ routes:
   - {<<: *r, path_prefix: /b}
 log: !!map {level: "info"}
 YAML
+# --- header_name: 8 bytes of variant mask, then a header name ---------------
+d=corpus/header_name
+mkdir -p "$d"
+name_seed() { # file mask-hex name
+    { printf '%b' "$(printf '%s' "$2" | sed 's/../\\x&/g')"; printf '%s' "$3"; } >"$d/seed-$1"
+}
+name_seed x-remote-user 0000000000000000 X-Remote-User
+name_seed underscore ffffffffffffffff x_remote_group
+name_seed extra 5555555555555555 X-Remote-Extra-Scopes
+name_seed impersonate aaaaaaaaaaaaaaaa impersonate_uid
+name_seed xfcc 0f0f0f0f0f0f0f0f x-forwarded_client-cert
+name_seed ssl-client 0100000000000000 SSL_Client_Verify
+name_seed method-override ffff000000000000 X-HTTP-Method-Override
+name_seed forwarded 0000000000000000 Forwarded
+name_seed accept ffffffffffffffff Accept
+
 echo "seeds written under $(pwd)/corpus"

@@ -6,7 +6,7 @@
 #   scripts/fuzz.sh 60 config_parse request_attributes
 #
 # Targets (fuzz/fuzz_targets/): cert_identity, authorization_header,
-# request_attributes, config_parse, xfcc_parse.
+# request_attributes, config_parse, xfcc_parse, header_name.
 #
 # Environment:
 #   AUTHGATE_CACHE_DIR  default ~/.cache/authgate; cargo-fuzz is installed
@@ -38,7 +38,7 @@ if ! [[ $SECONDS_PER_TARGET =~ ^[1-9][0-9]*$ ]]; then
     echo "usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]" >&2
     exit 2
 fi
-ALL_TARGETS=(cert_identity authorization_header request_attributes config_parse xfcc_parse)
+ALL_TARGETS=(cert_identity authorization_header request_attributes config_parse xfcc_parse header_name)
 if (($#)); then
     TARGETS=("$@")
 else

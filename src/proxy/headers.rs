@@ -401,4 +401,70 @@ mod tests {
             );
         }
     }
+
+    /// (name, stripped, claims an identity), then spellings of it.
+    #[rustfmt::skip]
+    const LOOKALIKES: &[(&str, bool, bool, &[&str])] = &[
+        ("x-remote-user", true, true, &["X_Remote_User", "x_remote-user", "X-REMOTE_USER"]),
+        ("x-remote-group", true, true, &["x_remote_group", "X_REMOTE_GROUP"]),
+        ("x-remote-extra-scopes", true, true, &["x_remote_extra_scopes", "X-Remote-Extra_Scopes"]),
+        ("impersonate-user", true, true, &["impersonate_user", "IMPERSONATE_USER"]),
+        ("x-forwarded-client-cert", true, false, &["x_forwarded_client_cert", "X-Forwarded_Client-Cert"]),
+        ("client-cert-chain", true, false, &["client_cert_chain", "Client_Cert-Chain"]),
+        ("ssl-client-verify", true, false, &["ssl_client_verify", "SSL_CLIENT_VERIFY"]),
+        ("x-ssl-client-cert", true, false, &["x_ssl_client_cert"]),
+        ("authorization", true, false, &["AUTHORIZATION"]),
+        ("x-http-method-override", true, false, &["x_http_method_override", "X-HTTP_Method-Override"]),
+        ("x-method-override", true, false, &["x_method_override"]),
+        ("x-original-url", true, false, &["X_Original_URL"]),
+        ("x-rewrite-url", true, false, &["x_rewrite_url"]),
+        ("x-real-ip", true, false, &["X_Real_IP"]),
+        ("x-forwarded-for", true, false, &["x_forwarded_for", "X-Forwarded_For"]),
+        ("forwarded", true, false, &["FORWARDED"]),
+        ("accept", false, false, &["ACCEPT"]),
+        ("x-remote", false, false, &["x_remote"]),
+        ("x-remoteuser", false, false, &["X_REMOTEUSER"]),
+        ("remote-user", false, false, &["remote_user"]),
+    ];
+
+    /// The properties of the `header_name` fuzz target
+    /// (fuzz/fuzz_targets/header_name.rs), over a table of look-alikes:
+    /// `normalized` is idempotent and leaves no `_`; anything that
+    /// normalises into a spoofable family or onto a steering header is
+    /// stripped; `_`/`-` and case variants are classified alike; a claimed
+    /// identity is always stripped.
+    #[test]
+    fn lookalike_header_names_classify_like_the_name_they_normalise_to() {
+        let stripped = |name: &str, names: &HeaderNames| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                HeaderName::try_from(name).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+            let claimed = claimed_identity(&h, names).is_some();
+            strip_spoofable(&mut h, names);
+            (h.is_empty(), claimed)
+        };
+        let custom = HeaderNames {
+            user: HeaderName::from_static("x-auth-user"),
+            extra_prefix: "x-auth-extra-".into(),
+            ..HeaderNames::default()
+        };
+        for &(name, strip, claim, spellings) in LOOKALIKES {
+            for n in std::iter::once(name).chain(spellings.iter().copied()) {
+                let norm = normalized(n);
+                assert_eq!(normalized(&norm), norm, "{n}: idempotent");
+                assert_eq!(norm.len(), n.len(), "{n}");
+                assert!(!norm.contains('_'), "{n}");
+                for names in [&HeaderNames::default(), &custom] {
+                    assert_eq!(stripped(n, names), (strip, claim), "{n} ({})", names.user);
+                }
+            }
+        }
+        // The configured names, in their spellings, under custom names.
+        for n in ["x_auth_user", "X-Auth_User", "x_auth_extra_scopes"] {
+            assert_eq!(stripped(n, &custom), (true, true), "{n}");
+            assert_eq!(stripped(n, &HeaderNames::default()), (false, false), "{n}");
+        }
+    }
 }

@@ -374,3 +374,100 @@ fn check_config_loads_the_tls_files_as_serving_would() {
         );
     }
 }
+
+/// Operator mistakes that would trust everyone, make every path public, pin
+/// everyone to mTLS or let an identity header frame the request: refused by
+/// `check-config` (exit 2), naming the key and saying why.
+#[test]
+fn check_config_refuses_dangerous_configs_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "tls: {cert_file: a, key_file: b}\nroutes: [{path_prefix: /, upstream: \"http://127.0.0.1:1\"}]\n";
+    let auth = "tls: {cert_file: a, key_file: b}\nmode: auth\n";
+    #[rustfmt::skip]
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (auth, "auth: {trusted_proxies: [\"0.0.0.0/0\"]}", "auth.trusted_proxies[0]", "trusts every address"),
+        (auth, "auth: {trusted_proxies: [\"::/0\"]}", "auth.trusted_proxies[0]", "::/0"),
+        (auth, "auth: {trusted_proxies: [\"127.0.0.1\", \"0.0.0.0/0\"]}", "auth.trusted_proxies[1]", "0.0.0.0/0"),
+        (base, "headers: {extra_prefix: \"\"}", "headers.extra_prefix", "must not be empty"),
+        (base, "headers: {user: content-length}", "headers.user", "frames the message"),
+        (base, "headers: {group: host}", "headers.group", "\"host\""),
+        (base, "headers: {uid: transfer-encoding}", "headers.uid", "frames the message"),
+        (base, "headers: {user: connection}", "headers.user", "frames the message"),
+        (base, "headers: {user: Content_Length}", "headers.user", "must not be an identity header"),
+        (base, "paths: {unauthenticated: [\"/**\"]}", "paths.unauthenticated[0]", "authentication would never run"),
+        (base, "migration: {mtls_required: [\"**\"]}", "migration.mtls_required[0]", "matches every identity"),
+        (base, "routes: [{path_prefix: /, upstream: \"http://127.0.0.1:1\", upgrades: [h2c]}]", "routes[0].upgrades[0]", "h2c"),
+    ];
+    for (head, yaml, key, why) in cases {
+        let head = if yaml.starts_with("routes:") {
+            "tls: {cert_file: a, key_file: b}\n"
+        } else {
+            head
+        };
+        let f = dir.path().join("c.yaml");
+        std::fs::write(&f, format!("{head}{yaml}\n")).unwrap();
+        let out = authgate(&[
+            "check-config",
+            "--config",
+            f.to_str().unwrap(),
+            "--skip-files",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{yaml}: {err}");
+        assert!(
+            err.contains(&format!(": {key}: ")),
+            "{yaml}: {err:?} does not name {key}"
+        );
+        assert!(err.contains(why), "{yaml}: {err:?} lacks {why:?}");
+    }
+}
+
+/// A config error in a file holding plaintext tokens names the key, never
+/// the token: a bad token, an unknown key next to one, a syntax error after
+/// one.
+#[test]
+fn check_config_errors_never_echo_a_static_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "tls: {cert_file: a, key_file: b}\nroutes: [{path_prefix: /, upstream: \"http://127.0.0.1:1\"}]\n";
+    let cases = [
+        (
+            "static: {tokens: [{token: \"SECRETab cd\", user: bob}]}",
+            "static.tokens[0].token",
+        ),
+        (
+            "static: {tokens: [{token: \"SECRETab\\\"cd\", user: bob}]}",
+            "static.tokens[0].token",
+        ),
+        (
+            "static: {tokens: [{token: SECRETabcd, user: bob, SECRETkey: 1}]}",
+            "static",
+        ),
+        (
+            "static:\n  tokens:\n    - {token: SECRETabcd, user: bob\n",
+            "static",
+        ),
+        (
+            "static:\n  tokens:\n    - token: SECRETabcd\n      user: [bob\n",
+            "static",
+        ),
+        (
+            "static:\n  tokens:\n    - {token: SECRETabcd, user: bob}\n    - {token: SECRETabcd, user: eve}\n",
+            "static.tokens",
+        ),
+    ];
+    for (yaml, key) in cases {
+        let f = dir.path().join("c.yaml");
+        std::fs::write(&f, format!("{head}{yaml}\n")).unwrap();
+        let out = authgate(&[
+            "check-config",
+            "--config",
+            f.to_str().unwrap(),
+            "--skip-files",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{yaml}: {err}");
+        assert!(err.contains(key), "{yaml}: {err:?} does not name {key}");
+        assert!(!err.contains("SECRET"), "{yaml}: the token leaked: {err}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("SECRET"));
+    }
+}

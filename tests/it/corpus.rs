@@ -410,6 +410,26 @@ const SPOOFED: &[(&str, &str)] = &[
     ("ssl_client_headers", spoofed!("SSL-Client-Verify: SUCCESS SPOOF\r\nssl-client-s-dn: CN=admin SPOOF\r\nX-SSL-Client-Cert: SPOOF\r\n")),
     ("connection_nominating_an_identity_header", spoofed!("Connection: X-Remote-Group, X-Remote-User\r\nX-Remote-Group: SPOOF\r\n")),
     ("bare_lf_starting_an_identity_header_line", spoofed!("X-Pad: 1\nX-Remote-User: mallory-SPOOF\r\n")),
+    // `_` for `-`: CGI, WSGI, Rack and PHP fold both to `HTTP_X_REMOTE_USER`.
+    ("x_remote_user_with_underscores", spoofed!("X_Remote_User: mallory-SPOOF\r\n")),
+    ("x_remote_group_with_underscores", spoofed!("x_remote_group: system:masters SPOOF\r\n")),
+    ("x_remote_extra_with_underscores", spoofed!("X_REMOTE_EXTRA_scopes: SPOOF\r\n")),
+    ("impersonate_user_with_underscores", spoofed!("Impersonate_User: admin-SPOOF\r\n")),
+    ("xfcc_with_underscores", spoofed!("X_Forwarded_Client_Cert: Hash=SPOOF\r\n")),
+    ("ssl_client_with_mixed_separators", spoofed!("SSL_Client-Verify: SUCCESS SPOOF\r\n")),
+    // Steering: the upstream must act on the method, path and peer authorized.
+    ("x_http_method_override", spoofed!("X-HTTP-Method-Override: DELETE-SPOOF\r\n")),
+    ("x_http_method_override_with_underscores", spoofed!("x_http_method_override: DELETE-SPOOF\r\n")),
+    ("x_method_override", spoofed!("X-Method-Override: DELETE-SPOOF\r\n")),
+    ("x_http_method", spoofed!("X-HTTP-Method: DELETE-SPOOF\r\n")),
+    ("x_original_url", spoofed!("X-Original-URL: /admin?SPOOF\r\n")),
+    ("x_rewrite_url", spoofed!("X-Rewrite-URL: /admin?SPOOF\r\n")),
+    ("x_original_uri_from_a_client", spoofed!("X-Original-URI: /admin?SPOOF\r\nX-Original-Method: DELETE-SPOOF\r\n")),
+    ("forwarded", spoofed!("Forwarded: for=10.0.0.1;host=SPOOF;proto=https\r\n")),
+    ("x_real_ip", spoofed!("X-Real-IP: 10.0.0.1-SPOOF\r\n")),
+    ("x_real_ip_with_underscores", spoofed!("X_Real_IP: 10.0.0.1-SPOOF\r\n")),
+    ("x_forwarded_for_and_host", spoofed!("X-Forwarded-For: 10.0.0.1-SPOOF\r\nX-Forwarded-Host: SPOOF.example\r\nX_Forwarded_Proto: SPOOF\r\n")),
+    ("true_client_ip", spoofed!("True-Client-IP: SPOOF\r\nX-Client-IP: SPOOF\r\n")),
     ("every_family_at_once", spoofed!("X-Remote-User: SPOOF\r\nX-REMOTE-GROUP: SPOOF\r\nx-remote-uid: SPOOF\r\nX-Remote-Extra-A: SPOOF\r\nImpersonate-User: SPOOF\r\nImpersonate-Group: SPOOF\r\nX-Forwarded-Client-Cert: SPOOF\r\nClient-Cert: SPOOF\r\nSSL-Client-Cert: SPOOF\r\n")),
 ];
 
@@ -417,13 +437,21 @@ const SPOOFED: &[(&str, &str)] = &[
 /// certificate alice's) and no spoofable header or spoofed value at all.
 fn assert_only_authgate_identity(seen: &Seen, case: &str, cert: bool) {
     const CRED: &str = "x-remote-extra-authentication.kubernetes.io%2fcredential-id";
-    const BANNED: [&str; 6] = [
+    const BANNED: [&str; 14] = [
         "impersonate-",
         "x-forwarded-client-cert",
         "client-cert",
         "ssl-client-",
         "x-ssl-client-",
         "authorization",
+        "x-http-method",
+        "x-method-override",
+        "x-original-",
+        "x-rewrite-url",
+        "forwarded",
+        "x-real-ip",
+        "x-client-ip",
+        "true-client-ip",
     ];
     let (user, uid): (&str, &[&str]) = if cert {
         ("alice", &[])
@@ -437,6 +465,9 @@ fn assert_only_authgate_identity(seen: &Seen, case: &str, cert: bool) {
         "{case}"
     );
     assert_eq!(seen.all("x-remote-uid"), uid, "{case}");
+    // authgate's own: the peer it saw, the host it was asked for.
+    assert_eq!(seen.all("x-forwarded-for"), ["127.0.0.1"], "{case}");
+    assert_eq!(seen.all("x-forwarded-host"), ["localhost"], "{case}");
     for (name, value) in &seen.headers {
         let (name, value) = (name.as_str(), String::from_utf8_lossy(value.as_bytes()));
         assert!(
@@ -444,7 +475,7 @@ fn assert_only_authgate_identity(seen: &Seen, case: &str, cert: bool) {
             "{case}: {name}: {value} reached the upstream"
         );
         assert!(
-            !BANNED.iter().any(|b| name.starts_with(b)),
+            !BANNED.iter().any(|b| name.starts_with(b)) && !name.contains('_'),
             "{case}: {name} reached the upstream"
         );
         if name.starts_with("x-remote-extra-") {

@@ -65,6 +65,8 @@ const CASES: &[Case] = &[
     ("spoofed X-Remote-Extra on the check", Peer::Trusted, &[("x-original-uri", "/api/x"), ("X-Remote-Extra-Scopes", "admin"), BOB], 403, "spoofed_identity"),
     ("spoofed Impersonate-User in capitals", Peer::Trusted, &[("x-original-uri", "/api/x"), ("IMPERSONATE-USER", "olga"), BOB], 403, "spoofed_identity"),
     ("spoofed identity and X-Original-URI from an untrusted peer", Peer::Untrusted, &[("x-original-uri", "/api/x"), ("x-remote-group", "ops"), BOB], 400, "bad_request"),
+    ("X-Original-Method alone from an untrusted peer", Peer::Untrusted, &[("x-original-method", "DELETE"), BOB], 400, "bad_request"),
+    ("X-Original-URI and -Method from an untrusted peer", Peer::Untrusted, &[("x-original-method", "GET"), ("x-original-uri", "/api/x"), BOB], 400, "bad_request"),
 ];
 
 /// The certificates the placeholders stand for, URL-escaped PEM.
@@ -106,7 +108,7 @@ async fn forged_junk_and_duplicated_check_headers_are_refused_with_their_reason(
     let untrusted = auth_env("10.9.9.9").await;
     let certs = Certs::new(&trusted.pki, &untrusted.pki);
     let bob = format!("Bearer {BOB_TOKEN}");
-    assert!(CASES.len() >= 24);
+    assert!(CASES.len() >= 26);
     for &(name, peer, headers, status, reason) in CASES {
         let env = match peer {
             Peer::Trusted => &trusted,
@@ -144,6 +146,110 @@ async fn forged_junk_and_duplicated_check_headers_are_refused_with_their_reason(
             "/auth",
             &[("x-original-uri", "/admin"), ("x-client-cert", &ops)],
         )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.headers["x-remote-user"], "olga");
+}
+
+/// The XFCC value Envoy (`SANITIZE_SET`) writes for `cert`: `Hash`, `Cert`,
+/// then the URI SANs unquoted, as Envoy writes them.
+fn envoy_xfcc(cert: &ClientCert, uris: &[&str]) -> String {
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(cert.chain[0].as_ref()));
+    let mut v = format!("Hash={hash};Cert=\"{}\"", escaped(cert));
+    for u in uris {
+        v.push_str(&format!(";URI={u}"));
+    }
+    v
+}
+
+/// Behind Envoy (`cert_header: X-Forwarded-Client-Cert`) an XFCC value must
+/// be one element with one `Cert` whose `Hash` is its SHA-256: anything
+/// else is refused rather than read as someone's certificate. olga (ops)
+/// may use `/admin`, so a value misread as hers would show as a 200.
+#[tokio::test]
+async fn ambiguous_or_forged_xfcc_values_are_refused_and_carry_no_identity() {
+    let env = Env::start(|y| {
+        y.routes = String::new();
+        y.rest = "mode: auth\nauth:\n  trusted_proxies: [\"127.0.0.1\"]\n  cert_header: X-Forwarded-Client-Cert\n".into();
+    })
+    .await;
+    let olga = env.pki.client("olga", &ClientOpts::cn("olga", &["ops"]));
+    let bob = env.pki.client("bob", &ClientOpts::cn("bob", &["dev"]));
+    let good = envoy_xfcc(&olga, &[]);
+    let stolen = format!("Cert=\"{}\"", escaped(&olga));
+    let (hash, bob_hash) = (&good[..good.find(';').unwrap()], {
+        let b = envoy_xfcc(&bob, &[]);
+        b[..b.find(';').unwrap()].to_owned()
+    });
+    // CA-issued certificates whose URI SAN, written unquoted, smuggles
+    // olga's certificate in as a second element or a second key.
+    let comma = format!("urn:x,{stolen}");
+    let semicolon = format!("urn:x;{stolen}");
+    let mallory = |name: &str, uri: &str| {
+        let opts = ClientOpts {
+            uris: vec![uri.to_owned()],
+            ..ClientOpts::cn("mallory", &["dev"])
+        };
+        env.pki.client(name, &opts)
+    };
+    let (m1, m2) = (mallory("m1", &comma), mallory("m2", &semicolon));
+    let refused = "cert_refused";
+    // (case, XFCC header values, reason)
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        ("two elements", vec![format!("{good},{good}")], refused),
+        (
+            "two elements, the first someone else's",
+            vec![format!("{},{good}", envoy_xfcc(&bob, &[]))],
+            refused,
+        ),
+        ("two Cert keys", vec![format!("{good};{stolen}")], refused),
+        ("two Hash keys", vec![format!("{hash};{good}")], refused),
+        (
+            "a Hash of another certificate",
+            vec![format!("{bob_hash};{stolen}")],
+            refused,
+        ),
+        ("no Hash", vec![stolen.clone()], refused),
+        // Envoy with `cert: false`: no certificate at all (so no identity).
+        ("no Cert", vec![hash.to_owned()], "missing_credentials"),
+        (
+            "a URI SAN holding ,Cert=",
+            vec![envoy_xfcc(&m1, &[&comma])],
+            refused,
+        ),
+        (
+            "a URI SAN holding ;Cert=",
+            vec![envoy_xfcc(&m2, &[&semicolon])],
+            refused,
+        ),
+        (
+            "two XFCC headers",
+            vec![good.clone(), good.clone()],
+            refused,
+        ),
+    ];
+    for (name, values, reason) in cases {
+        let h: Vec<(&str, &str)> = values
+            .iter()
+            .map(|v| ("x-forwarded-client-cert", v.as_str()))
+            .collect();
+        let r = env.client().get("/auth/admin", &h).await.unwrap();
+        assert_eq!(
+            (r.status.as_u16(), r.reason().as_str()),
+            (401, reason),
+            "{name}: {:?}",
+            r.body
+        );
+        for k in ["x-remote-user", "x-remote-group", "x-remote-uid"] {
+            assert!(r.headers.get(k).is_none(), "{name}: {k}");
+        }
+    }
+    // The genuine article: olga, allowed.
+    let r = env
+        .client()
+        .get("/auth/admin", &[("x-forwarded-client-cert", &good)])
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{:?}", r.body);

@@ -10,6 +10,7 @@ mod cli;
 mod corpus;
 mod corpus_auth;
 mod corpus_h2;
+mod corpus_proxy;
 mod corpus_tls;
 mod deploy;
 mod fake_api_selftest;

@@ -126,7 +126,7 @@ pub(crate) fn utc_stamp(secs: u64) -> String {
     )
 }
 
-fn first_line(cmd: &str, args: &[&str]) -> String {
+pub(crate) fn first_line(cmd: &str, args: &[&str]) -> String {
     Command::new(cmd)
         .args(args)
         .output()
@@ -155,7 +155,7 @@ fn nginx_path() -> Option<PathBuf> {
 
 /// Loopback ports free now, below the ephemeral range (so that no client
 /// connection of the benchmark can be holding one later).
-fn free_ports(n: usize) -> Res<Vec<u16>> {
+pub(crate) fn free_ports(n: usize) -> Res<Vec<u16>> {
     let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
@@ -188,18 +188,18 @@ fn free_ports(n: usize) -> Res<Vec<u16>> {
 
 /// Children that are stopped (SIGTERM, then SIGKILL after 5 s) when dropped.
 #[derive(Default)]
-struct Procs {
+pub(crate) struct Procs {
     children: Vec<(String, Child)>,
 }
 
 impl Procs {
-    fn add(&mut self, name: &str, child: Child) -> u32 {
+    pub(crate) fn add(&mut self, name: &str, child: Child) -> u32 {
         let pid = child.id();
         self.children.push((name.to_owned(), child));
         pid
     }
 
-    fn stop(&mut self, pid: u32) {
+    pub(crate) fn stop(&mut self, pid: u32) {
         if let Some(i) = self.children.iter().position(|(_, c)| c.id() == pid) {
             let (_, c) = self.children.remove(i);
             stop_child(c);
@@ -260,7 +260,7 @@ fn pinned(cpu: usize, program: &Path, logfile: &Path) -> Res<Command> {
 }
 
 /// Waits until something accepts TCP connections on `port` (10 s).
-fn wait_port(port: u16) -> bool {
+pub(crate) fn wait_port(port: u16) -> bool {
     let until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < until {
         if TcpStream::connect_timeout(
@@ -914,7 +914,7 @@ fn random_hex(n: usize) -> Res<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_owned)

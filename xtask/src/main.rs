@@ -9,6 +9,9 @@
 //!   a fixed offered rate). Prints one JSON line.
 //! - `fake-api`: a fake Kubernetes API (TokenReview, SubjectAccessReview),
 //!   with request counters and an optional trivial upstream.
+//! - `rotation`: client-CA rotation and a CRL update under keep-alive load;
+//!   counts per phase which requests succeeded, for clients whose
+//!   certificate was valid at the time and for those whose was not.
 //!
 //! It does not depend on the authgate crate: it measures the release binary.
 
@@ -18,6 +21,7 @@ mod load;
 mod pki;
 mod procstat;
 mod report;
+mod rotation;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +45,8 @@ enum Command {
     Load(load::LoadArgs),
     /// A fake Kubernetes API (TokenReview, SubjectAccessReview).
     FakeApi(fake_api::FakeApiArgs),
+    /// Client-CA rotation and CRL update under load (scripts/rotation.sh).
+    Rotation(rotation::RotationArgs),
 }
 
 fn main() {
@@ -49,6 +55,7 @@ fn main() {
         Command::Bench(a) => bench::run(&a),
         Command::Load(a) => load::main(a),
         Command::FakeApi(a) => fake_api::main(&a),
+        Command::Rotation(a) => rotation::run(&a),
     };
     match result {
         Ok(code) => std::process::exit(code),
