@@ -2,7 +2,7 @@
 //! client speaking HTTP/1.1 or HTTP/2.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -160,6 +160,8 @@ pub struct Client {
         )>,
     >,
     h2: bool,
+    /// The local address connections are made from (default: any).
+    source: Option<IpAddr>,
 }
 
 /// A complete response.
@@ -199,7 +201,15 @@ impl Client {
             roots,
             cert: None,
             h2: false,
+            source: None,
         }
+    }
+
+    /// Connects from `ip` (e.g. `127.0.0.2`: another client address on
+    /// loopback, which Linux routes without setup).
+    pub fn from_ip(mut self, ip: IpAddr) -> Self {
+        self.source = Some(ip);
+        self
     }
 
     /// Presents `cert`.
@@ -235,9 +245,21 @@ impl Client {
 
     /// Opens a TLS connection (handshake done).
     pub async fn connect(&self) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-        let tcp = TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| e.to_string())?;
+        let tcp = match self.source {
+            None => TcpStream::connect(self.addr).await,
+            Some(ip) => {
+                let socket = match ip {
+                    IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                    IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+                }
+                .map_err(|e| e.to_string())?;
+                socket
+                    .bind(SocketAddr::new(ip, 0))
+                    .map_err(|e| format!("bind {ip}: {e}"))?;
+                socket.connect(self.addr).await
+            }
+        }
+        .map_err(|e| e.to_string())?;
         let connector = tokio_rustls::TlsConnector::from(self.tls_config());
         let name = ServerName::try_from("localhost").expect("server name");
         tokio::time::timeout(TIMEOUT, connector.connect(name, tcp))
