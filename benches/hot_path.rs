@@ -6,6 +6,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use authgate::authn::policy::Notice;
@@ -20,6 +21,9 @@ use authgate::routes::{RouteId, RouteTable, normalize_path};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
+
+/// The client address of every benched request.
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// A realistic projected ServiceAccount token length (~1 KB JWT).
 fn jwt_like() -> String {
@@ -51,7 +55,7 @@ fn decision(c: &mut Criterion) {
     // Warm both caches.
     rt.block_on(async {
         let id = authn
-            .authenticate(None, &headers, RouteAuth::default())
+            .authenticate(None, &headers, RouteAuth::default(), LOCALHOST)
             .await
             .expect("authn");
         authz
@@ -62,7 +66,7 @@ fn decision(c: &mut Criterion) {
     c.bench_function("decision/token_cache_hit_authn_authz", |b| {
         b.to_async(&rt).iter(|| async {
             let id = authn
-                .authenticate(None, black_box(&headers), RouteAuth::default())
+                .authenticate(None, black_box(&headers), RouteAuth::default(), LOCALHOST)
                 .await
                 .expect("authn");
             authz
@@ -83,7 +87,12 @@ fn decision(c: &mut Criterion) {
     )));
     rt.block_on(async {
         let id = authn
-            .authenticate(Some(&cert_id), &HeaderMap::new(), RouteAuth::default())
+            .authenticate(
+                Some(&cert_id),
+                &HeaderMap::new(),
+                RouteAuth::default(),
+                LOCALHOST,
+            )
             .await
             .expect("authn");
         authz
@@ -94,7 +103,12 @@ fn decision(c: &mut Criterion) {
     c.bench_function("decision/mtls_cache_hit_authn_authz", |b| {
         b.to_async(&rt).iter(|| async {
             let id = authn
-                .authenticate(Some(&cert_id), &HeaderMap::new(), RouteAuth::default())
+                .authenticate(
+                    Some(&cert_id),
+                    &HeaderMap::new(),
+                    RouteAuth::default(),
+                    LOCALHOST,
+                )
                 .await
                 .expect("authn");
             authz

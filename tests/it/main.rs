@@ -25,5 +25,6 @@ mod proxy;
 mod real_apiserver;
 mod reload;
 mod secrets;
+mod token_misses;
 mod tokens;
 mod tunnels;
