@@ -50,7 +50,11 @@ fn main() {
                 HeaderValue::try_from(format!("Bearer {token}")).expect("hdr"),
             );
             let t = bearer::extract(&h).expect("bearer").expect("token");
-            let id = tr.authenticate(&t).await.expect("authn").expect("identity");
+            let id = tr
+                .authenticate(&t, std::net::Ipv4Addr::LOCALHOST.into())
+                .await
+                .expect("authn")
+                .expect("identity");
             // Distinct users so every decision is its own SAR entry.
             let mut id = (*id).clone();
             id.user = format!("system:serviceaccount:bench:sa-{i}");

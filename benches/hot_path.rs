@@ -6,6 +6,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use authgate::authn::policy::Notice;
@@ -22,6 +23,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 use rustls_pki_types::CertificateDer;
+
+/// The client address of every benched request.
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// A realistic projected ServiceAccount token length (~1 KB JWT).
 fn jwt_like() -> String {
@@ -53,7 +57,7 @@ fn decision(c: &mut Criterion) {
     // Warm both caches.
     rt.block_on(async {
         let id = authn
-            .authenticate(None, &headers, RouteAuth::default())
+            .authenticate(None, &headers, RouteAuth::default(), LOCALHOST)
             .await
             .expect("authn");
         authz
@@ -64,7 +68,7 @@ fn decision(c: &mut Criterion) {
     c.bench_function("decision/token_cache_hit_authn_authz", |b| {
         b.to_async(&rt).iter(|| async {
             let id = authn
-                .authenticate(None, black_box(&headers), RouteAuth::default())
+                .authenticate(None, black_box(&headers), RouteAuth::default(), LOCALHOST)
                 .await
                 .expect("authn");
             authz
@@ -85,7 +89,12 @@ fn decision(c: &mut Criterion) {
     )));
     rt.block_on(async {
         let id = authn
-            .authenticate(Some(&cert_id), &HeaderMap::new(), RouteAuth::default())
+            .authenticate(
+                Some(&cert_id),
+                &HeaderMap::new(),
+                RouteAuth::default(),
+                LOCALHOST,
+            )
             .await
             .expect("authn");
         authz
@@ -96,7 +105,12 @@ fn decision(c: &mut Criterion) {
     c.bench_function("decision/mtls_cache_hit_authn_authz", |b| {
         b.to_async(&rt).iter(|| async {
             let id = authn
-                .authenticate(Some(&cert_id), &HeaderMap::new(), RouteAuth::default())
+                .authenticate(
+                    Some(&cert_id),
+                    &HeaderMap::new(),
+                    RouteAuth::default(),
+                    LOCALHOST,
+                )
                 .await
                 .expect("authn");
             authz

@@ -357,6 +357,24 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
     where
         F: FnOnce() -> BoxFuture<'static, Result<(V, Duration), BackendError>>,
     {
+        self.get_or_fetch_admitted(key, || true, fetch)
+            .await
+            .unwrap_or_else(|| unreachable!("every fetch is admitted"))
+    }
+
+    /// Like [`ReviewCache::get_or_fetch`], but a lookup that would start a
+    /// fetch (a miss: neither stored nor under way) asks `admit` first.
+    /// `None` when it says no: nothing is fetched or counted.
+    pub async fn get_or_fetch_admitted<A, F>(
+        &self,
+        key: Key,
+        admit: A,
+        fetch: F,
+    ) -> Option<Result<V, BackendError>>
+    where
+        A: FnOnce() -> bool,
+        F: FnOnce() -> BoxFuture<'static, Result<(V, Duration), BackendError>>,
+    {
         let inner = &self.inner;
         if let Some(store) = &inner.store
             && let Some(hit) = store.get(&key).await
@@ -364,12 +382,13 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
             if inner.current(&hit) {
                 inner.stats.hits.fetch_add(1, Ordering::Relaxed);
                 note(inner.kind, Lookup::Hit);
-                return Ok(hit.value);
+                return Some(Ok(hit.value));
             }
             // Stored by a review a later flush covers.
             store.invalidate(&key).await;
         }
         let mut fetch = Some(fetch);
+        let mut admit = Some(admit);
         let flight = {
             let mut flights = inner.flights.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(f) = flights.get(&key) {
@@ -379,6 +398,8 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
             } else if inner.store.as_ref().is_some_and(|s| s.contains_key(&key)) {
                 // A flight finished between our miss and taking the lock.
                 None
+            } else if !admit.take().is_some_and(|a| a()) {
+                return None;
             } else {
                 inner.stats.misses.fetch_add(1, Ordering::Relaxed);
                 note(inner.kind, Lookup::Miss);
@@ -395,10 +416,12 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
                 Some(f)
             }
         };
-        match (flight, fetch) {
-            (Some(f), _) => f.await,
-            (None, Some(fetch)) => Box::pin(self.get_or_fetch(key, fetch)).await,
-            (None, None) => unreachable!("fetch is only taken when a flight starts"),
+        match (flight, fetch, admit) {
+            (Some(f), _, _) => Some(f.await),
+            (None, Some(fetch), Some(admit)) => {
+                Box::pin(self.get_or_fetch_admitted(key, admit, fetch)).await
+            }
+            (None, _, _) => unreachable!("fetch and admit are only taken when a flight starts"),
         }
     }
 

@@ -42,6 +42,8 @@ pub(crate) fn backend(max_entries: u64) -> KubeBackend {
             max_entries,
             ttl: Duration::from_secs(3600),
             failure_ttl: Duration::from_secs(10),
+            // One client sends every distinct token: no per-client limit.
+            max_misses_per_client: 0,
             jwks: None,
         }),
         access_review: Some(AccessReviewConfig {

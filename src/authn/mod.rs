@@ -7,11 +7,13 @@
 
 pub mod bearer;
 pub mod jwks;
+pub mod misses;
 pub mod policy;
 pub mod static_tokens;
 pub mod token_review;
 pub mod x509;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::HeaderMap;
@@ -26,15 +28,22 @@ use x509::{CertMapper, CertUnmapped};
 /// What the TLS layer learnt about the client certificate of a connection.
 pub type CertIdentity = Result<Arc<Identity>, CertUnmapped>;
 
+/// What a token backend says about one token.
+pub type TokenAnswer = Result<Option<Arc<Identity>>, Error>;
+
 /// A bearer-token backend.
 pub trait TokenAuthenticator: Send + Sync {
     /// `Ok(Some)`: the token is valid and names this identity. `Ok(None)`: this
     /// backend does not accept it (the next backend is asked). `Err`: the
-    /// backend could not decide; the request fails with 503.
+    /// request is refused with that error, no other backend asked:
+    /// [`Error::Backend`] when the backend could not decide (503),
+    /// [`Error::TokenMissesExceeded`] when `client`, the connection's peer,
+    /// sent more unknown tokens than it may have reviewed (401).
     fn authenticate<'a>(
         &'a self,
         token: &'a BearerToken,
-    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, BackendError>>;
+        client: IpAddr,
+    ) -> BoxFuture<'a, TokenAnswer>;
 }
 
 /// Why a request is not authenticated.
@@ -72,6 +81,10 @@ pub enum Error {
     /// does (expired, revoked, or its CA left the bundle).
     #[error("{0}; reconnect with a valid certificate")]
     StaleCert(crate::tls::Stale),
+    /// A token no cache knows, from a client that sent more of those than
+    /// `token_review.max_misses_per_client` allows: refused unreviewed.
+    #[error("too many unknown bearer tokens from this address; retry later")]
+    TokenMissesExceeded,
     /// A token backend could not decide.
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -101,11 +114,14 @@ impl Authenticator {
 
     /// Establishes the identity of a request from its connection's
     /// certificate and its headers, using only the methods `allow` accepts.
+    /// `client` is the connection's peer (token backends limit unknown
+    /// tokens per client).
     pub async fn authenticate(
         &self,
         cert: Option<&CertIdentity>,
         headers: &HeaderMap,
         allow: RouteAuth,
+        client: IpAddr,
     ) -> Result<Arc<Identity>, Error> {
         // A verified, mapped certificate wins over any token, where accepted.
         let (unmapped, cert_refused) = match cert {
@@ -127,7 +143,7 @@ impl Authenticator {
             return Err(Error::TokenForbidden);
         }
         for backend in &self.tokens {
-            if let Some(id) = backend.authenticate(&token).await? {
+            if let Some(id) = backend.authenticate(&token, client).await? {
                 return Ok(id);
             }
         }
@@ -145,16 +161,15 @@ mod tests {
     use super::*;
     use crate::identity::AuthMethod;
 
-    struct Fixed(Result<Option<Arc<Identity>>, BackendError>);
+    struct Fixed(TokenAnswer);
 
     impl TokenAuthenticator for Fixed {
-        fn authenticate<'a>(
-            &'a self,
-            _: &'a BearerToken,
-        ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, BackendError>> {
+        fn authenticate<'a>(&'a self, _: &'a BearerToken, _: IpAddr) -> BoxFuture<'a, TokenAnswer> {
             Box::pin(std::future::ready(self.0.clone()))
         }
     }
+
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     fn id(user: &str, method: AuthMethod) -> Arc<Identity> {
         Arc::new(Identity::new(
@@ -192,25 +207,34 @@ mod tests {
         let user = |r: Result<Arc<Identity>, Error>| r.map(|id| id.user.clone());
         // mTLS-only: the certificate serves, a token alone is refused unasked.
         assert_eq!(
-            user(a.authenticate(Some(&alice), &bearer("t"), mtls_only).await),
+            user(
+                a.authenticate(Some(&alice), &bearer("t"), mtls_only, PEER)
+                    .await
+            ),
             Ok("alice".into())
         );
         assert_eq!(
-            user(a.authenticate(None, &bearer("t"), mtls_only).await),
+            user(a.authenticate(None, &bearer("t"), mtls_only, PEER).await),
             Err(Error::TokenForbidden)
         );
         assert_eq!(
-            user(a.authenticate(None, &HeaderMap::new(), mtls_only).await),
+            user(
+                a.authenticate(None, &HeaderMap::new(), mtls_only, PEER)
+                    .await
+            ),
             Err(Error::MissingCredentials)
         );
         // Token-only: the certificate is passed over for the token.
         assert_eq!(
-            user(a.authenticate(Some(&alice), &bearer("t"), token_only).await),
+            user(
+                a.authenticate(Some(&alice), &bearer("t"), token_only, PEER)
+                    .await
+            ),
             Ok("bob".into())
         );
         assert_eq!(
             user(
-                a.authenticate(Some(&alice), &HeaderMap::new(), token_only)
+                a.authenticate(Some(&alice), &HeaderMap::new(), token_only, PEER)
                     .await
             ),
             Err(Error::CertNotAccepted)
@@ -226,45 +250,50 @@ mod tests {
         let none: Arc<dyn TokenAuthenticator> = Arc::new(Fixed(Ok(None)));
         let bob: Arc<dyn TokenAuthenticator> =
             Arc::new(Fixed(Ok(Some(id("bob", AuthMethod::Token)))));
-        let err: Arc<dyn TokenAuthenticator> = Arc::new(Fixed(Err(down.clone())));
+        let err: Arc<dyn TokenAuthenticator> = Arc::new(Fixed(Err(down.clone().into())));
         let alice: CertIdentity = Ok(id("alice", AuthMethod::Mtls));
         let unmapped: CertIdentity = Err(CertUnmapped::MultipleCommonNames);
 
         let certs = || CertMapper::new(&[]);
         let a = Authenticator::new(certs(), vec![none.clone(), bob.clone()]);
         assert_eq!(
-            a.authenticate(Some(&alice), &bearer("t"), RouteAuth::default())
+            a.authenticate(Some(&alice), &bearer("t"), RouteAuth::default(), PEER)
                 .await
                 .unwrap()
                 .user,
             "alice"
         );
         assert_eq!(
-            a.authenticate(Some(&unmapped), &bearer("t"), RouteAuth::default())
+            a.authenticate(Some(&unmapped), &bearer("t"), RouteAuth::default(), PEER)
                 .await
                 .unwrap()
                 .user,
             "bob"
         );
         assert_eq!(
-            a.authenticate(None, &bearer("t"), RouteAuth::default())
+            a.authenticate(None, &bearer("t"), RouteAuth::default(), PEER)
                 .await
                 .unwrap()
                 .user,
             "bob"
         );
         assert_eq!(
-            a.authenticate(Some(&unmapped), &HeaderMap::new(), RouteAuth::default())
-                .await,
+            a.authenticate(
+                Some(&unmapped),
+                &HeaderMap::new(),
+                RouteAuth::default(),
+                PEER
+            )
+            .await,
             Err(Error::CertUnmapped(CertUnmapped::MultipleCommonNames))
         );
         assert_eq!(
-            a.authenticate(None, &HeaderMap::new(), RouteAuth::default())
+            a.authenticate(None, &HeaderMap::new(), RouteAuth::default(), PEER)
                 .await,
             Err(Error::MissingCredentials)
         );
         assert_eq!(
-            a.authenticate(None, &bearer(""), RouteAuth::default())
+            a.authenticate(None, &bearer(""), RouteAuth::default(), PEER)
                 .await,
             Err(Error::InvalidToken(Malformed::Empty))
         );
@@ -272,7 +301,7 @@ mod tests {
         let only_none = Authenticator::new(certs(), vec![none.clone()]);
         assert_eq!(
             only_none
-                .authenticate(None, &bearer("t"), RouteAuth::default())
+                .authenticate(None, &bearer("t"), RouteAuth::default(), PEER)
                 .await,
             Err(Error::TokenRejected)
         );
@@ -280,7 +309,7 @@ mod tests {
         let failing = Authenticator::new(certs(), vec![none, err, bob]);
         assert_eq!(
             failing
-                .authenticate(None, &bearer("t"), RouteAuth::default())
+                .authenticate(None, &bearer("t"), RouteAuth::default(), PEER)
                 .await,
             Err(Error::Backend(down))
         );

@@ -2,14 +2,14 @@
 //! apiserver's `--token-auth-file`), held only as SHA-256 digests.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::TokenAuthenticator;
 use super::bearer::BearerToken;
+use super::{TokenAnswer, TokenAuthenticator};
 use crate::BoxFuture;
-use crate::backend::BackendError;
 use crate::config::StaticToken;
 use crate::identity::{AuthMethod, Identity};
 
@@ -51,10 +51,7 @@ impl StaticTokens {
 }
 
 impl TokenAuthenticator for StaticTokens {
-    fn authenticate<'a>(
-        &'a self,
-        token: &'a BearerToken,
-    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, BackendError>> {
+    fn authenticate<'a>(&'a self, token: &'a BearerToken, _: IpAddr) -> BoxFuture<'a, TokenAnswer> {
         let found = self.lookup(token);
         Box::pin(std::future::ready(Ok(found)))
     }

@@ -3,17 +3,20 @@
 //! Accepted tokens are kept for `ttl`, never past the token's own JWT `exp`
 //! (read unverified, only ever to shorten the TTL). Rejected tokens are kept
 //! for `failure_ttl`. API errors are never kept. See [`crate::cache`] for the
-//! key, bound and coalescing.
+//! key, bound and coalescing. A token that would cost a TokenReview (a
+//! miss) is first charged to its client ([`super::misses`]).
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, TokenReviewStatus};
 use serde::Deserialize;
 
-use super::TokenAuthenticator;
 use super::bearer::BearerToken;
+use super::misses::MissLimiter;
+use super::{Error, TokenAnswer, TokenAuthenticator};
 use crate::BoxFuture;
 use crate::backend::BackendError;
 use crate::cache::{KeyHasher, Kind, ReviewCache};
@@ -31,6 +34,8 @@ pub struct TokenReviewer {
     cache: ReviewCache<Option<Arc<Identity>>>,
     keys: KeyHasher,
     settings: Arc<Settings>,
+    /// `token_review.max_misses_per_client`; `None` when 0 (off).
+    misses: Option<MissLimiter>,
 }
 
 struct Settings {
@@ -51,6 +56,7 @@ impl TokenReviewer {
                 ttl: cfg.ttl,
                 failure_ttl: cfg.failure_ttl,
             }),
+            misses: MissLimiter::new(cfg.max_misses_per_client),
         }
     }
 
@@ -76,7 +82,8 @@ impl TokenAuthenticator for TokenReviewer {
     fn authenticate<'a>(
         &'a self,
         token: &'a BearerToken,
-    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, BackendError>> {
+        client: IpAddr,
+    ) -> BoxFuture<'a, TokenAnswer> {
         let mut key = self.keys.builder();
         key.part(b"tokenreview").part(token.expose().as_bytes());
         for a in &self.settings.audiences {
@@ -86,9 +93,21 @@ impl TokenAuthenticator for TokenReviewer {
         let api = self.api.clone();
         let settings = self.settings.clone();
         let token = token.clone();
-        Box::pin(self.cache.get_or_fetch(key, move || {
-            Box::pin(async move { review(&api, &settings, &token).await })
-        }))
+        // Only a lookup that would start a review is charged to the client.
+        let admit = move || {
+            self.misses
+                .as_ref()
+                .is_none_or(|m| m.admit(client, Instant::now()))
+        };
+        Box::pin(async move {
+            let fetch = move || -> BoxFuture<'static, _> {
+                Box::pin(async move { review(&api, &settings, &token).await })
+            };
+            match self.cache.get_or_fetch_admitted(key, admit, fetch).await {
+                Some(answer) => Ok(answer?),
+                None => Err(Error::TokenMissesExceeded),
+            }
+        })
     }
 }
 

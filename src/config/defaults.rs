@@ -59,10 +59,18 @@ pub const TOKEN_CACHE_ENTRIES: u64 = 10_000;
 pub const TOKEN_TTL: Duration = Duration::from_secs(120);
 /// `token_review.cache.failure_ttl`.
 pub const TOKEN_FAILURE_TTL: Duration = Duration::from_secs(10);
-/// `token_review.jwks.refresh`.
-pub const JWKS_REFRESH: Duration = Duration::from_secs(3600);
+/// `token_review.max_misses_per_client`: a client starting up presents a
+/// handful of new tokens, not ten a second; a flood of garbage from one
+/// address costs at most this many TokenReviews a second (20 at once).
+pub const TOKEN_MISSES_PER_CLIENT: u32 = 10;
+/// `token_review.jwks.refresh`: how long a key the cluster removed keeps
+/// verifying here, so as short as `revalidate_after` (each refresh is two
+/// small GETs per replica).
+pub const JWKS_REFRESH: Duration = Duration::from_secs(60);
 /// `token_review.jwks.revalidate_after`.
 pub const JWKS_REVALIDATE_AFTER: Duration = Duration::from_secs(60);
+/// `token_review.jwks.review_bad_signatures`: kube-apiserver refuses them.
+pub const JWKS_REVIEW_BAD_SIGNATURES: bool = false;
 
 /// `access_review.cache.max_entries`.
 pub const ACCESS_CACHE_ENTRIES: u64 = 10_000;
@@ -119,8 +127,10 @@ pub const TABLE: &[(&str, &str)] = &[
     ("token_review.cache.max_entries", "10000"),
     ("token_review.cache.ttl", "2m"),
     ("token_review.cache.failure_ttl", "10s"),
-    ("token_review.jwks.refresh", "1h"),
+    ("token_review.max_misses_per_client", "10"),
+    ("token_review.jwks.refresh", "60s"),
     ("token_review.jwks.revalidate_after", "60s"),
+    ("token_review.jwks.review_bad_signatures", "false"),
     ("access_review.cache.max_entries", "10000"),
     ("access_review.cache.allow_ttl", "5m"),
     ("access_review.cache.deny_ttl", "30s"),
@@ -183,6 +193,10 @@ mod tests {
             ("admin.max_connections", ADMIN_MAX_CONNECTIONS),
             ("kubernetes.max_in_flight", API_MAX_IN_FLIGHT),
             ("migration.max_identities", MIGRATION_MAX_IDENTITIES),
+            (
+                "token_review.max_misses_per_client",
+                TOKEN_MISSES_PER_CLIENT as usize,
+            ),
         ] {
             assert_eq!(get(key), c.to_string(), "{key}");
         }
@@ -213,6 +227,10 @@ mod tests {
         );
         assert_eq!(get("authorization.verb_mapping"), VERB_MAPPING);
         assert_eq!(get("tls.allow_stale_crl"), ALLOW_STALE_CRL.to_string());
+        assert_eq!(
+            get("token_review.jwks.review_bad_signatures"),
+            JWKS_REVIEW_BAD_SIGNATURES.to_string()
+        );
         assert_eq!(crate::config::VerbMapping::default().name(), VERB_MAPPING);
     }
 

@@ -152,6 +152,10 @@ pub struct TokenReviewFile {
     /// `status.audiences` intersects them. Default: none (the API's default).
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// Tokens per second one client address may send that no cache answers
+    /// (each would cost a TokenReview); over it, 401 without a review.
+    /// Default 10 (burst 20); 0 turns the limit off.
+    pub max_misses_per_client: Option<u32>,
     /// Result cache.
     #[serde(default)]
     pub cache: TokenCacheFile,
@@ -168,11 +172,16 @@ pub struct JwksFile {
     pub enabled: Option<bool>,
     /// Required `iss`; must equal the discovered issuer. Default: the discovered one.
     pub issuer: Option<String>,
-    /// Accepted `aud` values. Default: `token_review.audiences`, else the issuer.
+    /// Accepted `aud` values: a subset of `token_review.audiences`, and only
+    /// with them. Default: `token_review.audiences`, else the issuer.
     #[serde(default)]
     pub audiences: Vec<String>,
-    /// How often the keys are fetched again. Default `1h`.
+    /// How often the keys are fetched again (sooner if the JWKS response's
+    /// `Cache-Control: max-age` says so). Default `60s`.
     pub refresh: Option<HumanDuration>,
+    /// Send a token whose signature fails under a known `kid` of the
+    /// cluster's issuer to TokenReview anyway. Default `false`: refused.
+    pub review_bad_signatures: Option<bool>,
     /// A locally verified, cached token older than this is checked again with a
     /// TokenReview. Default `60s`.
     pub revalidate_after: Option<HumanDuration>,

@@ -234,6 +234,8 @@ pub struct TokenReviewConfig {
     pub ttl: Duration,
     /// Rejection TTL.
     pub failure_ttl: Duration,
+    /// Uncached tokens per second per client address (0: no limit).
+    pub max_misses_per_client: u32,
     /// Local JWT verification, when enabled.
     pub jwks: Option<JwksConfig>,
 }
@@ -249,6 +251,8 @@ pub struct JwksConfig {
     pub refresh: Duration,
     /// Age after which a cached, locally verified token is reviewed again.
     pub revalidate_after: Duration,
+    /// Review (rather than refuse) bad signatures under known keys.
+    pub review_bad_signatures: bool,
 }
 
 /// SubjectAccessReview settings.

@@ -219,6 +219,9 @@ fn token_review(tr: file::TokenReviewFile) -> Result<Option<TokenReviewConfig>, 
                 c.failure_ttl,
                 defaults::TOKEN_FAILURE_TTL,
             )?,
+            max_misses_per_client: tr
+                .max_misses_per_client
+                .unwrap_or(defaults::TOKEN_MISSES_PER_CLIENT),
             jwks,
         })
     } else {

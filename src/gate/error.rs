@@ -63,6 +63,8 @@ pub enum Reason {
     InvalidToken,
     /// No token backend accepted the token.
     TokenRejected,
+    /// A token no cache knows, from a client over its miss limit.
+    TokenMissesExceeded,
     /// A token where the route reads none.
     TokenForbidden,
     /// A certificate where the route reads none.
@@ -97,7 +99,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for exhaustive tests and documentation.
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 23] = [
         Self::BadRequest,
         Self::NoRoute,
         Self::SpoofedIdentity,
@@ -105,6 +107,7 @@ impl Reason {
         Self::CertUnmapped,
         Self::InvalidToken,
         Self::TokenRejected,
+        Self::TokenMissesExceeded,
         Self::TokenForbidden,
         Self::CertNotAccepted,
         Self::CertRefused,
@@ -132,6 +135,7 @@ impl Reason {
             Self::CertUnmapped => "cert_unmapped",
             Self::InvalidToken => "invalid_token",
             Self::TokenRejected => "token_rejected",
+            Self::TokenMissesExceeded => "token_misses_exceeded",
             Self::TokenForbidden => "token_forbidden",
             Self::CertNotAccepted => "cert_not_accepted",
             Self::CertRefused => "cert_refused",
@@ -159,6 +163,7 @@ impl Reason {
             | Self::CertUnmapped
             | Self::InvalidToken
             | Self::TokenRejected
+            | Self::TokenMissesExceeded
             | Self::TokenForbidden
             | Self::CertNotAccepted
             | Self::CertRefused
@@ -326,6 +331,7 @@ impl Error {
                 N::CertUnmapped(_) => unauthorized(Reason::CertUnmapped),
                 N::InvalidToken(_) => unauthorized(Reason::InvalidToken),
                 N::TokenRejected => unauthorized(Reason::TokenRejected),
+                N::TokenMissesExceeded => unauthorized(Reason::TokenMissesExceeded),
                 N::TokenForbidden => unauthorized(Reason::TokenForbidden),
                 N::CertNotAccepted => unauthorized(Reason::CertNotAccepted),
                 N::ForwardedCertRefused(_) => unauthorized(Reason::CertRefused),

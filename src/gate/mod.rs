@@ -242,7 +242,7 @@ impl<F> Gate<F> {
             conn.downstream.close();
             return Err(e);
         }
-        self.admit(conn.cert.as_ref(), headers, scope, &attrs, &mut trail)
+        self.admit(conn, conn.cert.as_ref(), headers, scope, &attrs, &mut trail)
             .await
     }
 
@@ -277,6 +277,7 @@ impl<F> Gate<F> {
                 // 2-3. Who is asking, may they use this credential here, may they do this?
                 let attrs = attributes::for_route(&route.config, req.method(), &path);
                 self.admit(
+                    conn,
                     conn.cert.as_ref(),
                     req.headers(),
                     Scope::of(route),
@@ -362,6 +363,7 @@ impl<F> Gate<F> {
         let attrs = attributes::for_route(&route.config, &original.method, &original.path);
         let permit = self
             .admit(
+                conn,
                 cert.as_ref(),
                 req.headers(),
                 Scope::of(route),
@@ -408,15 +410,23 @@ impl<F> Gate<F> {
 
     /// The one admission: authentication with the scope's methods, the
     /// migration policy, then authorization. One permit or one refusal.
+    /// `cert` is the client's certificate: the connection's, or in `mode:
+    /// auth` the one the front proxy forwarded. The client address token
+    /// backends count misses by is always the connection's peer (in `mode:
+    /// auth`, the front proxy): a header could name anyone.
     async fn admit(
         &self,
+        conn: &ConnInfo,
         cert: Option<&CertIdentity>,
         headers: &HeaderMap,
         scope: Scope<'_>,
         attrs: &Attributes,
         trail: &mut Trail<'_>,
     ) -> Result<Permit, Error> {
-        let id = self.authn.authenticate(cert, headers, scope.auth).await?;
+        let id = self
+            .authn
+            .authenticate(cert, headers, scope.auth, conn.peer.ip())
+            .await?;
         trail.identity = Some(id.clone());
         let pinned = self.migration.is_pinned(&id);
         if scope.track {

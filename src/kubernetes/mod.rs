@@ -268,6 +268,15 @@ impl ApiClient {
         backend: &'static str,
         path: &str,
     ) -> Result<T, BackendError> {
+        Ok(self.get_json_with_headers(backend, path).await?.0)
+    }
+
+    /// [`ApiClient::get_json`], with the response headers (`Cache-Control`).
+    pub async fn get_json_with_headers<T: DeserializeOwned>(
+        &self,
+        backend: &'static str,
+        path: &str,
+    ) -> Result<(T, http::HeaderMap), BackendError> {
         self.observed(backend, async {
             let req = Request::get(path)
                 .header(
@@ -276,8 +285,9 @@ impl ApiClient {
                 )
                 .body(kube::client::Body::empty())
                 .map_err(|e| bad(backend, format!("cannot build request: {e}")))?;
-            let bytes = self.send(backend, req).await?;
-            serde_json::from_slice(&bytes).map_err(|e| malformed(backend, &e))
+            let (headers, bytes) = self.send(backend, req).await?;
+            let doc = serde_json::from_slice(&bytes).map_err(|e| malformed(backend, &e))?;
+            Ok((doc, headers))
         })
         .await
     }
@@ -336,7 +346,7 @@ impl ApiClient {
             .header(http::header::ACCEPT, "application/json")
             .body(kube::client::Body::from(body))
             .map_err(|e| bad(backend, format!("cannot build request: {e}")))?;
-        let bytes = self.send(backend, req).await?;
+        let (_, bytes) = self.send(backend, req).await?;
         let env: Envelope<S> =
             serde_json::from_slice(&bytes).map_err(|e| malformed(backend, &e))?;
         if env.api_version.as_deref() != Some(api_version) || env.kind.as_deref() != Some(kind) {
@@ -354,12 +364,12 @@ impl ApiClient {
     }
 
     /// Sends `req` once a slot and a rate token are free, and returns the
-    /// body of a 2xx answer. Everything ends by `self.timeout`.
+    /// headers and body of a 2xx answer. Everything ends by `self.timeout`.
     async fn send(
         &self,
         backend: &'static str,
         req: Request<kube::client::Body>,
-    ) -> Result<bytes::Bytes, BackendError> {
+    ) -> Result<(http::HeaderMap, bytes::Bytes), BackendError> {
         let deadline = Instant::now() + self.timeout;
         let timeout = || BackendError::Timeout { backend };
         // The API asked this kind of call to wait: answer for it, unasked.
@@ -406,7 +416,7 @@ impl ApiClient {
             self.back_off(backend, retry_after.unwrap_or(Duration::from_secs(1)));
         }
         checked?;
-        Ok(bytes)
+        Ok((parts.headers, bytes))
     }
 
     /// The budget of `backend`'s review kind.

@@ -303,6 +303,8 @@ struct State {
     token_specs: Mutex<Vec<Value>>,
     access_specs: Mutex<Vec<Value>>,
     jwks: Mutex<Option<(Value, String)>>,
+    /// `Cache-Control` of the JWKS response, if any.
+    jwks_cache_control: Mutex<Option<String>>,
 }
 
 /// A running fake apiserver, stopped when dropped.
@@ -372,6 +374,7 @@ impl FakeApi {
             token_specs: Mutex::default(),
             access_specs: Mutex::default(),
             jwks: Mutex::default(),
+            jwks_cache_control: Mutex::default(),
         });
         let task = tokio::spawn(serve(listener, acceptor, state.clone()));
         Self {
@@ -497,6 +500,11 @@ impl FakeApi {
     /// Requests to `/version`.
     pub fn version_calls(&self) -> usize {
         self.state.counters.version.load(Ordering::SeqCst)
+    }
+
+    /// Answers `/openid/v1/jwks` with this `Cache-Control` (or none).
+    pub fn set_jwks_cache_control(&self, value: Option<&str>) {
+        *lock(&self.state.jwks_cache_control) = value.map(str::to_owned);
     }
 
     /// Requests to `/openid/v1/jwks`.
@@ -797,6 +805,12 @@ async fn oidc(state: &State, path: &str) -> Result<Resp, io::Error> {
             CONTENT_TYPE,
             http::HeaderValue::from_static("application/jwk-set+json"),
         );
+        if let Some(cc) = lock(&state.jwks_cache_control).clone() {
+            r.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_str(&cc).expect("Cache-Control value"),
+            );
+        }
         return Ok(r);
     }
     Ok(json_response(

@@ -2,7 +2,7 @@
 //! client speaking HTTP/1.1 or HTTP/2.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -160,9 +160,8 @@ pub struct Client {
         )>,
     >,
     h2: bool,
-    /// The local address to connect from (another loopback address is
-    /// another client to per-address limits).
-    source: Option<std::net::IpAddr>,
+    /// The local address connections are made from (default: any).
+    source: Option<IpAddr>,
 }
 
 /// A complete response.
@@ -206,8 +205,9 @@ impl Client {
         }
     }
 
-    /// Connects from `ip` (e.g. `127.0.0.2`).
-    pub fn from_ip(mut self, ip: std::net::IpAddr) -> Self {
+    /// Connects from `ip` (e.g. `127.0.0.2`: another client address on
+    /// loopback, which Linux routes without setup).
+    pub fn from_ip(mut self, ip: IpAddr) -> Self {
         self.source = Some(ip);
         self
     }
@@ -248,8 +248,14 @@ impl Client {
         let tcp = match self.source {
             None => TcpStream::connect(self.addr).await,
             Some(ip) => {
-                let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-                socket.bind((ip, 0).into()).map_err(|e| e.to_string())?;
+                let socket = match ip {
+                    IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                    IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+                }
+                .map_err(|e| e.to_string())?;
+                socket
+                    .bind(SocketAddr::new(ip, 0))
+                    .map_err(|e| format!("bind {ip}: {e}"))?;
                 socket.connect(self.addr).await
             }
         }

@@ -200,7 +200,8 @@ async fn a_hundred_concurrent_requests_with_one_new_token_make_one_review_of_eac
 
 #[tokio::test]
 async fn ten_thousand_requests_over_a_hundred_tokens_make_a_hundred_reviews_of_each_kind() {
-    let k = start("").await;
+    // A hundred new tokens from one address at once: over its miss limit.
+    let k = start("token_review: {max_misses_per_client: 0}\n").await;
     let tokens: Arc<Vec<String>> = Arc::new((0..100).map(|n| sa_token(&k.api, n)).collect());
     let mut joins = Vec::new();
     for worker in 0..8 {
@@ -578,7 +579,8 @@ async fn fifty_thousand_junk_tokens_leave_the_cache_within_its_bound() {
     // The client-side rate limit (200/s by default) would make this slow, not wrong.
     let k = start_with_kube(
         "  qps: 1000000\n  burst: 1000000\n",
-        "token_review: {cache: {max_entries: 1000}}\n",
+        // All from one address: no miss limit.
+        "token_review: {cache: {max_entries: 1000}, max_misses_per_client: 0}\n",
     )
     .await;
     let kube = k.env.gate.app.kubernetes.as_ref().unwrap();

@@ -27,5 +27,6 @@ mod proxy;
 mod real_apiserver;
 mod reload;
 mod secrets;
+mod token_misses;
 mod tokens;
 mod tunnels;

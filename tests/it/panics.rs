@@ -2,13 +2,14 @@
 //! 5xx=500 alerting sees it), never in a forwarded request, and the server
 //! keeps serving.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use authgate::BoxFuture;
 use authgate::app::App;
 use authgate::authn::bearer::BearerToken;
 use authgate::authn::x509::CertMapper;
-use authgate::authn::{Authenticator, TokenAuthenticator};
+use authgate::authn::{Authenticator, TokenAnswer, TokenAuthenticator};
 use authgate::authz::attributes::Attributes;
 use authgate::authz::{Authorizer, Authorizers, Decision};
 use authgate::backend::BackendError;
@@ -22,10 +23,7 @@ use testkit::*;
 struct PanicsOn(&'static str);
 
 impl TokenAuthenticator for PanicsOn {
-    fn authenticate<'a>(
-        &'a self,
-        token: &'a BearerToken,
-    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, BackendError>> {
+    fn authenticate<'a>(&'a self, token: &'a BearerToken, _: IpAddr) -> BoxFuture<'a, TokenAnswer> {
         let bad = token.expose() == self.0;
         Box::pin(async move {
             assert!(!bad, "token backend bug");

@@ -52,12 +52,19 @@ pub fn issuer(discovered: &str, configured: Option<&str>) -> Result<String, Stri
     }
 }
 
-/// Why a token was not verified locally; every case goes to TokenReview.
+/// Why a token was not verified locally.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Failure {
     /// The header's `kid` is not in the key set (refresh, then TokenReview).
     UnknownKid,
-    /// Anything else, by its metric/log reason.
+    /// The `kid` is one of the cluster's keys and the (unverified) `iss` is
+    /// the cluster's, but the signature does not verify (or the header's
+    /// `alg` is not the key's): kube-apiserver's
+    /// ServiceAccount authenticator, which picks keys by `kid` the same
+    /// way, refuses it too (refused here unless
+    /// `review_bad_signatures`).
+    BadSignature,
+    /// Anything else, by its metric/log reason (goes to TokenReview).
     Rejected(&'static str),
 }
 
@@ -130,6 +137,11 @@ impl KeySet {
         &self.issuer
     }
 
+    /// The ids of the keys.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
     /// Whether a key with this id is present.
     pub fn has(&self, kid: &str) -> bool {
         self.keys.contains_key(kid)
@@ -144,15 +156,28 @@ impl KeySet {
         let header = jsonwebtoken::decode_header(token).map_err(|_| rejected("malformed"))?;
         let kid = header.kid.as_deref().ok_or_else(|| rejected("no_kid"))?;
         let (alg, key) = self.keys.get(kid).ok_or(Failure::UnknownKid)?;
+        // Under one of the cluster's keys, claiming its issuer: a signature
+        // that cannot verify is a forgery, not another authenticator's token.
+        let forged = |otherwise| {
+            if unverified_issuer(token).as_deref() == Some(self.issuer.as_str()) {
+                Failure::BadSignature
+            } else {
+                rejected(otherwise)
+            }
+        };
         if header.alg != *alg {
-            return Err(rejected("algorithm"));
+            return Err(forged("algorithm"));
         }
         let validation = match alg {
             Algorithm::ES256 => &self.es256,
             _ => &self.rs256,
         };
-        let data = jsonwebtoken::decode::<Claims>(token, key, validation)
-            .map_err(|e| rejected(reason(e.kind())))?;
+        // jsonwebtoken checks the signature before any claim.
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => forged("bad_signature"),
+                kind => rejected(reason(kind)),
+            })?;
         let id = claims::identity(&data.claims).map_err(|_| rejected("claims"))?;
         Ok((id, data.claims.exp))
     }
@@ -161,6 +186,20 @@ impl KeySet {
 /// The id of the key `token` names, if its header says so (unverified).
 pub fn kid(token: &str) -> Option<String> {
     jsonwebtoken::decode_header(token).ok()?.kid
+}
+
+/// The `iss` claim of `token`, read without verifying anything.
+fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::Engine;
+    #[derive(Deserialize)]
+    struct Iss {
+        iss: Option<String>,
+    }
+    let payload = token.split('.').nth(1)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice::<Iss>(&json).ok()?.iss
 }
 
 fn rejected(reason: &'static str) -> Failure {

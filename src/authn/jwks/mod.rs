@@ -2,35 +2,50 @@
 //! falling back to TokenReview (`token_review.jwks`).
 //!
 //! ```text
-//! token ─▶ cache (HMAC key, never past exp) ─ fresh ──────────────▶ identity
+//! token ─▶ rejection marker? ─ yes ─────────────────────────────▶ TokenReview only
+//!            ▼ no
+//!          cache (HMAC key, never past exp) ─ fresh ──────────────▶ identity
 //!            │ older than revalidate_after ─▶ TokenReview ─ yes ─▶ identity, entry renewed
-//!            │                                            ─ no ──▶ rejected; from now on
-//!            │                                                     TokenReview only (until exp)
+//!            │                                            ─ no ──▶ rejected, marked revoked
 //!            │                                            ─ error ▶ 503
 //!            ▼ miss
 //!          local verify (signature, iss, aud, exp, nbf, claims) ─ ok ─▶ cached, identity
 //!            │ unknown kid ─▶ refresh keys (≤ 1/min) ─▶ verify again
-//!            ▼ any failure
-//!          TokenReview (its own cache and coalescing)
+//!            │ bad signature under a known kid, our iss ─▶ rejected (no TokenReview)
+//!            ▼ any other failure
+//!          TokenReview (its own cache and coalescing; unknown kid rejected: marked)
 //! ```
 //!
 //! Local verification cannot see what the apiserver checks in etcd: a
 //! deleted Pod, Secret or ServiceAccount that a token is bound to. Such a
 //! token stays valid here until `revalidate_after` sends it to TokenReview
-//! (whose own cache may add up to `token_review.cache.ttl`).
+//! (whose own cache may add up to `token_review.cache.ttl`). Rejections are
+//! kept apart from the verified tokens ([`markers`]), so no flood of other
+//! tokens can evict one and let the signature undo it.
+//!
+//! A locally verified token is also sent to TokenReview (as if old) while
+//! local verification alone cannot be trusted: for `revalidate_after` after
+//! a flush, while a revoked token has no marker (the set was full), and,
+//! for a key loaded after an unknown-kid rejection that found no room for
+//! its marker, for an hour after it.
 //!
 //! A flush is never undone by a check that was under way when it happened:
 //! each flush starts a new generation, and an identity whose check began in
 //! an older one counts only if no later flush covers it (checked before
 //! every store and on every read, so no store can race a flush), as in
-//! [`crate::cache`].
+//! [`crate::cache`]. A flush also refreshes the keys before the next token
+//! is verified.
 
 pub mod claims;
 pub mod crypto;
+mod flushes;
 pub mod keys;
+pub mod markers;
+pub mod schedule;
 pub mod stats;
 pub mod store;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -38,80 +53,30 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error};
 
-use super::TokenAuthenticator;
 use super::bearer::BearerToken;
 use super::token_review::TokenReviewer;
+use super::{TokenAnswer, TokenAuthenticator};
 use crate::BoxFuture;
-use crate::backend::BackendError;
 use crate::cache::{Key, KeyHasher};
 use crate::config::JwksConfig;
 use crate::identity::Identity;
 use crate::kubernetes::ApiClient;
 use crate::metrics::Metrics;
+use flushes::Flushes;
 use keys::Failure;
+use markers::{KidDrops, MarkerSet, REJECTION_MEMORY, Revoked, UNKNOWN_KID_MARKERS};
 use stats::Stats;
 use store::KeyStore;
 
-/// A locally verified (or since reviewed) token. `id` is `None` once
-/// TokenReview rejected it: it is then never verified locally again, so a
-/// revoked token cannot come back through its still-valid signature.
+/// A locally verified (or since reviewed) token.
 #[derive(Clone)]
 struct Entry {
-    id: Option<Arc<Identity>>,
+    id: Arc<Identity>,
     exp: u64,
     checked: Instant,
     /// The flush generation its check began in.
     generation: u64,
 }
-
-/// Per-user flushes kept for the read check; more collapse into a full one.
-const MAX_FLUSH_MARKS: usize = 64;
-
-/// What flushes happened, for identities checked before them.
-#[derive(Default)]
-struct Flushes {
-    /// Identities checked in a generation below this were flushed whole.
-    valid_from: u64,
-    /// Per-user flushes: that user's identities checked below the
-    /// generation are gone.
-    marks: Vec<(u64, String)>,
-    /// The last flush: for `revalidate_after` after it, a token verified
-    /// locally must also pass TokenReview (the flush is the emergency
-    /// revocation; a still-valid signature must not undo it).
-    last: Option<Instant>,
-}
-
-impl Flushes {
-    /// Records the flush that started `generation`: of everyone, or of `user`.
-    fn record(&mut self, generation: u64, user: Option<&str>) {
-        self.last = Some(Instant::now());
-        match user {
-            Some(u) if self.marks.len() < MAX_FLUSH_MARKS => {
-                self.marks.push((generation, u.to_owned()));
-            }
-            _ => {
-                self.valid_from = generation;
-                self.marks.clear();
-            }
-        }
-    }
-
-    /// Whether a flush after `e`'s check began drops it. Rejections are
-    /// never dropped (a flush must not let a signature undo them).
-    fn cover(&self, e: &Entry) -> bool {
-        e.id.as_ref().is_some_and(|id| {
-            e.generation < self.valid_from
-                || self
-                    .marks
-                    .iter()
-                    .any(|(g, u)| e.generation < *g && *u == id.user)
-        })
-    }
-}
-
-/// How long a token with an unknown key that TokenReview rejected stays
-/// TokenReview-only (its `exp` is unknown: it was not verified).
-const REJECTION_MEMORY: Duration = Duration::from_secs(3600);
 
 /// Entries expire with their token's `exp`.
 struct UntilExp;
@@ -133,10 +98,14 @@ impl moka::Expiry<Key, Entry> for UntilExp {
 }
 
 fn until(exp: u64) -> Duration {
-    Duration::from_secs(exp.saturating_sub(jsonwebtoken::get_current_timestamp()))
+    Duration::from_secs(exp.saturating_sub(now_secs()))
 }
 
-/// What to do with a token, given its cache entry (pure).
+fn now_secs() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+/// What to do with a token, given its marker and cache entry (pure).
 #[derive(Debug, PartialEq, Eq)]
 enum Step {
     /// Verified less than `revalidate_after` ago: this identity.
@@ -149,18 +118,29 @@ enum Step {
     Verify,
 }
 
-/// `flushed`: a flush after its check began covers the entry, which then
-/// counts as old whatever its age.
-fn step(entry: Option<&Entry>, revalidate_after: Duration, flushed: bool) -> Step {
+/// `marked`: a rejection marker holds the token. `flushed`: a flush after
+/// its check began covers the entry, which then counts as old whatever its
+/// age.
+fn step(marked: bool, entry: Option<&Entry>, revalidate_after: Duration, flushed: bool) -> Step {
     match entry {
-        Some(e) if until(e.exp) > Duration::ZERO => match &e.id {
-            None => Step::ReviewOnly,
-            Some(id) if !flushed && e.checked.elapsed() < revalidate_after => {
-                Step::Fresh(id.clone())
+        _ if marked => Step::ReviewOnly,
+        Some(e) if until(e.exp) > Duration::ZERO => {
+            if !flushed && e.checked.elapsed() < revalidate_after {
+                Step::Fresh(e.id.clone())
+            } else {
+                Step::Revalidate(e.exp)
             }
-            Some(_) => Step::Revalidate(e.exp),
-        },
+        }
         _ => Step::Verify,
+    }
+}
+
+/// The metric/log label of a local verification failure.
+fn label(f: &Failure) -> &'static str {
+    match f {
+        Failure::UnknownKid => "unknown_kid",
+        Failure::BadSignature => "bad_signature",
+        Failure::Rejected(r) => r,
     }
 }
 
@@ -170,9 +150,16 @@ pub struct JwksAuthenticator {
     store: Arc<KeyStore>,
     reviewer: Arc<TokenReviewer>,
     cache: moka::future::Cache<Key, Entry>,
+    /// Tokens verified here that TokenReview then rejected.
+    revoked: Revoked,
+    /// Tokens under unknown keys that TokenReview rejected (a small budget).
+    unknown_kid: MarkerSet,
+    /// Unknown-kid rejections that found `unknown_kid` full.
+    kid_drops: std::sync::Mutex<KidDrops>,
     keys: KeyHasher,
     refresh: Duration,
     revalidate_after: Duration,
+    review_bad_signatures: bool,
     /// Bumped by every `/cache/flush`.
     generation: AtomicU64,
     flushes: std::sync::Mutex<Flushes>,
@@ -180,7 +167,8 @@ pub struct JwksAuthenticator {
 }
 
 impl JwksAuthenticator {
-    /// Wraps `reviewer`; holds at most `max_entries` verified tokens.
+    /// Wraps `reviewer`; holds at most `max_entries` verified tokens, and
+    /// as many revoked ones.
     pub fn new(
         api: Arc<ApiClient>,
         cfg: &JwksConfig,
@@ -206,9 +194,13 @@ impl JwksAuthenticator {
                 .expire_after(UntilExp)
                 .support_invalidation_closures()
                 .build(),
+            revoked: Revoked::new(usize::try_from(max_entries).unwrap_or(usize::MAX)),
+            unknown_kid: MarkerSet::new(UNKNOWN_KID_MARKERS),
+            kid_drops: std::sync::Mutex::new(KidDrops::default()),
             keys,
             refresh: cfg.refresh,
             revalidate_after: cfg.revalidate_after,
+            review_bad_signatures: cfg.review_bad_signatures,
             generation: AtomicU64::new(0),
             flushes: std::sync::Mutex::new(Flushes::default()),
             stats,
@@ -226,62 +218,77 @@ impl JwksAuthenticator {
         self.store.clone().run(self.refresh, stop).await;
     }
 
+    /// How long until the next periodic key refresh: `refresh`, or the
+    /// JWKS response's `max-age` when shorter (at least 10 s).
+    pub fn next_refresh_in(&self) -> Duration {
+        self.store.due_in(self.refresh, Instant::now())
+    }
+
     /// Drops verified tokens: all of them, or those of `user`, now and when
-    /// a check under way stores one. Tokens TokenReview rejected stay
-    /// marked, and for `revalidate_after` every locally verified token is
-    /// also reviewed.
+    /// a check under way stores one, and fetches the keys again before the
+    /// next token is verified (a key the cluster removed stops verifying).
+    /// Tokens TokenReview rejected stay marked, and for `revalidate_after`
+    /// every locally verified token is also reviewed.
     pub fn flush(&self, user: Option<&str>) {
         {
-            let mut flushes = self.flushes.lock().unwrap_or_else(|e| e.into_inner());
+            let mut flushes = lock(&self.flushes);
             let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
             flushes.record(generation, user);
+        }
+        self.store.mark_stale();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let store = self.store.clone();
+            rt.spawn(async move { store.refresh_if_stale().await });
         }
         // moka drops only the entries already stored: the generation check
         // in `flushed` catches those stored from here on.
         match user {
-            None => {
-                // Fails only without `support_invalidation_closures`, set in `new`.
-                let _ = self.cache.invalidate_entries_if(|_, e| e.id.is_some());
-            }
+            None => self.cache.invalidate_all(),
             Some(u) => {
                 let u = u.to_owned();
                 // Fails only without `support_invalidation_closures`, set in `new`.
-                let _ = self.cache.invalidate_entries_if(move |_, e| {
-                    e.id.as_ref().is_some_and(|id| id.user == u)
-                });
+                let _ = self.cache.invalidate_entries_if(move |_, e| e.id.user == u);
             }
         }
     }
 
-    async fn check(&self, token: &BearerToken) -> Result<Option<Arc<Identity>>, BackendError> {
+    async fn check(&self, token: &BearerToken, client: IpAddr) -> TokenAnswer {
         // Taken before anything is checked: a flush from here on covers it.
         let generation = self.generation.load(Ordering::Acquire);
         let mut key = self.keys.builder();
         key.part(b"jwks").part(token.expose().as_bytes());
         let key = key.finish();
-        let cached = self.cache.get(&key).await;
+        let now = now_secs();
+        let marked = self.revoked.contains(&key, now) || self.unknown_kid.contains(&key, now);
+        let cached = if marked {
+            None
+        } else {
+            self.cache.get(&key).await
+        };
         let flushed = cached.as_ref().is_some_and(|e| self.flushed(e));
-        match step(cached.as_ref(), self.revalidate_after, flushed) {
+        match step(marked, cached.as_ref(), self.revalidate_after, flushed) {
             Step::Fresh(id) => {
                 self.stats.verification("cached");
                 return Ok(Some(id));
             }
-            Step::Revalidate(exp) => return self.revalidate(key, exp, token, generation).await,
+            Step::Revalidate(exp) => {
+                return self.revalidate(key, exp, token, client, generation).await;
+            }
             Step::ReviewOnly => {
                 self.stats.verification("revoked_before");
-                return self.reviewer.authenticate(token).await;
+                return self.reviewer.authenticate(token, client).await;
             }
             Step::Verify => {}
         }
         match self.verify(token.expose()).await {
-            Ok((_, exp)) if self.flushed_recently() => {
-                self.revalidate(key, exp, token, generation).await
+            Ok((_, exp)) if self.distrusted(token.expose()) => {
+                self.revalidate(key, exp, token, client, generation).await
             }
             Ok((id, exp)) => {
                 self.stats.verification("verified");
                 let id = Arc::new(id);
                 let entry = Entry {
-                    id: Some(id.clone()),
+                    id: id.clone(),
                     exp,
                     checked: Instant::now(),
                     generation,
@@ -289,43 +296,58 @@ impl JwksAuthenticator {
                 self.keep(key, entry).await;
                 Ok(Some(id))
             }
-            Err(reason) => {
+            Err(Failure::BadSignature) if !self.review_bad_signatures => {
+                // kube-apiserver refuses it too: no TokenReview to spend.
+                self.stats.verification("bad_signature");
+                debug!("JWT signature does not verify under its known key; rejected");
+                Ok(None)
+            }
+            Err(f) => {
+                let reason = label(&f);
                 self.stats.verification(reason);
                 debug!(reason, "JWT not verified locally; asking TokenReview");
-                let answer = self.reviewer.authenticate(token).await;
-                if reason == "unknown_kid" && matches!(answer, Ok(None)) {
-                    // Its key may arrive with the next refresh: remember the
-                    // rejection so the signature cannot undo it then.
-                    let exp = jsonwebtoken::get_current_timestamp() + REJECTION_MEMORY.as_secs();
-                    let marker = Entry {
-                        id: None,
-                        exp,
-                        checked: Instant::now(),
-                        generation,
-                    };
-                    self.keep(key, marker).await;
+                let answer = self.reviewer.authenticate(token, client).await;
+                if f == Failure::UnknownKid && matches!(answer, Ok(None)) {
+                    self.mark_unknown_kid(key);
                 }
                 answer
             }
         }
     }
 
-    fn flushed_recently(&self) -> bool {
-        self.flushes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    /// Its key may arrive with a later refresh: remember the rejection so
+    /// that the signature cannot undo it then, within the budget.
+    fn mark_unknown_kid(&self, key: Key) {
+        let now = now_secs();
+        if !self
+            .unknown_kid
+            .insert(key, now + REJECTION_MEMORY.as_secs(), now)
+        {
+            lock(&self.kid_drops).record(Instant::now());
+        }
+    }
+
+    /// Whether a token that verified locally must still go to TokenReview:
+    /// after a flush, while a revoked token has no marker, or under a key
+    /// that arrived after an unmarked unknown-kid rejection.
+    fn distrusted(&self, token: &str) -> bool {
+        let recently_flushed = lock(&self.flushes)
             .last
-            .is_some_and(|t| t.elapsed() < self.revalidate_after)
+            .is_some_and(|t| t.elapsed() < self.revalidate_after);
+        if recently_flushed || self.revoked.overflowed(now_secs()) {
+            return true;
+        }
+        let drops = *lock(&self.kid_drops);
+        drops != KidDrops::default()
+            && keys::kid(token)
+                .and_then(|kid| self.store.first_seen(&kid))
+                .is_none_or(|seen| drops.key_needs_review(seen, Instant::now()))
     }
 
     /// Whether a flush after `entry`'s check began covers it.
     fn flushed(&self, entry: &Entry) -> bool {
         entry.generation != self.generation.load(Ordering::Acquire)
-            && self
-                .flushes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .cover(entry)
+            && lock(&self.flushes).cover(entry)
     }
 
     /// Stores `entry` unless a flush since its check began covers it: that
@@ -337,20 +359,21 @@ impl JwksAuthenticator {
         }
     }
 
-    /// A cached token older than `revalidate_after` (or than a flush):
-    /// TokenReview decides. `generation`: the one the check began in.
+    /// A token verified here that is old (or distrusted): TokenReview
+    /// decides. `generation`: the one the check began in.
     async fn revalidate(
         &self,
         key: Key,
         exp: u64,
         token: &BearerToken,
+        client: IpAddr,
         generation: u64,
-    ) -> Result<Option<Arc<Identity>>, BackendError> {
-        match self.reviewer.authenticate(token).await {
+    ) -> TokenAnswer {
+        match self.reviewer.authenticate(token, client).await {
             Ok(Some(id)) => {
                 self.stats.verification("revalidated");
                 let entry = Entry {
-                    id: Some(id.clone()),
+                    id: id.clone(),
                     exp,
                     checked: Instant::now(),
                     generation,
@@ -360,13 +383,8 @@ impl JwksAuthenticator {
             }
             Ok(None) => {
                 self.stats.verification("revoked");
-                let entry = Entry {
-                    id: None,
-                    exp,
-                    checked: Instant::now(),
-                    generation,
-                };
-                self.keep(key, entry).await;
+                self.revoked.insert(key, exp, now_secs());
+                self.cache.invalidate(&key).await;
                 Ok(None)
             }
             Err(e) => {
@@ -376,38 +394,41 @@ impl JwksAuthenticator {
         }
     }
 
-    /// Local verification, with one key refresh for an unknown `kid`.
-    async fn verify(&self, token: &str) -> Result<(Identity, u64), &'static str> {
+    /// Local verification, with one key refresh for an unknown `kid` (and
+    /// the refresh a flush asked for, first).
+    async fn verify(&self, token: &str) -> Result<(Identity, u64), Failure> {
+        if self.store.is_stale() {
+            self.store.refresh_if_stale().await;
+        }
         let first = match self.store.keys() {
             Some(k) => k.verify(token),
             None => Err(Failure::UnknownKid),
         };
-        let reason = |f: Failure| match f {
-            Failure::UnknownKid => "unknown_kid",
-            Failure::Rejected(r) => r,
-        };
-        match first {
-            Err(Failure::UnknownKid) => {
-                let Some(kid) = keys::kid(token) else {
-                    return Err("malformed");
-                };
-                if !self.store.refresh_for(&kid).await {
-                    return Err("unknown_kid");
-                }
-                let keys = self.store.keys().ok_or("unknown_kid")?;
-                keys.verify(token).map_err(reason)
-            }
-            other => other.map_err(reason),
+        if first != Err(Failure::UnknownKid) {
+            return first;
         }
+        let Some(kid) = keys::kid(token) else {
+            return Err(Failure::Rejected("malformed"));
+        };
+        if !self.store.refresh_for(&kid).await {
+            return Err(Failure::UnknownKid);
+        }
+        let keys = self.store.keys().ok_or(Failure::UnknownKid)?;
+        keys.verify(token)
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl TokenAuthenticator for JwksAuthenticator {
     fn authenticate<'a>(
         &'a self,
         token: &'a BearerToken,
-    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, BackendError>> {
-        Box::pin(self.check(token))
+        client: IpAddr,
+    ) -> BoxFuture<'a, TokenAnswer> {
+        Box::pin(self.check(token, client))
     }
 }
 
@@ -419,7 +440,7 @@ mod tests {
     use crate::identity::AuthMethod;
 
     #[test]
-    fn the_cache_entry_decides_the_next_step() {
+    fn the_marker_and_cache_entry_decide_the_next_step() {
         let id = Arc::new(Identity::new(
             "system:serviceaccount:a:b".into(),
             None,
@@ -427,84 +448,35 @@ mod tests {
             BTreeMap::new(),
             AuthMethod::Token,
         ));
-        let exp = jsonwebtoken::get_current_timestamp() + 600;
+        let exp = now_secs() + 600;
         let minute = Duration::from_secs(60);
-        let entry = |id: Option<Arc<Identity>>, exp, age| Entry {
-            id,
+        let entry = |exp, age| Entry {
+            id: id.clone(),
             exp,
             checked: Instant::now() - age,
             generation: 0,
         };
-        let some = Some(id.clone());
         let cases = [
-            (None, Step::Verify),
+            (false, None, Step::Verify),
+            (true, None, Step::ReviewOnly),
             (
-                Some(entry(some.clone(), exp, Duration::ZERO)),
-                Step::Fresh(id),
+                false,
+                Some(entry(exp, Duration::ZERO)),
+                Step::Fresh(id.clone()),
             ),
-            (
-                Some(entry(some.clone(), exp, minute * 2)),
-                Step::Revalidate(exp),
-            ),
-            (Some(entry(None, exp, Duration::ZERO)), Step::ReviewOnly),
-            (
-                Some(entry(some.clone(), exp - 700, Duration::ZERO)),
-                Step::Verify,
-            ),
-            (Some(entry(None, exp - 700, Duration::ZERO)), Step::Verify),
+            (true, Some(entry(exp, Duration::ZERO)), Step::ReviewOnly),
+            (false, Some(entry(exp, minute * 2)), Step::Revalidate(exp)),
+            (false, Some(entry(exp - 700, Duration::ZERO)), Step::Verify),
         ];
-        for (i, (e, want)) in cases.into_iter().enumerate() {
-            assert_eq!(step(e.as_ref(), minute, false), want, "case {i}");
+        for (i, (marked, e, want)) in cases.into_iter().enumerate() {
+            assert_eq!(step(marked, e.as_ref(), minute, false), want, "case {i}");
         }
         // Covered by a later flush: old, however fresh.
-        let fresh = entry(some, exp, Duration::ZERO);
-        assert_eq!(step(Some(&fresh), minute, true), Step::Revalidate(exp));
-        let rejected = entry(None, exp, Duration::ZERO);
-        assert_eq!(step(Some(&rejected), minute, true), Step::ReviewOnly);
-    }
-
-    #[test]
-    fn a_flush_covers_identities_checked_before_it_never_rejections() {
-        let entry = |user: Option<&str>, generation| Entry {
-            id: user.map(|u| {
-                Arc::new(Identity::new(
-                    u.into(),
-                    None,
-                    vec![],
-                    BTreeMap::new(),
-                    AuthMethod::Token,
-                ))
-            }),
-            exp: jsonwebtoken::get_current_timestamp() + 600,
-            checked: Instant::now(),
-            generation,
-        };
-        let mut f = Flushes::default();
-        assert!(!f.cover(&entry(Some("a"), 0)), "no flush yet");
-
-        // A flush of `a` starts generation 1.
-        f.record(1, Some("a"));
-        assert!(f.last.is_some());
-        assert!(f.cover(&entry(Some("a"), 0)));
-        assert!(!f.cover(&entry(Some("b"), 0)), "another user");
-        assert!(!f.cover(&entry(Some("a"), 1)), "checked after the flush");
-        assert!(!f.cover(&entry(None, 0)), "a rejection stays");
-
-        // A full flush starts generation 2.
-        f.record(2, None);
-        assert!(f.cover(&entry(Some("b"), 1)));
-        assert!(!f.cover(&entry(Some("b"), 2)));
-        assert!(!f.cover(&entry(None, 1)));
-
-        // Too many per-user flushes collapse into a full one.
-        for g in 3..3 + MAX_FLUSH_MARKS as u64 {
-            f.record(g, Some("a"));
-        }
-        assert_eq!(f.marks.len(), MAX_FLUSH_MARKS);
-        let last = 3 + MAX_FLUSH_MARKS as u64;
-        f.record(last, Some("a"));
-        assert!(f.marks.is_empty());
-        assert!(f.cover(&entry(Some("b"), last - 1)), "collapsed: everyone");
-        assert!(!f.cover(&entry(Some("a"), last)));
+        let fresh = entry(exp, Duration::ZERO);
+        assert_eq!(
+            step(false, Some(&fresh), minute, true),
+            Step::Revalidate(exp)
+        );
+        assert_eq!(step(true, Some(&fresh), minute, true), Step::ReviewOnly);
     }
 }

@@ -32,8 +32,11 @@ impl Stats {
     }
 
     /// One token handled: `verified` (signature checked now), `cached`,
-    /// `revalidated`/`revoked` (a TokenReview of an old entry), or the reason
-    /// it went to TokenReview instead (`bad_signature`, `audience`, ...).
+    /// `revalidated`/`revoked` (a TokenReview of an old or distrusted
+    /// entry), `revoked_before` (a rejection marker: TokenReview only),
+    /// `bad_signature` (refused without TokenReview under a known key, unless
+    /// `review_bad_signatures` or another issuer's), or the reason it went to
+    /// TokenReview instead (`unknown_kid`, `audience`, ...).
     pub fn verification(&self, result: &'static str) {
         self.0
             .verifications

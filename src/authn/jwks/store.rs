@@ -4,10 +4,15 @@
 //! through the [`ApiClient`] (its slots, rate limit, deadline and metrics).
 //! The JWKS is read from the API server itself, not from the discovery
 //! document's `jwks_uri`, which names the issuer's public address. A failed
-//! refresh keeps the last good key set. Refreshes happen every `refresh`
-//! (retried every minute after a failure) and, for a token naming an unknown
-//! `kid`, at most once per [`ON_DEMAND_EVERY`].
+//! refresh keeps the last good key set; a successful one replaces it whole,
+//! so a key the cluster removed stops verifying then. Refreshes happen every
+//! `refresh`, sooner when the JWKS response's `Cache-Control` says so
+//! ([`super::schedule`]), retried every minute after a failure; for a token
+//! naming an unknown `kid`, at most once per [`ON_DEMAND_EVERY`]; and after a
+//! cache flush, before the next token is verified ([`KeyStore::mark_stale`]).
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::keys::{self, Discovery, JwksDocument, KeySet};
+use super::schedule;
 use super::stats::Stats;
 use crate::backend::BackendError;
 use crate::kubernetes::{ApiClient, DISCOVERY_BACKEND, JWKS_BACKEND};
@@ -32,7 +38,12 @@ pub struct KeyStore {
     issuer: Option<String>,
     audiences: Vec<String>,
     current: ArcSwapOption<KeySet>,
-    loaded_at: Mutex<Option<Instant>>,
+    /// The last successful fetch and the `Cache-Control` lifetime it gave.
+    loaded_at: Mutex<Option<(Instant, Option<Duration>)>>,
+    /// When each key of the current set was first loaded.
+    first_seen: Mutex<HashMap<String, Instant>>,
+    /// A flush asked for fresh keys before the next verification.
+    stale: AtomicBool,
     /// Serialises refreshes; holds the time of the last on-demand one.
     on_demand: tokio::sync::Mutex<Option<Instant>>,
     stats: Stats,
@@ -60,6 +71,8 @@ impl KeyStore {
             audiences,
             current: ArcSwapOption::empty(),
             loaded_at: Mutex::new(None),
+            first_seen: Mutex::new(HashMap::new()),
+            stale: AtomicBool::new(false),
             on_demand: tokio::sync::Mutex::new(None),
             stats,
         }
@@ -74,6 +87,32 @@ impl KeyStore {
     pub async fn refresh(&self) -> bool {
         let _turn = self.on_demand.lock().await;
         self.fetch_and_swap().await
+    }
+
+    /// When the key `kid` of the current set was first loaded.
+    pub fn first_seen(&self, kid: &str) -> Option<Instant> {
+        lock(&self.first_seen).get(kid).copied()
+    }
+
+    /// From now on, the next verification waits for a refresh
+    /// ([`KeyStore::refresh_if_stale`]); a cache flush asks this.
+    pub fn mark_stale(&self) {
+        self.stale.store(true, Ordering::Release);
+    }
+
+    /// Whether a refresh was asked for and has not happened yet.
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Acquire)
+    }
+
+    /// The refresh [`KeyStore::mark_stale`] asked for, once, however many
+    /// callers wait for it. A failure keeps the last good keys, as every
+    /// failed refresh does (the periodic refresh retries within a minute).
+    pub async fn refresh_if_stale(&self) {
+        let _turn = self.on_demand.lock().await;
+        if self.stale.swap(false, Ordering::AcqRel) {
+            self.fetch_and_swap().await;
+        }
     }
 
     /// For a token naming `kid`, which the key set lacks: refreshes unless
@@ -92,17 +131,11 @@ impl KeyStore {
         self.keys().is_some_and(|k| k.has(kid))
     }
 
-    /// Refreshes every `every` until `stop`; after a failure, again within a
-    /// minute.
+    /// Refreshes every `every` (sooner if the JWKS response's `max-age` is
+    /// shorter) until `stop`; after a failure, again within a minute.
     pub async fn run(self: Arc<Self>, every: Duration, stop: CancellationToken) {
         loop {
-            let due = self
-                .loaded_at
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .map_or(Duration::ZERO, |t| {
-                    (t + every).saturating_duration_since(Instant::now())
-                });
+            let due = self.due_in(every, Instant::now());
             let wait = if due.is_zero() {
                 if self.refresh().await {
                     continue;
@@ -118,9 +151,17 @@ impl KeyStore {
         }
     }
 
+    /// How long from `now` until the next periodic refresh is due (zero
+    /// before the first success).
+    pub fn due_in(&self, every: Duration, now: Instant) -> Duration {
+        lock(&self.loaded_at).map_or(Duration::ZERO, |(at, max_age)| {
+            (at + schedule::interval(every, max_age)).saturating_duration_since(now)
+        })
+    }
+
     async fn fetch_and_swap(&self) -> bool {
         match self.fetch().await {
-            Ok(set) => {
+            Ok((set, max_age)) => {
                 info!(
                     keys = set.len(),
                     issuer = set.issuer(),
@@ -128,8 +169,17 @@ impl KeyStore {
                 );
                 self.stats.refresh(true);
                 self.stats.keys(set.len());
+                let now = Instant::now();
+                {
+                    let mut seen = lock(&self.first_seen);
+                    let old = std::mem::take(&mut *seen);
+                    seen.extend(
+                        set.kids()
+                            .map(|k| (k.to_owned(), old.get(k).copied().unwrap_or(now))),
+                    );
+                }
                 self.current.store(Some(Arc::new(set)));
-                *self.loaded_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                *lock(&self.loaded_at) = Some((now, max_age));
                 true
             }
             Err(e) => {
@@ -145,7 +195,7 @@ impl KeyStore {
         }
     }
 
-    async fn fetch(&self) -> Result<KeySet, BackendError> {
+    async fn fetch(&self) -> Result<(KeySet, Option<Duration>), BackendError> {
         let discovery: Discovery = self.api.get_json(DISCOVERY_BACKEND, DISCOVERY_PATH).await?;
         let issuer = keys::issuer(&discovery.issuer, self.issuer.as_deref()).map_err(|detail| {
             BackendError::BadResponse {
@@ -153,7 +203,15 @@ impl KeyStore {
                 detail,
             }
         })?;
-        let doc: JwksDocument = self.api.get_json(JWKS_BACKEND, JWKS_PATH).await?;
-        Ok(KeySet::new(&doc, issuer, &self.audiences))
+        let (doc, headers): (JwksDocument, _) = self
+            .api
+            .get_json_with_headers(JWKS_BACKEND, JWKS_PATH)
+            .await?;
+        let max_age = schedule::max_age(&headers);
+        Ok((KeySet::new(&doc, issuer, &self.audiences), max_age))
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -56,26 +56,49 @@ pub(super) fn jwks(
             "needs token_review.cache.max_entries above 0 (revalidate_after tracks cached tokens)",
         ));
     }
-    // Local verification may not accept what TokenReview would refuse.
-    if !audiences.is_empty()
-        && let Some(extra) = j.audiences.iter().find(|a| !audiences.contains(a))
-    {
-        return Err(Error::invalid(
-            "token_review.jwks.audiences",
-            format!("{extra:?} is not in token_review.audiences"),
-        ));
-    }
-    let audiences = if j.audiences.is_empty() {
-        audiences.to_vec()
-    } else {
-        j.audiences
-    };
+    let audiences = audiences_within_token_review(j.audiences, audiences)?;
     Ok(Some(JwksConfig {
         issuer: j.issuer,
         audiences,
         refresh,
         revalidate_after,
+        review_bad_signatures: j
+            .review_bad_signatures
+            .unwrap_or(defaults::JWKS_REVIEW_BAD_SIGNATURES),
     }))
+}
+
+/// Local verification may not accept an audience TokenReview would refuse.
+/// With `token_review.audiences` set, `jwks.audiences` must be among them
+/// (default: all of them). Without, TokenReview checks the apiserver's own
+/// API audiences (`--api-audiences`), which authgate cannot see, so
+/// `jwks.audiences` is refused and the issuer is required (empty here),
+/// which is kube-apiserver's default API audience.
+fn audiences_within_token_review(
+    jwks: Vec<String>,
+    token_review: &[String],
+) -> Result<Vec<String>, Error> {
+    const KEY: &str = "token_review.jwks.audiences";
+    if token_review.is_empty() {
+        if jwks.is_empty() {
+            return Ok(Vec::new());
+        }
+        return Err(Error::invalid(
+            KEY,
+            "needs token_review.audiences (without them TokenReview checks the API server's own audiences, which may not include these); list them there too, or leave both unset to accept the issuer",
+        ));
+    }
+    if let Some(extra) = jwks.iter().find(|a| !token_review.contains(a)) {
+        return Err(Error::invalid(
+            KEY,
+            format!("{extra:?} is not in token_review.audiences"),
+        ));
+    }
+    Ok(if jwks.is_empty() {
+        token_review.to_vec()
+    } else {
+        jwks
+    })
 }
 
 /// `token_review.jwks.enabled` when TokenReview itself is off: refused, since
@@ -103,7 +126,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_off_then_one_hour_and_sixty_seconds() {
+    fn defaults_are_off_then_sixty_seconds_each() {
         let c = load("").unwrap();
         let tr = c.kubernetes.unwrap().token_review.unwrap();
         assert!(tr.jwks.is_none());
@@ -112,8 +135,9 @@ mod tests {
         let j = c.kubernetes.unwrap().token_review.unwrap().jwks.unwrap();
         assert_eq!(j.issuer, None);
         assert_eq!(j.audiences, ["a"]);
-        assert_eq!(j.refresh, Duration::from_secs(3600));
+        assert_eq!(j.refresh, Duration::from_secs(60));
         assert_eq!(j.revalidate_after, Duration::from_secs(60));
+        assert!(!j.review_bad_signatures);
 
         let c = load(
             "token_review:\n  audiences: [a, b]\n  jwks: {enabled: true, issuer: \"https://k\", audiences: [b], refresh: 5m, revalidate_after: 1s}\n",
@@ -124,6 +148,41 @@ mod tests {
         assert_eq!(j.audiences, ["b"]);
         assert_eq!(j.refresh, Duration::from_secs(300));
         assert_eq!(j.revalidate_after, Duration::from_secs(1));
+    }
+
+    /// Local verification accepts no audience TokenReview would refuse:
+    /// within `token_review.audiences`, or, without them, the issuer only
+    /// (kube-apiserver's default API audience).
+    #[test]
+    fn jwks_audiences_stay_within_what_token_review_accepts() {
+        let jwks = |yaml: &str| {
+            let c = load(yaml).unwrap();
+            c.kubernetes.unwrap().token_review.unwrap().jwks.unwrap()
+        };
+        let j = jwks("token_review: {jwks: {enabled: true}}\n");
+        assert!(j.audiences.is_empty(), "empty: the discovered issuer");
+        let j = jwks("token_review: {audiences: [a, b], jwks: {enabled: true}}\n");
+        assert_eq!(j.audiences, ["a", "b"]);
+        let j = jwks("token_review: {audiences: [a, b], jwks: {enabled: true, audiences: [b]}}\n");
+        assert_eq!(j.audiences, ["b"]);
+        let j = jwks("token_review: {jwks: {enabled: true, review_bad_signatures: true}}\n");
+        assert!(j.review_bad_signatures);
+        for yaml in [
+            "token_review: {jwks: {enabled: true, audiences: [\"https://kubernetes.default.svc\"]}}\n",
+            "token_review: {audiences: [], jwks: {enabled: true, audiences: [x]}}\n",
+        ] {
+            let got = load(yaml).unwrap_err();
+            assert!(
+                got.starts_with("token_review.jwks.audiences: needs token_review.audiences"),
+                "{yaml}: {got}"
+            );
+        }
+        let got = load("token_review: {audiences: [a], jwks: {enabled: true, audiences: [b]}}\n")
+            .unwrap_err();
+        assert!(
+            got.contains("\"b\" is not in token_review.audiences"),
+            "{got}"
+        );
     }
 
     #[test]
@@ -160,6 +219,10 @@ mod tests {
             (
                 "token_review: {audiences: [a], jwks: {enabled: true, audiences: [a, b]}}\n",
                 "token_review.jwks.audiences: \"b\" is not in token_review.audiences",
+            ),
+            (
+                "token_review: {jwks: {enabled: true, audiences: [\"https://authgate\"]}}\n",
+                "token_review.jwks.audiences: needs token_review.audiences",
             ),
             ("token_review: {jwks: {enable: true}}\n", "unknown field"),
         ];

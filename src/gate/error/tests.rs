@@ -16,6 +16,7 @@ fn example(reason: Reason) -> Error {
         Reason::CertUnmapped => authn::Error::CertUnmapped(CertUnmapped::NoRuleMatched).into(),
         Reason::InvalidToken => authn::Error::InvalidToken(Malformed::Empty).into(),
         Reason::TokenRejected => authn::Error::TokenRejected.into(),
+        Reason::TokenMissesExceeded => authn::Error::TokenMissesExceeded.into(),
         Reason::TokenForbidden => authn::Error::TokenForbidden.into(),
         Reason::CertNotAccepted => authn::Error::CertNotAccepted.into(),
         Reason::CertRefused => authn::Error::ForwardedCertRefused("bad chain".into()).into(),
@@ -66,7 +67,7 @@ fn example(reason: Reason) -> Error {
 #[expect(clippy::too_many_lines, reason = "one table row per reason")]
 fn every_reason_has_its_status_outcome_and_public_message() {
     // (reason, status, outcome label, the public message contains)
-    let expected: [(Reason, u16, &str, &str); 22] = [
+    let expected: [(Reason, u16, &str, &str); 23] = [
         (
             Reason::BadRequest,
             400,
@@ -98,6 +99,12 @@ fn every_reason_has_its_status_outcome_and_public_message() {
             401,
             "unauthenticated",
             "was not accepted",
+        ),
+        (
+            Reason::TokenMissesExceeded,
+            401,
+            "unauthenticated",
+            "too many unknown bearer tokens from this address; retry later",
         ),
         (
             Reason::TokenForbidden,
@@ -236,6 +243,9 @@ fn challenges_and_retry_after_follow_the_cause() {
         r#"Bearer realm="authgate", error="invalid_token""#
     );
     let r = example(Reason::MissingCredentials).refusal();
+    assert_eq!(r.challenge.unwrap(), r#"Bearer realm="authgate""#);
+    // An unreviewed token was not found invalid: a plain challenge.
+    let r = example(Reason::TokenMissesExceeded).refusal();
     assert_eq!(r.challenge.unwrap(), r#"Bearer realm="authgate""#);
     // The API's Retry-After is passed on; otherwise one second.
     assert_eq!(

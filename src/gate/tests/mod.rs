@@ -9,6 +9,7 @@ mod auth_mode;
 mod lookalikes;
 mod refusals;
 mod rewrite;
+mod token_misses;
 mod tunnels;
 
 use std::net::SocketAddr;

@@ -2,11 +2,12 @@
 //! forwards anything.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use super::*;
 use crate::BoxFuture;
-use crate::authn::TokenAuthenticator;
 use crate::authn::bearer::BearerToken;
+use crate::authn::{TokenAnswer, TokenAuthenticator};
 use crate::authz::attributes::Attributes;
 use crate::authz::{Authorizer, Authorizers, Decision};
 use crate::backend::BackendError;
@@ -16,11 +17,8 @@ use crate::identity::{AuthMethod, Identity};
 struct Failing(BackendError);
 
 impl TokenAuthenticator for Failing {
-    fn authenticate<'a>(
-        &'a self,
-        _: &'a BearerToken,
-    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, BackendError>> {
-        Box::pin(std::future::ready(Err(self.0.clone())))
+    fn authenticate<'a>(&'a self, _: &'a BearerToken, _: IpAddr) -> BoxFuture<'a, TokenAnswer> {
+        Box::pin(std::future::ready(Err(self.0.clone().into())))
     }
 }
 
@@ -42,10 +40,7 @@ impl Everyone {
 }
 
 impl TokenAuthenticator for Everyone {
-    fn authenticate<'a>(
-        &'a self,
-        _: &'a BearerToken,
-    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, BackendError>> {
+    fn authenticate<'a>(&'a self, _: &'a BearerToken, _: IpAddr) -> BoxFuture<'a, TokenAnswer> {
         Box::pin(std::future::ready(Ok(Some(self.0.clone()))))
     }
 }

@@ -4,6 +4,8 @@
 //! unknown kids refresh the keys once, and `revalidate_after` sends old
 //! entries back to TokenReview.
 
+mod trust;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -300,18 +302,18 @@ async fn a_thousand_requests_with_valid_jwts_cause_no_token_review() {
     assert_eq!(k.env.gate.metric("authgate_jwks_keys").await, 2.0);
 }
 
+/// `good` with one signature byte changed (a middle character: the last
+/// one may only carry padding bits).
+fn tampered(good: &str) -> String {
+    let at = good.rfind('.').expect("three parts") + 10;
+    let mut t = good.to_owned().into_bytes();
+    t[at] = if t[at] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(t).expect("ascii")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tampered_wrong_audience_and_expired_tokens_go_to_token_review_and_get_401() {
+async fn wrong_audience_and_expired_tokens_go_to_token_review_and_get_401() {
     let k = start("", "", None).await;
-    let good = keys().token(Key::Ec, "prom");
-    // One signature byte changed (a middle character: the last one may
-    // only carry padding bits).
-    let tampered = {
-        let at = good.rfind('.').expect("three parts") + 10;
-        let mut t = good.clone().into_bytes();
-        t[at] = if t[at] == b'A' { b'B' } else { b'A' };
-        String::from_utf8(t).expect("ascii")
-    };
     let mut wrong_aud = claims("prom");
     wrong_aud["aud"] = json!(["https://someone-else"]);
     let mut expired = claims("prom");
@@ -319,7 +321,6 @@ async fn tampered_wrong_audience_and_expired_tokens_go_to_token_review_and_get_4
     expired["iat"] = json!(now() - 4000);
     expired["nbf"] = json!(now() - 4000);
     let cases = [
-        ("bad_signature", tampered),
         ("audience", keys().sign(Key::Rsa, "rsa-1", &wrong_aud)),
         ("expired", keys().sign(Key::Ec, "ec-1", &expired)),
         ("malformed", "not-a-jwt-at-all".to_owned()),
@@ -343,6 +344,46 @@ async fn tampered_wrong_audience_and_expired_tokens_go_to_token_review_and_get_4
     k.api.add_token_with("opaque-sa-token", reviewed("legacy"));
     assert_eq!(k.get("opaque-sa-token").await.status, 200);
     assert_eq!(k.api.token_reviews(), cases.len() + 1);
+}
+
+/// A signature that fails under one of the cluster's own keys is what the
+/// apiserver refuses too: 401 at once, no TokenReview spent on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_signature_under_a_known_kid_is_refused_without_token_review() {
+    let k = start("", "", None).await;
+    let forged = [
+        tampered(&keys().token(Key::Ec, "prom")),
+        tampered(&keys().token(Key::Rsa, "prom")),
+        // Signed by the EC key, naming the RSA key's kid.
+        keys().sign(Key::Ec, "rsa-1", &claims("prom")),
+    ];
+    for token in &forged {
+        k.api.add_token_with(token, reviewed("prom"));
+        let r = k.get(token).await;
+        assert_eq!(
+            (r.status.as_u16(), r.reason().as_str()),
+            (401, "token_rejected")
+        );
+    }
+    assert_eq!(k.api.token_reviews(), 0, "no TokenReview for a forgery");
+    assert_eq!(k.verifications("bad_signature").await, 3.0);
+    assert_eq!(k.env.upstream.count(), 0);
+
+    // Claiming another issuer, it may be another authenticator's token.
+    let mut foreign = claims("prom");
+    foreign["iss"] = json!("https://idp.example");
+    let token = tampered(&keys().sign(Key::Ec, "ec-1", &foreign));
+    assert_eq!(k.get(&token).await.status, 401);
+    assert_eq!(k.api.token_reviews(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_bad_signatures_sends_them_to_token_review() {
+    let k = start("", ", review_bad_signatures: true", None).await;
+    let token = tampered(&keys().token(Key::Ec, "prom"));
+    k.api.add_token_with(&token, reviewed("prom"));
+    assert_eq!(k.get(&token).await.status, 200, "TokenReview decides");
+    assert_eq!(k.api.token_reviews(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
