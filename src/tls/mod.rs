@@ -9,6 +9,7 @@
 
 pub mod issuers;
 pub mod reload;
+mod verifier;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -293,6 +294,37 @@ fn crls(
 }
 
 fn client_verifier(
+    cfg: &TlsConfig,
+    ca_file: &Path,
+    cas: Vec<CertificateDer<'static>>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<dyn ClientCertVerifier>, Error> {
+    let groups = verifier::groups(&cas);
+    if let [_] = groups.as_slice() {
+        return webpki_verifier(cfg, ca_file, cas, crls);
+    }
+    // A CA rolled under its name: one verifier per group (see `verifier`).
+    let mut parts = Vec::with_capacity(groups.len());
+    for g in &groups {
+        let own = verifier::crls_of(g, &cas, &crls);
+        // With CRLs in force, a group none of whose CAs published one has
+        // no revocation status: refused, unless that is allowed.
+        if !crls.is_empty() && own.is_empty() && !cfg.allow_unknown_revocation {
+            continue;
+        }
+        let members = g.iter().map(|&i| cas[i].clone()).collect();
+        parts.push(webpki_verifier(cfg, ca_file, members, own)?);
+    }
+    if parts.is_empty() {
+        return Err(file_error(
+            ca_file,
+            "no CA of the bundle has a CRL in tls.crl_files",
+        ));
+    }
+    Ok(Arc::new(verifier::Rolled::new(parts)))
+}
+
+fn webpki_verifier(
     cfg: &TlsConfig,
     ca_file: &Path,
     cas: Vec<CertificateDer<'static>>,

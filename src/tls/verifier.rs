@@ -1,0 +1,174 @@
+//! The client-certificate verifier, correct while a CA is rolled.
+//!
+//! webpki picks a certificate's CRL by issuer *name* and then checks its
+//! signature with the issuer's key. While trust-manager rolls a CA under
+//! the same name (bundle old + new, each with its CRL), one verifier would
+//! check the new CA's certificates against the old CA's CRL and fail them
+//! all. So the bundle is split into groups in which no two CAs share a name
+//! with different keys, each group gets its own webpki verifier with the
+//! CRLs its CAs signed, and a certificate is accepted when one group
+//! accepts it. A bundle without such a pair is one group: webpki alone.
+
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::revocation_list::CertificateRevocationList;
+
+/// The CAs (indices into the bundle) of each group, in bundle order: a CA
+/// joins the first group holding no other key under its name.
+pub(super) fn groups(cas: &[CertificateDer<'_>]) -> Vec<Vec<usize>> {
+    let names: Vec<Option<(Vec<u8>, Vec<u8>)>> = cas
+        .iter()
+        .map(|c| {
+            X509Certificate::from_der(c)
+                .ok()
+                .map(|(_, c)| (c.subject().as_raw().to_vec(), c.public_key().raw.to_vec()))
+        })
+        .collect();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let clashes = |g: &Vec<usize>| {
+            g.iter().any(|&j| match (n, &names[j]) {
+                (Some((s1, k1)), Some((s2, k2))) => s1 == s2 && k1 != k2,
+                _ => false,
+            })
+        };
+        match groups.iter_mut().find(|g| !clashes(g)) {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    groups
+}
+
+/// The CRLs a CA of `group` signed.
+pub(super) fn crls_of(
+    group: &[usize],
+    cas: &[CertificateDer<'_>],
+    crls: &[CertificateRevocationListDer<'static>],
+) -> Vec<CertificateRevocationListDer<'static>> {
+    let parsed: Vec<X509Certificate<'_>> = group
+        .iter()
+        .filter_map(|&i| X509Certificate::from_der(&cas[i]).ok().map(|(_, c)| c))
+        .collect();
+    crls.iter()
+        .filter(|der| {
+            CertificateRevocationList::from_der(der).is_ok_and(|(_, crl)| {
+                parsed.iter().any(|ca| {
+                    ca.subject() == crl.issuer() && crl.verify_signature(ca.public_key()).is_ok()
+                })
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// One verifier per group; the first that accepts a certificate decides.
+#[derive(Debug)]
+pub(super) struct Rolled {
+    parts: Vec<Arc<dyn ClientCertVerifier>>,
+    hints: Vec<DistinguishedName>,
+}
+
+impl Rolled {
+    /// `parts` must not be empty.
+    pub(super) fn new(parts: Vec<Arc<dyn ClientCertVerifier>>) -> Self {
+        let mut hints: Vec<DistinguishedName> = Vec::new();
+        for p in &parts {
+            for h in p.root_hint_subjects() {
+                if !hints.iter().any(|x| x.as_ref() == h.as_ref()) {
+                    hints.push(h.clone());
+                }
+            }
+        }
+        Self { parts, hints }
+    }
+
+    fn first(&self) -> &dyn ClientCertVerifier {
+        self.parts[0].as_ref()
+    }
+}
+
+/// How much a refusal says about the certificate: a revocation or an
+/// expiry found by the group of its issuer beats "unknown issuer" from
+/// the others.
+fn specificity(e: &Error) -> u8 {
+    match e {
+        Error::InvalidCertificate(CertificateError::Revoked) => 0,
+        Error::InvalidCertificate(
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. },
+        ) => 1,
+        Error::InvalidCertificate(CertificateError::UnknownIssuer)
+        | Error::InvalidCertificate(CertificateError::BadSignature) => 3,
+        _ => 2,
+    }
+}
+
+impl ClientCertVerifier for Rolled {
+    fn offer_client_auth(&self) -> bool {
+        self.first().offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.first().client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        let mut best: Option<Error> = None;
+        for p in &self.parts {
+            match p.verify_client_cert(end_entity, intermediates, now) {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    if best
+                        .as_ref()
+                        .is_none_or(|b| specificity(&e) < specificity(b))
+                    {
+                        best = Some(e);
+                    }
+                }
+            }
+        }
+        Err(best.unwrap_or(Error::InvalidCertificate(CertificateError::UnknownIssuer)))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.first().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.first().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.first().supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests;
