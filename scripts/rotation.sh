@@ -5,7 +5,8 @@
 # reload on.
 #
 #   A: bundle old -> old+new (same subject DN, a re-keyed CA) -> clients move to
-#      new certificates -> bundle new; 8 clients, HTTP/1.1 and HTTP/2 keep-alive.
+#      new certificates -> bundle new; 8 clients, HTTP/1.1 and HTTP/2 keep-alive;
+#      each key publishes its own CRL (old, then old+new, then new).
 #   B: one CA with a CRL; a new CRL revokes one client's serial mid-load.
 #
 # Prints a table per phase (requests OK / failed, by whether the client's

@@ -239,9 +239,13 @@ async fn scenario_a(ctx: &Ctx) -> Res<(Board, Vec<Duration>)> {
         ClientCa::create(&dir, ROTATED_CA)?,
         ClientCa::create(&dir, ROTATED_CA)?,
     );
+    // Each key publishes its CRL, as a CA with revocation does: the new
+    // key's certificates must be checked against the new key's CRL, not
+    // the old one's of the same issuer name.
     write_atomic(&trust.join("ca.crt"), &old.pem())?;
+    write_atomic(&trust.join("ca.crl"), &old.crl_pem(&[], 1)?)?;
     let mut procs = Procs::default();
-    let [target, admin] = start_gate(ctx, &mut procs, "authgate-a", &trust, false)?;
+    let [target, admin] = start_gate(ctx, &mut procs, "authgate-a", &trust, true)?;
     let mut clients = Vec::new();
     for i in 0..8u64 {
         let cn = format!("rot-{i}");
@@ -286,10 +290,14 @@ async fn scenario_a(ctx: &Ctx) -> Res<(Board, Vec<Duration>)> {
     let tasks = spawn(ctx, clients, &board, target);
     tokio::time::sleep(ctx.phase).await;
     let both = format!("{}{}", old.pem(), new.pem());
-    let bundle = trust.join("ca.crt");
+    let both_crls = format!("{}{}", old.crl_pem(&[], 2)?, new.crl_pem(&[], 1)?);
+    let (bundle, crls) = (trust.join("ca.crt"), trust.join("ca.crl"));
+    // Bundle first, then CRLs: in between, the new key's CRL has no CA in
+    // the bundle yet and that reload fails (the last good stays).
     let mut took = vec![
         switch(&board, admin, (1, trusts(&["old", "new"])), || {
-            write_atomic(&bundle, &both)
+            write_atomic(&bundle, &both)?;
+            write_atomic(&crls, &both_crls)
         })
         .await?,
     ];
@@ -301,7 +309,8 @@ async fn scenario_a(ctx: &Ctx) -> Res<(Board, Vec<Duration>)> {
     tokio::time::sleep(step).await;
     took.push(
         switch(&board, admin, (2, trusts(&["new"])), || {
-            write_atomic(&bundle, &new.pem())
+            write_atomic(&bundle, &new.pem())?;
+            write_atomic(&crls, &new.crl_pem(&[], 2)?)
         })
         .await?,
     );
