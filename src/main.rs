@@ -14,7 +14,13 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
+use tracing_appender::non_blocking::{ErrorCounter, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+
+/// mimalloc: fewer cycles per allocation than glibc's on the request path,
+/// and less fragmentation (measured: bench/results).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -143,10 +149,20 @@ fn main() -> ExitCode {
 
 type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
+/// A current-thread runtime when there is one core to run on (one
+/// available CPU, or `TOKIO_WORKER_THREADS=1`): no hand-offs between the
+/// I/O driver and a worker thread. A multi-thread runtime otherwise.
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+    let workers = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let mut b = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    Ok(b.enable_all().build()?)
 }
 
 fn print_defaults() -> ExitCode {
@@ -254,8 +270,10 @@ fn serve_config(path: Option<&std::path::Path>, krp: KrpFlags) -> Result<Config,
 }
 
 async fn serve(config: Config) -> Result {
-    init_logging(&config.log);
+    let (_flush_on_exit, dropped) = init_logging(&config.log);
     let app = Arc::new(App::build(&config).await?);
+    app.metrics
+        .count_dropped_log_lines(Box::new(move || dropped.dropped_lines() as u64));
     let listener = TcpListener::bind(config.listen).await?;
     let stop = CancellationToken::new();
     app.spawn_background(&stop);
@@ -293,7 +311,7 @@ async fn serve(config: Config) -> Result {
 async fn run_demo(listen: SocketAddr, dir: PathBuf) -> Result {
     let echo = TcpListener::bind("127.0.0.1:0").await?;
     let setup = demo::setup(&dir, listen, echo.local_addr()?)?;
-    init_logging(&setup.config.log);
+    let (_flush_on_exit, _) = init_logging(&setup.config.log);
     let app = Arc::new(App::build(&setup.config).await?);
     let listener = TcpListener::bind(listen).await?;
     tokio::spawn(demo::serve_echo(echo, std::future::pending()));
@@ -309,15 +327,30 @@ async fn run_demo(listen: SocketAddr, dir: PathBuf) -> Result {
     Ok(())
 }
 
-fn init_logging(log: &LogConfig) {
+/// Log lines queued for the writer thread; beyond this they are dropped
+/// and counted (`authgate_log_lines_dropped_total`), never waited for.
+const LOG_QUEUE: usize = 65_536;
+
+/// Logging to stderr through a writer thread that writes in batches (one
+/// `write` per batch, not per line), so a request never waits on stderr.
+/// The guard flushes what is queued when dropped.
+fn init_logging(log: &LogConfig) -> (WorkerGuard, ErrorCounter) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE)
+        .thread_name("authgate-log")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
+    let dropped = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer);
     let _ = match log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    (guard, dropped)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

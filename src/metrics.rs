@@ -249,6 +249,12 @@ impl Metrics {
             .register_collector(Box::new(CacheCollector { name, cache }));
     }
 
+    /// Exposes `authgate_log_lines_dropped_total`, read from `count` on each
+    /// scrape: log lines the writer thread had no room for.
+    pub fn count_dropped_log_lines(&self, count: Box<dyn Fn() -> u64 + Send + Sync>) {
+        self.register_collector(Box::new(DroppedLogLines(count)));
+    }
+
     /// Adds a collector read on each scrape.
     pub fn register_collector(&self, c: Box<dyn Collector>) {
         self.registry
@@ -278,6 +284,27 @@ impl Metrics {
         self.request_duration
             .get_or_create(&AuthLabel { auth })
             .observe(seconds);
+    }
+}
+
+/// Log lines dropped because the writer thread's queue was full.
+struct DroppedLogLines(Box<dyn Fn() -> u64 + Send + Sync>);
+
+impl std::fmt::Debug for DroppedLogLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DroppedLogLines")
+    }
+}
+
+impl Collector for DroppedLogLines {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let c = ConstCounter::new((self.0)());
+        c.encode(encoder.encode_descriptor(
+            "log_lines_dropped",
+            "log lines dropped because the log writer fell behind (never blocks a request)",
+            None,
+            c.metric_type(),
+        )?)
     }
 }
 

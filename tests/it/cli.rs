@@ -471,3 +471,62 @@ fn check_config_errors_never_echo_a_static_token() {
         assert!(!String::from_utf8_lossy(&out.stdout).contains("SECRET"));
     }
 }
+
+/// The binary logs through its writer thread: an access line reaches stderr
+/// while the server runs (the thread writes each batch as it drains), and
+/// `/metrics` counts the lines it had to drop (none here).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_is_written_in_batches_and_its_drops_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert!(authgate(&["certs", "init", d]).status.success());
+    let upstream = Upstream::start().await;
+    let (port, admin) = (free_port(), free_port());
+    let config = dir.path().join("authgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"127.0.0.1:{port}\"\ntls: {{cert_file: {d}/server.crt, key_file: {d}/server.key}}\nstatic:\n  tokens: [{{token: {BOB_TOKEN}, user: bob, groups: [dev]}}]\n  allow: [{{group: dev, verbs: [get], paths: [\"/api/**\"]}}]\nroutes: [{{path_prefix: /, upstream: \"http://{}\"}}]\nlog: {{format: json}}\nadmin: {{listen: \"127.0.0.1:{admin}\"}}\n",
+            upstream.addr
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let _child = Running(
+        Command::new(BIN)
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env("TOKIO_WORKER_THREADS", "1")
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port);
+    wait_for_port(admin);
+    let (code, _) = curl_async(format!(
+        "curl -sS --cacert {d}/ca.crt https://localhost:{port}/api/x -H 'Authorization: Bearer {BOB_TOKEN}'"
+    ))
+    .await;
+    assert_eq!(code, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text
+            .lines()
+            .any(|l| l.contains("authgate::access") && l.contains("\"status\":200"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access line while serving:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, body) = curl_async(format!("curl -sS http://127.0.0.1:{admin}/metrics")).await;
+    assert_eq!(code, 200);
+    assert!(
+        body.lines()
+            .any(|l| l == "authgate_log_lines_dropped_total 0"),
+        "{body}"
+    );
+}
