@@ -28,3 +28,4 @@ mod reload;
 mod secrets;
 mod tokens;
 mod tunnels;
+mod upstreams;
