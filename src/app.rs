@@ -25,9 +25,11 @@ use crate::kubernetes::{self, ApiClient};
 use crate::metrics::Metrics;
 use crate::migration::Migration;
 use crate::migration::report::IdentityCollector;
+use crate::proxy::upstream::tls::{ClientTls, Watched};
 use crate::proxy::{self, Upstreams};
 use crate::server::{self, Handshake, Profile};
-use crate::tls::{self, reload::Reloader};
+use crate::tls::reload::{self, Reloader};
+use crate::tls::{self};
 
 /// Why the runtime could not be built from a valid config.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +37,7 @@ pub enum Error {
     /// Serving certificate, key, client CA or CRL.
     #[error(transparent)]
     Tls(#[from] tls::Error),
-    /// An upstream CA file.
+    /// An upstream's CA or client certificate file.
     #[error(transparent)]
     Upstream(#[from] proxy::SetupError),
     /// The Kubernetes client.
@@ -63,6 +65,9 @@ pub struct App {
     pub admin: AdminConfig,
     /// TLS settings (reload interval).
     pub tls_config: TlsConfig,
+    /// The client TLS of `https` upstreams loaded from files (reloaded
+    /// like the serving material).
+    pub upstream_tls: Vec<Arc<ClientTls>>,
 }
 
 /// The running Kubernetes backend: the API client and the reviewers' caches.
@@ -114,6 +119,7 @@ impl App {
             jwks.load().await;
         }
         let upstreams = Upstreams::new(&config.routes, &config.limits)?;
+        let upstream_tls = upstreams.client_tls().cloned().collect();
         let gate = gate(config, kube.as_ref(), acceptor.clone(), &metrics, upstreams);
         Ok(Self {
             gate: Arc::new(gate),
@@ -125,6 +131,7 @@ impl App {
             health: Arc::new(Health::default()),
             admin: config.admin.clone(),
             tls_config: config.tls.clone(),
+            upstream_tls,
         })
     }
 
@@ -141,11 +148,15 @@ impl App {
 
     /// Starts the background work (TLS reload, API probe) until `stop`.
     pub fn spawn_background(&self, stop: &CancellationToken) {
-        tokio::spawn(
-            self.reloader
-                .clone()
-                .run(self.tls_config.reload_interval, stop.clone()),
-        );
+        let every = self.tls_config.reload_interval;
+        tokio::spawn(self.reloader.clone().run(every, stop.clone()));
+        for tls in &self.upstream_tls {
+            let watched = Arc::new(Watched {
+                tls: tls.clone(),
+                metrics: self.metrics.clone(),
+            });
+            tokio::spawn(reload::run(watched, every, stop.clone()));
+        }
         if let Some(k) = &self.kubernetes {
             let every = (self.admin.api_ready_window / 3).max(Duration::from_secs(1));
             tokio::spawn(k.api.clone().probe_every(every, stop.clone()));

@@ -177,7 +177,8 @@ fn print_defaults() -> ExitCode {
 
 /// Validates `path`, then loads its TLS files as serving would (the key
 /// matches the certificate, the CA bundle parses, every CRL parses and is
-/// signed by a bundle CA), so that what is `ok` here also serves.
+/// signed by a bundle CA; each upstream CA bundle parses and each upstream
+/// client key matches its certificate), so that what is `ok` here also serves.
 fn check_config(path: &std::path::Path, skip_files: bool) -> ExitCode {
     let refuse = |what: String| {
         let _ = writeln!(std::io::stderr(), "{}: {what}", path.display());
@@ -189,6 +190,11 @@ fn check_config(path: &std::path::Path, skip_files: bool) -> ExitCode {
     };
     if !skip_files && let Err(e) = authgate::tls::load(&config.tls) {
         return refuse(format!("{}: {e}", tls_key(&config.tls, &e)));
+    }
+    // The CA bundles and client certificates of https upstreams, as serving
+    // loads them (each client key must match its certificate).
+    if !skip_files && let Err(e) = authgate::proxy::upstream::load_tls(&config.routes) {
+        return refuse(e.to_string());
     }
     let _ = writeln!(std::io::stdout(), "{}: ok", path.display());
     ExitCode::SUCCESS

@@ -113,6 +113,8 @@ pub struct Metrics {
     pub reload_last_success: Gauge,
     /// `authgate_tls_reload_last_failure_timestamp_seconds`.
     pub reload_last_failure: Gauge,
+    /// `authgate_upstream_tls_reloads_total` (upstream client TLS files).
+    pub upstream_reloads: Family<ResultLabel, Counter>,
     registry: Arc<std::sync::Mutex<Registry>>,
 }
 
@@ -142,6 +144,7 @@ impl Metrics {
             reloads: Family::default(),
             reload_last_success: Gauge::default(),
             reload_last_failure: Gauge::default(),
+            upstream_reloads: Family::default(),
             registry: Arc::new(std::sync::Mutex::new(Registry::with_prefix("authgate"))),
         };
         {
@@ -237,6 +240,11 @@ impl Metrics {
             "When a TLS reload last failed (0: never)",
             Unit::Seconds,
             self.reload_last_failure.clone(),
+        );
+        r.register(
+            "upstream_tls_reloads",
+            "Reloads of upstream CA and client certificate files by result",
+            self.upstream_reloads.clone(),
         );
     }
 

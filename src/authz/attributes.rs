@@ -110,7 +110,6 @@ mod tests {
         let route = |verb_mapping| RouteConfig {
             path_prefix: "/".into(),
             upstream: None,
-            upstream_ca_file: None,
             resource: None,
             auth: crate::config::RouteAuth::default(),
             verb_mapping,

@@ -375,10 +375,16 @@ pub struct ResourceRuleFile {
 pub struct RouteFile {
     /// Path prefix, matched on whole segments; the longest match wins.
     pub path_prefix: String,
-    /// `http://host:port` or `https://host:port` (none with `mode: auth`).
+    /// `http://host:port`, `https://host:port`, `h2c://host:port` or
+    /// `unix:///path` (none with `mode: auth`).
     pub upstream: Option<String>,
     /// PEM CA bundle for an https upstream; unset uses the system roots.
     pub upstream_ca_file: Option<PathBuf>,
+    /// PEM client certificate authgate presents to an https upstream (the
+    /// requestheader front-proxy pattern); needs `upstream_client_key_file`.
+    pub upstream_client_cert_file: Option<PathBuf>,
+    /// PEM key of `upstream_client_cert_file`.
+    pub upstream_client_key_file: Option<PathBuf>,
     /// Resource attributes to authorize instead of the request path.
     pub resource: Option<ResourceAttributesFile>,
     /// Which credentials the route accepts.

@@ -5,7 +5,9 @@
 //! Flags override the file (`--config` is optional when flags say enough).
 //! Any kube-rbac-proxy flag turns the Kubernetes backend on, as
 //! kube-rbac-proxy always reviews tokens and access with the API. Flags for
-//! features authgate does not have are refused by name.
+//! features authgate does not have are refused by name. `--upstream-force-h2c`
+//! makes the route an `h2c://` upstream; `--upstream-client-cert-file` and
+//! `--upstream-client-key-file` are its client certificate.
 
 use std::path::PathBuf;
 
@@ -25,18 +27,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "OIDC token validation is not supported; tokens are checked with TokenReview",
     ),
     ("--insecure-listen-address", "authgate serves TLS only"),
-    (
-        "--upstream-force-h2c",
-        "upstreams are spoken to over HTTP/1.1",
-    ),
-    (
-        "--upstream-client-cert-file",
-        "client certificates towards the upstream are not supported",
-    ),
-    (
-        "--upstream-client-key-file",
-        "client certificates towards the upstream are not supported",
-    ),
     (
         "--tls-cipher-suites",
         "rustls offers only modern cipher suites and is not configurable here",
@@ -119,6 +109,16 @@ pub struct KrpFlags {
     /// `routes[0].upstream_ca_file`.
     #[arg(long, value_name = "FILE")]
     pub upstream_ca_file: Option<PathBuf>,
+    /// `routes[0].upstream` as `h2c://` (HTTP/2 with prior knowledge);
+    /// needs an `http://` `--upstream`.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub upstream_force_h2c: Option<bool>,
+    /// `routes[0].upstream_client_cert_file`.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_client_cert_file: Option<PathBuf>,
+    /// `routes[0].upstream_client_key_file`.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_client_key_file: Option<PathBuf>,
     /// kube-rbac-proxy's own YAML (`authorization.resourceAttributes`, `static`).
     #[arg(long, value_name = "FILE")]
     pub config_file: Option<PathBuf>,
@@ -266,19 +266,35 @@ impl KrpFlags {
             None => None,
         };
         if let Some(upstream) = &self.upstream {
-            let upstream = upstream.trim_end_matches('/').to_owned();
+            let upstream = self.upstream_url(upstream.trim_end_matches('/'))?;
             let resource = krp.as_ref().and_then(|k| k.resource_attributes());
             f.routes = vec![RouteFile {
                 path_prefix: "/".into(),
                 upstream: Some(upstream),
                 upstream_ca_file: self.upstream_ca_file.clone(),
+                upstream_client_cert_file: self.upstream_client_cert_file.clone(),
+                upstream_client_key_file: self.upstream_client_key_file.clone(),
                 resource,
                 auth: None,
                 upgrades: None,
                 upgrades_on_public_paths: None,
             }];
-        } else if self.upstream_ca_file.is_some() {
-            return Err(Error::invalid("--upstream-ca-file", "needs --upstream"));
+        } else {
+            let needs_upstream = [
+                ("--upstream-ca-file", self.upstream_ca_file.is_some()),
+                ("--upstream-force-h2c", self.upstream_force_h2c.is_some()),
+                (
+                    "--upstream-client-cert-file",
+                    self.upstream_client_cert_file.is_some(),
+                ),
+                (
+                    "--upstream-client-key-file",
+                    self.upstream_client_key_file.is_some(),
+                ),
+            ];
+            if let Some((flag, _)) = needs_upstream.iter().find(|(_, set)| *set) {
+                return Err(Error::invalid(*flag, "needs --upstream"));
+            }
         }
         if let Some(k) = krp {
             let rules = k.static_rules()?;
@@ -290,6 +306,25 @@ impl KrpFlags {
             }
         }
         Ok(())
+    }
+}
+
+impl KrpFlags {
+    /// `--upstream`, as `h2c://` with `--upstream-force-h2c`: kube-rbac-proxy
+    /// then dials the upstream over plain TCP and speaks HTTP/2 at once.
+    fn upstream_url(&self, upstream: &str) -> Result<String, Error> {
+        if self.upstream_force_h2c != Some(true) {
+            return Ok(upstream.to_owned());
+        }
+        match upstream.strip_prefix("http://") {
+            Some(rest) => Ok(format!("h2c://{rest}")),
+            None => Err(Error::invalid(
+                "--upstream-force-h2c",
+                format!(
+                    "needs an http:// --upstream, not {upstream:?} (h2c is HTTP/2 without TLS)"
+                ),
+            )),
+        }
     }
 }
 
@@ -430,6 +465,118 @@ mod tests {
         let attrs =
             crate::authz::attributes::for_route(&c.routes[0], &http::Method::POST, "/metrics");
         assert_eq!(attrs.verb, "create");
+    }
+
+    #[test]
+    fn upstream_flags_map_onto_the_route() {
+        let f = KrpFlags {
+            upstream: Some("https://127.0.0.1:6443/".into()),
+            upstream_ca_file: Some("up-ca.crt".into()),
+            upstream_client_cert_file: Some("front-proxy.crt".into()),
+            upstream_client_key_file: Some("front-proxy.key".into()),
+            ..flags()
+        };
+        let c = Config::try_from(f.apply(File::default()).unwrap()).unwrap();
+        let up = c.routes[0].upstream.clone().unwrap();
+        assert!(up.target.is_https());
+        assert_eq!(up.ca_file, Some("up-ca.crt".into()));
+        let pair = up.client_cert.unwrap();
+        assert_eq!(
+            (pair.cert_file, pair.key_file),
+            ("front-proxy.crt".into(), "front-proxy.key".into())
+        );
+
+        let h2c = KrpFlags {
+            upstream_force_h2c: Some(true),
+            ..flags()
+        };
+        let c = Config::try_from(h2c.apply(File::default()).unwrap()).unwrap();
+        assert_eq!(
+            c.routes[0].upstream.as_ref().unwrap().target,
+            crate::config::UpstreamTarget::H2c(http::uri::Authority::from_static("127.0.0.1:8081"))
+        );
+        assert!(c.routes[0].upgrades.is_empty());
+        let off = KrpFlags {
+            upstream_force_h2c: Some(false),
+            ..flags()
+        };
+        let c = Config::try_from(off.apply(File::default()).unwrap()).unwrap();
+        assert!(matches!(
+            c.routes[0].upstream.as_ref().unwrap().target,
+            crate::config::UpstreamTarget::Http(_)
+        ));
+    }
+
+    #[test]
+    fn upstream_flags_that_cannot_apply_are_refused_by_name() {
+        let https_h2c = KrpFlags {
+            upstream: Some("https://app:8443".into()),
+            upstream_force_h2c: Some(true),
+            ..flags()
+        };
+        let e = https_h2c.apply(File::default()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--upstream-force-h2c: needs an http:// --upstream"),
+            "{e}"
+        );
+        let no_upstream = KrpFlags {
+            upstream: None,
+            upstream_client_key_file: Some("k".into()),
+            ..flags()
+        };
+        let e = no_upstream.apply(File::default()).unwrap_err().to_string();
+        assert_eq!(e, "--upstream-client-key-file: needs --upstream");
+        // A certificate without its key is refused by validation, naming the key.
+        let half = KrpFlags {
+            upstream: Some("https://app:8443".into()),
+            upstream_client_cert_file: Some("c".into()),
+            ..flags()
+        };
+        let e = Config::try_from(half.apply(File::default()).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "routes[0].upstream_client_cert_file: needs routes[0].upstream_client_key_file"
+        );
+    }
+
+    #[test]
+    fn the_upstream_flags_parse_as_kube_rbac_proxy_writes_them() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            krp: KrpFlags,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from([
+            "authgate",
+            "--upstream=http://127.0.0.1:8081",
+            "--upstream-force-h2c",
+            "--upstream-client-cert-file=/etc/front/tls.crt",
+            "--upstream-client-key-file",
+            "/etc/front/tls.key",
+        ])
+        .unwrap();
+        assert_eq!(cli.krp.upstream_force_h2c, Some(true));
+        assert_eq!(
+            cli.krp.upstream_client_key_file,
+            Some("/etc/front/tls.key".into())
+        );
+        let cli = <Cli as clap::Parser>::try_parse_from(["authgate", "--upstream-force-h2c=false"])
+            .unwrap();
+        assert_eq!(cli.krp.upstream_force_h2c, Some(false));
+    }
+
+    #[test]
+    fn the_upstream_flags_are_no_longer_refused() {
+        for flag in [
+            "--upstream-force-h2c",
+            "--upstream-client-cert-file=c.crt",
+            "--upstream-client-key-file=c.key",
+        ] {
+            assert_eq!(refuse_unsupported(&[flag]), Ok(()), "{flag}");
+        }
+        assert!(refuse_unsupported(&["--http2-max-size=1"]).is_err());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use globset::Glob;
 use http::HeaderName;
-use http::Uri;
+use http::uri::Authority;
 
 pub use validate::parse_yaml;
 
@@ -417,10 +417,8 @@ pub struct ResourceRule {
 pub struct RouteConfig {
     /// Normalised prefix (`/` or `/a/b`, no trailing slash).
     pub path_prefix: String,
-    /// Scheme and authority of the upstream; `None` only with `mode: auth`.
-    pub upstream: Option<Uri>,
-    /// CA bundle for an https upstream.
-    pub upstream_ca_file: Option<PathBuf>,
+    /// Where requests go and how; `None` only with `mode: auth`.
+    pub upstream: Option<UpstreamConfig>,
     /// Resource attributes authorized instead of the path.
     pub resource: Option<ResourceAttributes>,
     /// Which credentials the route accepts.
@@ -432,6 +430,59 @@ pub struct RouteConfig {
     /// How methods become verbs on this route's non-resource requests
     /// (`authorization.verb_mapping`).
     pub verb_mapping: VerbMapping,
+}
+
+/// A route's upstream, validated: `routes[].upstream` and its TLS files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// Where it is and which protocol it speaks.
+    pub target: UpstreamTarget,
+    /// CA bundle for an `https` upstream; `None`: the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate presented to an `https` upstream.
+    pub client_cert: Option<CertKeyFiles>,
+}
+
+/// The address and protocol of an upstream (`routes[].upstream`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum UpstreamTarget {
+    /// `http://host:port`: HTTP/1.1 over TCP.
+    Http(Authority),
+    /// `https://host:port`: TLS; HTTP/2 when the upstream offers `h2` by
+    /// ALPN, HTTP/1.1 otherwise.
+    Https(Authority),
+    /// `h2c://host:port`: HTTP/2 with prior knowledge over TCP (gRPC).
+    H2c(Authority),
+    /// `unix:///path`: HTTP/1.1 over a Unix socket, `Host: localhost`.
+    Unix(PathBuf),
+}
+
+impl UpstreamTarget {
+    /// Whether this is an `https` upstream (the only kind with TLS files).
+    pub fn is_https(&self) -> bool {
+        matches!(self, Self::Https(_))
+    }
+}
+
+/// As written in `routes[].upstream` (without a trailing `/`).
+impl std::fmt::Display for UpstreamTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Http(a) => write!(f, "http://{a}"),
+            Self::Https(a) => write!(f, "https://{a}"),
+            Self::H2c(a) => write!(f, "h2c://{a}"),
+            Self::Unix(p) => write!(f, "unix://{}", p.display()),
+        }
+    }
+}
+
+/// A PEM certificate chain and its key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CertKeyFiles {
+    /// PEM chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM key matching the leaf.
+    pub key_file: PathBuf,
 }
 
 /// How the HTTP method becomes the verb of a non-resource request

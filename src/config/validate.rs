@@ -4,7 +4,6 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use globset::{Glob, GlobBuilder};
-use http::Uri;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
@@ -12,7 +11,7 @@ use super::file::{self, File};
 use super::{
     AccessReviewConfig, AdminAccess, AdminConfig, AllowRule, Config, Error, KubernetesConfig,
     Limits, LogConfig, LogFormat, Mode, ResourceRule, RouteAuth, RouteConfig, StaticConfig,
-    StaticToken, Subject, TlsConfig, TlsVersion, TokenReviewConfig, VerbMapping,
+    StaticToken, Subject, TlsConfig, TlsVersion, TokenReviewConfig, UpstreamTarget, VerbMapping,
 };
 use super::{ResourceAttributes, defaults};
 use crate::routes::normalize_prefix;
@@ -420,7 +419,6 @@ fn routes(
             Mode::Auth(_) => Ok(vec![RouteConfig {
                 path_prefix: "/".into(),
                 upstream: None,
-                upstream_ca_file: None,
                 resource: None,
                 auth: RouteAuth::default(),
                 upgrades: upgrades("routes", None)?,
@@ -444,7 +442,7 @@ fn routes(
                 ));
             }
             let upstream = match (&r.upstream, mode) {
-                (Some(u), Mode::Proxy) => Some(upstream_uri(&format!("{key}.upstream"), u)?),
+                (Some(u), Mode::Proxy) => Some(upstream::upstream(&key, &r, u)?),
                 (None, Mode::Proxy) => {
                     return Err(Error::invalid(format!("{key}.upstream"), "is required"));
                 }
@@ -454,21 +452,29 @@ fn routes(
                         "is not used with mode: auth (the front proxy forwards)",
                     ));
                 }
-                (None, Mode::Auth(_)) => None,
+                (None, Mode::Auth(_)) => {
+                    upstream::no_files(&key, &r)?;
+                    None
+                }
             };
-            let https = upstream
-                .as_ref()
-                .is_some_and(|u| u.scheme_str() == Some("https"));
-            if r.upstream_ca_file.is_some() && !https {
-                return Err(Error::invalid(
-                    format!("{key}.upstream_ca_file"),
-                    "is only used with an https upstream",
-                ));
-            }
+            // HTTP/2 has no upgrades: an h2c route takes none.
+            let h2c = matches!(
+                upstream.as_ref().map(|u| &u.target),
+                Some(UpstreamTarget::H2c(_))
+            );
+            let upgrades = match r.upgrades {
+                Some(list) if h2c && !list.is_empty() => {
+                    return Err(Error::invalid(
+                        format!("{key}.upgrades"),
+                        "an h2c upstream speaks HTTP/2, which has no protocol upgrades; leave it unset or []",
+                    ));
+                }
+                _ if h2c => Vec::new(),
+                list => upgrades(&format!("{key}.upgrades"), list)?,
+            };
             Ok(RouteConfig {
                 path_prefix,
                 upstream,
-                upstream_ca_file: r.upstream_ca_file,
                 resource: r.resource.map(|a| ResourceAttributes {
                     namespace: a.namespace.unwrap_or_default(),
                     group: a.group.unwrap_or_default(),
@@ -478,7 +484,7 @@ fn routes(
                     name: a.name.unwrap_or_default(),
                 }),
                 auth: policy::route_auth(&format!("{key}.auth"), r.auth)?,
-                upgrades: upgrades(&format!("{key}.upgrades"), r.upgrades)?,
+                upgrades,
                 upgrades_on_public_paths: r
                     .upgrades_on_public_paths
                     .unwrap_or(defaults::UPGRADES_ON_PUBLIC_PATHS),
@@ -486,31 +492,6 @@ fn routes(
             })
         })
         .collect()
-}
-
-fn upstream_uri(key: &str, text: &str) -> Result<Uri, Error> {
-    let uri: Uri = text
-        .parse()
-        .map_err(|e| Error::invalid(key, format!("{text:?} is not a URL: {e}")))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => {
-            return Err(Error::invalid(
-                key,
-                format!("{text:?} must start with http:// or https://"),
-            ));
-        }
-    }
-    if uri.authority().is_none() {
-        return Err(Error::invalid(key, format!("{text:?} has no host")));
-    }
-    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err(Error::invalid(
-            key,
-            format!("{text:?} must not have a path or query (the request path is forwarded as is)"),
-        ));
-    }
-    Ok(uri)
 }
 
 fn limits(l: file::LimitsFile) -> Result<Limits, Error> {
@@ -622,3 +603,4 @@ mod probe;
 mod secrets;
 #[cfg(test)]
 mod tests;
+mod upstream;

@@ -223,15 +223,36 @@ pub fn rewrite(
 }
 
 /// Removes hop-by-hop headers (an upgrade request keeps `Connection:
-/// upgrade` and `Upgrade`) and every spoofable identity header.
+/// upgrade` and `Upgrade`; a request accepting trailers keeps exactly `TE:
+/// trailers`) and every spoofable identity header.
 pub fn sanitize(headers: &mut HeaderMap, names: &HeaderNames) {
     let upgrade = super::upgrade::requested(headers);
+    let trailers = accepts_trailers(headers);
     strip_hop_by_hop(headers);
     if let Some(protocol) = upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, protocol);
     }
+    if trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
     strip_spoofable(headers, names);
+}
+
+/// Whether `TE` lists `trailers` (RFC 9110 section 10.1.4). gRPC needs it
+/// end to end, and it is the one `TE` value HTTP/2 allows, so it is kept
+/// on every hop (as Envoy does); every other `TE` coding is dropped.
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|c| c.trim().eq_ignore_ascii_case("trailers"))
+        })
 }
 
 #[cfg(test)]
@@ -338,6 +359,36 @@ mod tests {
             h.get(UPGRADE).is_none(),
             "Upgrade without Connection: upgrade is dropped"
         );
+    }
+
+    #[test]
+    fn te_is_kept_only_as_trailers() {
+        let id = Identity::new(
+            "bob".into(),
+            None,
+            vec![],
+            BTreeMap::new(),
+            AuthMethod::Token,
+        );
+        let cases: [(&[&str], Option<&str>); 6] = [
+            (&["trailers"], Some("trailers")),
+            (&["gzip, Trailers"], Some("trailers")),
+            (&["deflate;q=0.5", "trailers;q=1"], Some("trailers")),
+            (&["gzip"], None),
+            (&["trailersx"], None),
+            (&[], None),
+        ];
+        for (te, want) in cases {
+            let mut h = HeaderMap::new();
+            for v in te {
+                h.append(TE, HeaderValue::from_str(v).unwrap());
+            }
+            h.insert(CONNECTION, HeaderValue::from_static("te"));
+            granted(&mut h, &id, &HeaderNames::default()).unwrap();
+            let got: Vec<&str> = h.get_all(TE).iter().map(|v| v.to_str().unwrap()).collect();
+            assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "{te:?}");
+            assert!(h.get(CONNECTION).is_none());
+        }
     }
 
     #[test]

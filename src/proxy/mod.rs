@@ -1,6 +1,8 @@
-//! Forwarding an authorized request to its upstream over a pooled HTTP/1.1
-//! client: bodies stream both ways, HTTP/2 clients are downgraded, and
-//! protocol upgrades (WebSocket, SPDY for `kubectl exec`) are spliced through.
+//! Forwarding an authorized request to its upstream over a pooled client
+//! of the upstream's kind ([`upstream`]: `http`, `https` with h2 by ALPN,
+//! `h2c`, `unix`). Bodies and trailers stream both ways; HTTP/2 clients are
+//! downgraded only for HTTP/1.1 upstreams; protocol upgrades (WebSocket,
+//! SPDY for `kubectl exec`) are spliced through, always over HTTP/1.1.
 //!
 //! [`Forward`] is the seam between the pipeline and the network: the gate
 //! hands it a request with a [`Permit`]; [`Upstreams`] sends it to the
@@ -8,32 +10,28 @@
 
 pub mod headers;
 pub mod upgrade;
+pub mod upstream;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HOST, HeaderValue};
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::ClientConfig;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 
 use crate::authz::permit::Permit;
 use crate::body::Body;
-use crate::config::{Limits, RouteConfig};
+use crate::config::{Limits, RouteConfig, UpstreamConfig};
 use crate::server::Downstream;
-
-type HttpClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+pub use upstream::SetupError;
+use upstream::kind::{self, Kind};
+use upstream::tls::ClientTls;
+use upstream::{HttpClient, PoolKey};
 
 /// Why forwarding failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,30 +80,80 @@ pub trait Forward<B>: Send + Sync {
 #[derive(Debug, Default)]
 pub struct Upstreams {
     by_route: Vec<Option<Upstream>>,
+    /// The client TLS of `https` upstreams, one per distinct set of files.
+    tls: Vec<Arc<ClientTls>>,
 }
 
 impl Upstreams {
-    /// One pooled client per distinct upstream CA file, shared by its
-    /// routes; routes without an upstream (`mode: auth`) get none.
+    /// One pooled client per distinct kind of upstream ([`PoolKey`]),
+    /// shared by its routes; routes without an upstream (`mode: auth`) get
+    /// none. Fails if a TLS file of an `https` upstream is unusable.
     pub fn new(routes: &[RouteConfig], limits: &Limits) -> Result<Self, SetupError> {
-        let mut clients = std::collections::HashMap::<Option<PathBuf>, HttpClient>::new();
+        let tls = upstream::load_tls(routes)?;
+        let mut clients = HashMap::<PoolKey, Clients>::new();
         let mut by_route = Vec::with_capacity(routes.len());
         for r in routes {
-            let Some(uri) = &r.upstream else {
+            let Some(u) = &r.upstream else {
                 by_route.push(None);
                 continue;
             };
-            let client = match clients.get(&r.upstream_ca_file) {
+            let key = PoolKey::of(u);
+            let c = match clients.get(&key) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = client(r.upstream_ca_file.as_deref())?;
-                    clients.insert(r.upstream_ca_file.clone(), c.clone());
+                    let files = match &key {
+                        PoolKey::Https(f) => tls.get(f).cloned(),
+                        _ => None,
+                    };
+                    let c = Clients::of(u, files);
+                    clients.insert(key, c.clone());
                     c
                 }
             };
-            by_route.push(Some(Upstream::new(uri, client, limits)));
+            by_route.push(Some(Upstream::new(u, c, limits)));
         }
-        Ok(Self { by_route })
+        Ok(Self {
+            by_route,
+            tls: tls.into_values().collect(),
+        })
+    }
+
+    /// The client TLS material that is loaded from files (to watch).
+    pub fn client_tls(&self) -> impl Iterator<Item = &Arc<ClientTls>> {
+        self.tls
+            .iter()
+            .filter(|t| t.files().ca_file.is_some() || t.files().client_cert.is_some())
+    }
+}
+
+/// The clients of one kind of upstream.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    /// Ordinary requests.
+    main: Option<HttpClient>,
+    /// Upgrade requests: HTTP/1.1 only; `None` for an HTTP/2-only upstream.
+    upgrade: Option<HttpClient>,
+    /// The version requests are tagged with.
+    version: Version,
+}
+
+impl Clients {
+    /// The clients for `u`, with the client TLS of an `https` upstream.
+    /// An `https` upstream without its TLS gets none: its requests fail
+    /// (502), never go out in plain text.
+    fn of(u: &UpstreamConfig, tls: Option<Arc<ClientTls>>) -> Self {
+        match Kind::of(&u.target, tls) {
+            Some(k) => Self {
+                version: k.request_version(),
+                upgrade: k.for_upgrade().map(upstream::client),
+                main: Some(upstream::client(k)),
+            },
+            None => Self {
+                main: None,
+                upgrade: None,
+                version: Version::HTTP_11,
+            },
+        }
     }
 }
 
@@ -127,35 +175,31 @@ impl Forward<Incoming> for Upstreams {
     }
 }
 
-/// Building an upstream client failed (bad CA file).
-#[derive(Debug, thiserror::Error)]
-#[error("upstream CA file {path}: {reason}")]
-pub struct SetupError {
-    path: String,
-    reason: String,
-}
-
-/// One upstream: where to send requests and the client that sends them.
+/// One upstream: where to send requests and the clients that send them.
 #[derive(Clone, Debug)]
 pub struct Upstream {
     scheme: Scheme,
-    authority: http::uri::Authority,
-    client: HttpClient,
+    authority: Authority,
+    /// What errors name: the authority, or the socket path.
+    name: String,
+    clients: Clients,
     timeout: Duration,
     tunnel_idle: Duration,
     max_age: Duration,
 }
 
 impl Upstream {
-    /// An upstream at `base` (scheme and authority), using `client`.
-    pub fn new(base: &Uri, client: HttpClient, limits: &Limits) -> Self {
+    /// The upstream `u`, using `clients`.
+    pub fn new(u: &UpstreamConfig, clients: Clients, limits: &Limits) -> Self {
+        let authority = kind::authority(&u.target);
         Self {
-            scheme: base.scheme().cloned().unwrap_or(Scheme::HTTP),
-            authority: base
-                .authority()
-                .cloned()
-                .unwrap_or_else(|| http::uri::Authority::from_static("localhost")),
-            client,
+            scheme: kind::scheme(&u.target),
+            name: match &u.target {
+                crate::config::UpstreamTarget::Unix(p) => format!("unix:{}", p.display()),
+                _ => authority.to_string(),
+            },
+            authority,
+            clients,
             timeout: limits.upstream_timeout,
             tunnel_idle: limits.tunnel_idle_timeout,
             max_age: limits.max_connection_age,
@@ -196,13 +240,21 @@ impl Upstream {
             p
         })
         .map_err(|e| self.unavailable(e))?;
-        // The pooled client speaks HTTP/1.1 and refuses HTTP/2-tagged requests.
-        *req.version_mut() = Version::HTTP_11;
+        // An upgrade goes over HTTP/1.1 (HTTP/2 has no `Upgrade`); the gate
+        // refuses upgrades to an HTTP/2-only upstream before this.
+        let (client, version) = match (&asked, &self.clients) {
+            (None, c) => (c.main.as_ref(), c.version),
+            (Some(_), c) => (c.upgrade.as_ref(), Version::HTTP_11),
+        };
+        let client = client.ok_or_else(|| self.bad_switch("no client can carry this request"))?;
+        // The legacy client refuses HTTP/2-tagged requests on HTTP/1.1
+        // connections; HTTP/1.1-tagged ones go out as HTTP/2 where ALPN chose it.
+        *req.version_mut() = version;
         set_forwarded(req.headers_mut(), host, downstream.peer);
-        let sent = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        let sent = tokio::time::timeout(self.timeout, client.request(req)).await;
         let mut resp = sent
             .map_err(|_| Error::Timeout {
-                upstream: self.authority.to_string(),
+                upstream: self.name.clone(),
                 timeout: self.timeout,
             })?
             .map_err(|e| self.failed(e))?;
@@ -245,14 +297,14 @@ impl Upstream {
 
     fn bad_switch(&self, why: &str) -> Error {
         Error::Unavailable {
-            upstream: self.authority.to_string(),
+            upstream: self.name.clone(),
             detail: why.to_owned(),
         }
     }
 
     fn unavailable(&self, e: impl std::error::Error) -> Error {
         Error::Unavailable {
-            upstream: self.authority.to_string(),
+            upstream: self.name.clone(),
             detail: error_chain(&e),
         }
     }
@@ -286,53 +338,4 @@ fn set_forwarded(h: &mut http::HeaderMap, host: Option<HeaderValue>, client: Soc
     if let Ok(v) = HeaderValue::try_from(xff) {
         h.insert("x-forwarded-for", v);
     }
-}
-
-/// Builds the pooled client for upstreams, trusting `ca_file` or, without
-/// one, the system roots.
-pub fn client(ca_file: Option<&Path>) -> Result<HttpClient, SetupError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let setup = |path: &Path, reason: String| SetupError {
-        path: path.display().to_string(),
-        reason,
-    };
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| setup(Path::new("-"), e.to_string()))?;
-    let tls = match ca_file {
-        Some(path) => {
-            let mut roots = rustls::RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| setup(path, e.to_string()))?;
-            if certs.is_empty() {
-                return Err(setup(path, "no certificates found".into()));
-            }
-            for c in certs {
-                roots.add(c).map_err(|e| setup(path, e.to_string()))?;
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
-        None => {
-            use rustls_platform_verifier::BuilderVerifierExt;
-            builder
-                .with_platform_verifier()
-                .map_err(|e| setup(Path::new("(system roots)"), e.to_string()))?
-                .with_no_client_auth()
-        }
-    };
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(5)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(https))
 }

@@ -29,7 +29,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::debug;
 
-use crate::config::RouteConfig;
+use crate::config::{RouteConfig, UpstreamTarget};
 use crate::server::Hold;
 
 const SEC_WEBSOCKET_KEY: &str = "sec-websocket-key";
@@ -58,11 +58,22 @@ pub enum Refused {
     /// A public path, and the route does not allow upgrades there.
     #[error("upgrades are not allowed on unauthenticated paths")]
     PublicPath,
+    /// The route's upstream speaks HTTP/2 only (`h2c://`), which has no
+    /// `Upgrade`.
+    #[error("this route's upstream speaks HTTP/2 (h2c), which has no protocol upgrades")]
+    Http2Upstream,
 }
 
 /// Whether `route` lets a request upgrade to `protocol`. `Upgrade` may list
 /// several protocols; each must be allowed.
 pub fn allowed(route: &RouteConfig, protocol: &HeaderValue, public: bool) -> Result<(), Refused> {
+    if route
+        .upstream
+        .as_ref()
+        .is_some_and(|u| matches!(u.target, UpstreamTarget::H2c(_)))
+    {
+        return Err(Refused::Http2Upstream);
+    }
     let text = protocol.to_str().unwrap_or("");
     let mut any = false;
     for p in text.split(',').map(str::trim) {
@@ -256,7 +267,6 @@ mod tests {
         RouteConfig {
             path_prefix: "/".into(),
             upstream: None,
-            upstream_ca_file: None,
             resource: None,
             auth: RouteAuth::default(),
             upgrades: upgrades.iter().map(|s| s.to_ascii_lowercase()).collect(),
@@ -290,6 +300,16 @@ mod tests {
             Ok(())
         );
         assert!(allowed(&route(&[], false), &hv("websocket"), false).is_err());
+        let mut h2c = route(&["websocket"], true);
+        h2c.upstream = Some(crate::config::UpstreamConfig {
+            target: UpstreamTarget::H2c(http::uri::Authority::from_static("grpc:50051")),
+            ca_file: None,
+            client_cert: None,
+        });
+        assert_eq!(
+            allowed(&h2c, &hv("websocket"), false),
+            Err(Refused::Http2Upstream)
+        );
     }
 
     #[test]

@@ -221,7 +221,8 @@ pub fn load(cfg: &TlsConfig) -> Result<Material, Error> {
     })
 }
 
-fn pem_certs(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error> {
+/// The certificates of PEM `pem` (read from `path`), at least one, each parsing.
+pub fn pem_certs(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| file_error(path, e))?;

@@ -1,4 +1,5 @@
-//! Hot reload of the serving certificate, key, client CA and CRLs.
+//! Hot reload of the serving certificate, key, client CA and CRLs (and,
+//! through [`Reload`], of anything else loaded from files).
 //!
 //! Three triggers, one path: a change in a watched directory (cert-manager
 //! and kubelet swap a `..data` symlink, so directories are watched, never
@@ -94,30 +95,58 @@ impl Reloader {
 
     /// Watches, polls every `interval` and listens for SIGHUP until `stop`.
     pub async fn run(self: Arc<Self>, interval: Duration, stop: CancellationToken) {
-        let (tx, mut events) = mpsc::channel::<()>(1);
-        let _watcher = watch(&directories(&self.cfg), tx);
-        let mut poll = tokio::time::interval(interval);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        poll.tick().await;
-        let mut hup = hangups();
-        loop {
-            let force = tokio::select! {
-                () = stop.cancelled() => return,
-                _ = poll.tick() => false,
-                Some(()) = events.recv() => {
-                    tokio::time::sleep(DEBOUNCE).await;
-                    while events.try_recv().is_ok() {}
-                    false
-                }
-                Some(()) = hup.recv() => {
-                    info!("SIGHUP: reloading TLS material");
-                    true
-                }
-            };
-            let this = self.clone();
-            // File reads and parsing are blocking; keep them off the reactor.
-            let _ = tokio::task::spawn_blocking(move || this.reload(force)).await;
-        }
+        run(self, interval, stop).await;
+    }
+}
+
+/// Material loaded from files and swapped while serving: the serving
+/// [`Reloader`], and the client certificates authgate presents upstream
+/// (`crate::proxy::upstream`). All share one trigger loop ([`run`]).
+pub trait Reload: Send + Sync + 'static {
+    /// The directories to watch.
+    fn watched(&self) -> Vec<std::path::PathBuf>;
+    /// Reloads when the files changed (always with `force`); a failure
+    /// keeps what is in service, and is logged and counted by the
+    /// implementation.
+    fn reload_files(&self, force: bool);
+}
+
+impl Reload for Reloader {
+    fn watched(&self) -> Vec<std::path::PathBuf> {
+        directories(&self.cfg)
+    }
+
+    fn reload_files(&self, force: bool) {
+        let _ = self.reload(force);
+    }
+}
+
+/// Reloads `r` on a file event in its directories (debounced), every
+/// `interval`, and (forced) on SIGHUP, until `stop`.
+pub async fn run<R: Reload + ?Sized>(r: Arc<R>, interval: Duration, stop: CancellationToken) {
+    let (tx, mut events) = mpsc::channel::<()>(1);
+    let _watcher = watch(&r.watched(), tx);
+    let mut poll = tokio::time::interval(interval);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    poll.tick().await;
+    let mut hup = hangups();
+    loop {
+        let force = tokio::select! {
+            () = stop.cancelled() => return,
+            _ = poll.tick() => false,
+            Some(()) = events.recv() => {
+                tokio::time::sleep(DEBOUNCE).await;
+                while events.try_recv().is_ok() {}
+                false
+            }
+            Some(()) = hup.recv() => {
+                info!("SIGHUP: reloading TLS material");
+                true
+            }
+        };
+        let this = r.clone();
+        // File reads and parsing are blocking; keep them off the reactor.
+        let _ = tokio::task::spawn_blocking(move || this.reload_files(force)).await;
     }
 }
 

@@ -1,6 +1,7 @@
 //! authgate's integration-test harness: an rcgen PKI, a fake Kubernetes API,
-//! a recording upstream, TLS and raw-bytes clients, a configuration builder
-//! and the gate itself, run in-process on 127.0.0.1.
+//! recording upstreams (HTTP/1.1; h2c gRPC-style, Unix socket and https in
+//! [`kinds`]), TLS and raw-bytes clients, a configuration builder and the
+//! gate itself, run in-process on 127.0.0.1.
 //!
 //! [`Env::start`] is the usual entry point: a PKI, an upstream and a gate
 //! configured by [`Yaml`]. Every call into authgate's library API is in
@@ -8,6 +9,7 @@
 
 pub mod fake_api;
 pub mod gate;
+pub mod kinds;
 pub mod net;
 pub mod pki;
 pub mod raw;
@@ -16,6 +18,9 @@ use std::net::SocketAddr;
 
 pub use fake_api::{Endpoint, FakeApi, Fault, Rule, TokenIdentity};
 pub use gate::{Gate, install_crypto_provider, tls_provider};
+pub use kinds::{
+    ChannelBody, GrpcUpstream, SeenBy, TlsOpts, TlsUpstream, UnixUpstream, channel_body,
+};
 pub use net::{Client, H2Session, Resp, Seen, TIMEOUT, Upstream};
 pub use pki::{ClientCert, ClientOpts, Pki, Signer, Usage, Validity};
 

@@ -113,7 +113,12 @@ impl Drop for Upstream {
     }
 }
 
-fn answer(mut req: Request<Incoming>, record: &Mutex<Vec<Seen>>) -> Response<Full<Bytes>> {
+/// Records `req` and answers as [`Upstream`] does: a 101 and a byte echo
+/// for an upgrade, else the method and path as JSON.
+pub(crate) fn answer(
+    mut req: Request<Incoming>,
+    record: &Mutex<Vec<Seen>>,
+) -> Response<Full<Bytes>> {
     let seen = Seen {
         method: req.method().to_string(),
         path: req

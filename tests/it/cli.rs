@@ -530,3 +530,43 @@ async fn the_log_is_written_in_batches_and_its_drops_are_counted() {
         "{body}"
     );
 }
+
+#[test]
+fn check_config_loads_the_upstream_client_certificate_and_names_a_key_that_does_not_match() {
+    let pki = Pki::new();
+    let front = pki.client("front", &ClientOpts::cn("front-proxy", &[]));
+    let other = pki.client("other", &ClientOpts::cn("other", &[]));
+    let dir = tempfile::tempdir().unwrap();
+    let run = |cert: &Path, key: &Path| {
+        let f = dir.path().join("c.yaml");
+        std::fs::write(
+            &f,
+            format!(
+                "tls: {{cert_file: {}, key_file: {}}}\nroutes: [{{path_prefix: /, upstream: \"https://127.0.0.1:6443\", upstream_ca_file: {}, upstream_client_cert_file: {}, upstream_client_key_file: {}}}]\n",
+                pki.server_cert.display(),
+                pki.server_key.display(),
+                pki.ca_file.display(),
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        authgate(&["check-config", "--config", f.to_str().unwrap()])
+    };
+    let out = run(&front.cert_file, &front.key_file);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = run(&front.cert_file, &other.key_file);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(": routes[0].upstream_client_key_file: ") && err.contains("does not match"),
+        "{err}"
+    );
+    let out = run(&dir.path().join("missing.crt"), &front.key_file);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(": routes[0].upstream_client_cert_file: "),
+        "{err}"
+    );
+}

@@ -684,8 +684,13 @@ fn the_config_map_holds_a_config_that_authgate_accepts() {
         assert!(k.token_review.is_some() && k.access_review.is_some());
         assert_eq!(config.routes.len(), 1);
         assert_eq!(
-            config.routes[0].upstream.as_ref().unwrap().to_string(),
-            "http://app.authgate.svc:8080/"
+            config.routes[0]
+                .upstream
+                .as_ref()
+                .unwrap()
+                .target
+                .to_string(),
+            "http://app.authgate.svc:8080"
         );
         assert_eq!(config.admin.listen, Some("0.0.0.0:9090".parse().unwrap()));
         assert_eq!(config.limits.shutdown_delay, Duration::from_secs(5));

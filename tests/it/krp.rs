@@ -140,8 +140,8 @@ fn kube_rbac_proxy_flags_authgate_lacks_are_refused_by_name() {
             "--insecure-listen-address is not supported",
         ),
         (
-            "--upstream-force-h2c=true",
-            "--upstream-force-h2c is not supported",
+            "--tls-cipher-suites=TLS_AES_128_GCM_SHA256",
+            "--tls-cipher-suites is not supported",
         ),
         ("--no-such-flag=1", "--no-such-flag"),
     ];

@@ -30,3 +30,4 @@ mod secrets;
 mod token_misses;
 mod tokens;
 mod tunnels;
+mod upstreams;

@@ -38,6 +38,27 @@ async fn only_allowed_protocols_may_upgrade_and_h2c_never() {
 }
 
 #[tokio::test]
+async fn an_upgrade_to_an_h2c_route_is_refused_with_400_naming_http2() {
+    let s = Setup::new();
+    let h = s.gate("routes:\n  - {path_prefix: /, upstream: \"http://127.0.0.1:9\"}\n  - {path_prefix: /grpc, upstream: \"h2c://127.0.0.1:10\"}\n");
+    let token = bearer(BOB);
+    for auth in [Some(token.as_str()), None] {
+        let r = h
+            .send(&h.anonymous(), upgrade("/grpc/x", "websocket", auth))
+            .await;
+        assert_eq!(r.status_reason(), (400, "bad_request".into()));
+        assert!(r.message().contains("HTTP/2 (h2c)"), "{}", r.message());
+    }
+    h.nothing_forwarded();
+    // The HTTP/1.1 route next to it still upgrades.
+    let r = h
+        .send(&h.anonymous(), upgrade("/api/x", "websocket", Some(&token)))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(h.only_seen().header("upgrade"), Some("websocket"));
+}
+
+#[tokio::test]
 async fn a_route_lists_its_own_protocols() {
     let s = Setup::new();
     let h = s.gate("routes:\n  - {path_prefix: /, upstream: \"http://127.0.0.1:9\", upgrades: []}\n  - {path_prefix: /api/ws, upstream: \"http://127.0.0.1:9\", upgrades: [websocket]}\n");

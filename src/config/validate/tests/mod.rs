@@ -74,7 +74,7 @@ fn bad_values_name_the_key_and_the_reason() {
         ("routes: [{path_prefix: /, upstream: \"http://x\"}]\n".to_owned(), "tls: is required"),
         (
             "tls: {cert_file: c, key_file: k}\nroutes: [{path_prefix: /, upstream: \"ftp://x\"}]\n".to_owned(),
-            "routes[0].upstream: \"ftp://x\" must start with http:// or https://",
+            "routes[0].upstream: \"ftp://x\": unknown scheme \"ftp\"; use http://host:port, https://host:port, h2c://host:port or unix:///path",
         ),
         (
             "tls: {cert_file: c, key_file: k}\nroutes: [{path_prefix: /, upstream: \"http://x/base\"}]\n".to_owned(),
@@ -87,6 +87,22 @@ fn bad_values_name_the_key_and_the_reason() {
         (
             "tls: {cert_file: c, key_file: k}\nroutes: [{path_prefix: /, upstream: \"http://x\", upstream_ca_file: ca}]\n".to_owned(),
             "routes[0].upstream_ca_file: is only used with an https upstream",
+        ),
+        (
+            "tls: {cert_file: c, key_file: k}\nroutes: [{path_prefix: /, upstream: \"h2c://x:50051\", upgrades: [websocket]}]\n".to_owned(),
+            "routes[0].upgrades: an h2c upstream speaks HTTP/2, which has no protocol upgrades",
+        ),
+        (
+            "tls: {cert_file: c, key_file: k}\nroutes: [{path_prefix: /, upstream: \"http://x\", upstream_client_cert_file: c.crt, upstream_client_key_file: c.key}]\n".to_owned(),
+            "routes[0].upstream_client_cert_file: is only used with an https upstream",
+        ),
+        (
+            "tls: {cert_file: c, key_file: k}\nroutes: [{path_prefix: /, upstream: \"https://x\", upstream_client_key_file: c.key}]\n".to_owned(),
+            "routes[0].upstream_client_key_file: needs routes[0].upstream_client_cert_file",
+        ),
+        (
+            "tls: {cert_file: c, key_file: k, client_ca_file: ca}\nmode: auth\nroutes: [{path_prefix: /, upstream_client_cert_file: c.crt}]\n".to_owned(),
+            "routes[0].upstream_client_cert_file: is only used with an https upstream",
         ),
         (
             "tls: {cert_file: c, key_file: k}\nmode: auth\nauth: {trusted_proxies: [10.0.0.1]}\n".to_owned(),
@@ -137,3 +153,20 @@ fn unknown_keys_and_bad_types_report_line_and_column() {
 mod rules;
 mod secrets;
 mod trust;
+
+#[test]
+fn an_h2c_route_takes_no_upgrades_and_the_other_kinds_the_default_ones() {
+    let c = Config::from_yaml(
+        "tls: {cert_file: c, key_file: k}\nroutes:\n  - {path_prefix: /grpc, upstream: \"h2c://127.0.0.1:50051\"}\n  - {path_prefix: /sidecar, upstream: \"unix:///run/app.sock\"}\n  - {path_prefix: /, upstream: \"https://api:6443\", upstream_client_cert_file: c.crt, upstream_client_key_file: c.key}\n",
+    )
+    .unwrap();
+    assert!(c.routes[0].upgrades.is_empty());
+    assert_eq!(c.routes[1].upgrades, ["websocket", "spdy/3.1"]);
+    assert_eq!(c.routes[2].upgrades, ["websocket", "spdy/3.1"]);
+    let up = c.routes[2].upstream.as_ref().unwrap();
+    assert!(up.target.is_https());
+    assert_eq!(
+        up.client_cert.as_ref().map(|f| f.key_file.clone()),
+        Some("c.key".into())
+    );
+}
