@@ -38,6 +38,7 @@ pub(crate) mod clock;
 pub mod config;
 pub mod identity;
 pub mod metrics;
+pub(crate) mod peer;
 
 // The request path, in the order a request travels it.
 pub mod authn;

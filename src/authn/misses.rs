@@ -19,7 +19,7 @@
 //! in use, new clients share one overflow bucket rather than go unlimited.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -74,19 +74,7 @@ impl Bucket {
     }
 }
 
-/// The key a peer is counted under: IPv4, or the /64 of an IPv6 address.
-pub fn client_key(peer: IpAddr) -> IpAddr {
-    match peer {
-        IpAddr::V4(_) => peer,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
-}
+pub use crate::peer::counted_as as client_key;
 
 /// The buckets of every client (see the module docs).
 #[derive(Debug)]

@@ -50,8 +50,10 @@ pub(super) struct IpSlot {
 }
 
 impl PerIp {
-    /// A slot for `ip`, unless it already holds `cap` connections.
+    /// A slot for `ip` (counted as [`crate::peer::counted_as`]: IPv6 per
+    /// /64), unless it already holds `cap` connections.
     pub(super) fn take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<IpSlot> {
+        let ip = crate::peer::counted_as(ip);
         let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let n = t.entry(ip).or_insert(0);
         if *n >= cap {

@@ -202,3 +202,26 @@ async fn one_address_cannot_take_every_slot() {
         .unwrap()
         .unwrap();
 }
+
+/// Per-address shares count an IPv6 client by its /64: one host holds a
+/// whole /64, and 1024 of its addresses must not take 1024 shares.
+#[test]
+fn an_ipv6_client_is_counted_by_its_64() {
+    let t = Arc::new(PerIp::default());
+    let held: Vec<_> = (0..1024u16)
+        .map(|i| {
+            t.take(
+                std::net::IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, i)),
+                64,
+            )
+        })
+        .collect();
+    assert_eq!(held.iter().filter(|s| s.is_some()).count(), 64);
+    // Another /64 is another client; a mapped IPv4 address is that IPv4.
+    let other = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 1);
+    assert!(t.take(std::net::IpAddr::V6(other), 64).is_some());
+    let v4: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    let _one = t.take(v4, 1).unwrap();
+    let mapped: std::net::IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+    assert!(t.take(mapped, 1).is_none());
+}

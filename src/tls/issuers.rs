@@ -3,7 +3,9 @@
 //! keeps one bundle per trust domain for the same reason).
 //!
 //! With more than one issuer in the client bundle, an unbound rule would
-//! let any of them write the names it reads, so loading refuses it.
+//! let any of them write the names it reads, so loading refuses it. While
+//! a CA is rolled (old and new key in the bundle) that holds too: a rule
+//! then names its `ca_file`, which may be the client bundle itself.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -65,30 +67,62 @@ pub(super) fn load(
         .map(|v| Issuers(v.into()))
 }
 
-/// The independent issuers of `certs`: the distinct subject names of the
-/// CAs no other CA of the bundle signed. An intermediate under a root of the
-/// bundle is that root's (its holder can issue anything anyway), and a CA
-/// re-keyed under the same name, as cert-manager and trust-manager roll
-/// one, is one issuer.
+/// The independent issuers of `certs`, one name each: the groups of CA
+/// keys connected by signatures within the bundle (an intermediate and the
+/// root that signed it, or two CAs cross-signed, are one issuer). CAs are
+/// told apart by their raw subject *and* key: two CAs that share a name
+/// but not a key (two kubeadm clusters' `CN=kubernetes`, or an old and a
+/// new key while a CA is rolled) are two issuers, since nothing in the
+/// bundle says one holder controls both.
 fn issuer_names(certs: &[CertificateDer<'_>]) -> Vec<String> {
     let parsed: Vec<X509Certificate<'_>> = certs
         .iter()
         .filter_map(|c| X509Certificate::from_der(c).ok().map(|(_, c)| c))
         .collect();
-    let signed_by_another = |c: &X509Certificate<'_>| {
-        c.subject() != c.issuer()
-            && parsed.iter().any(|p| {
-                p.subject() == c.issuer() && c.verify_signature(Some(p.public_key())).is_ok()
-            })
-    };
-    let mut names: Vec<String> = parsed
-        .iter()
-        .filter(|c| !signed_by_another(c))
-        .map(|c| c.subject().to_string())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+    // One node per distinct (subject, key); certificates of the same CA
+    // re-issued with the same key are one node.
+    let id = |c: &X509Certificate<'_>| (c.subject().as_raw().to_vec(), c.public_key().raw.to_vec());
+    let mut nodes: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut node_of = Vec::with_capacity(parsed.len());
+    for c in &parsed {
+        let k = id(c);
+        let n = nodes.iter().position(|x| *x == k).unwrap_or_else(|| {
+            nodes.push(k);
+            nodes.len() - 1
+        });
+        node_of.push(n);
+    }
+    // Union-find over "p's key signed c".
+    let mut parent: Vec<usize> = (0..nodes.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for (ci, c) in parsed.iter().enumerate() {
+        for (pi, p) in parsed.iter().enumerate() {
+            if node_of[ci] != node_of[pi]
+                && p.subject() == c.issuer()
+                && c.verify_signature(Some(p.public_key())).is_ok()
+            {
+                let (a, b) = (
+                    root(&mut parent, node_of[ci]),
+                    root(&mut parent, node_of[pi]),
+                );
+                parent[a] = b;
+            }
+        }
+    }
+    let mut names: Vec<(usize, String)> = Vec::new();
+    for (ci, c) in parsed.iter().enumerate() {
+        let r = root(&mut parent, node_of[ci]);
+        if !names.iter().any(|(x, _)| *x == r) {
+            names.push((r, c.subject().to_string()));
+        }
+    }
+    names.into_iter().map(|(_, n)| n).collect()
 }
 
 fn verifier(path: &Path, pem: &[u8]) -> Result<Arc<dyn ClientCertVerifier>, Error> {
@@ -100,4 +134,93 @@ fn verifier(path: &Path, pem: &[u8]) -> Result<Arc<dyn ClientCertVerifier>, Erro
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
         .map_err(|e| file_error(path, format!("cannot build an issuer verifier: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa,
+        Issuer, KeyPair, KeyUsagePurpose,
+    };
+    use rustls_pki_types::CertificateDer;
+
+    fn params(dn: &[(DnType, &str)]) -> CertificateParams {
+        let mut p = CertificateParams::default();
+        p.distinguished_name = DistinguishedName::new();
+        for (t, v) in dn {
+            p.distinguished_name.push(t.clone(), *v);
+        }
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p
+    }
+
+    fn root(dn: &[(DnType, &str)]) -> CertificateDer<'static> {
+        CertifiedIssuer::self_signed(params(dn), KeyPair::generate().unwrap())
+            .unwrap()
+            .der()
+            .clone()
+    }
+
+    /// Whether an unbound rule loads with this bundle.
+    fn unbound_rule_loads(bundle: &[CertificateDer<'static>]) -> bool {
+        super::load("ca.crt".as_ref(), bundle, &[(None, Vec::new())]).is_ok()
+    }
+
+    /// Two unrelated CAs that merely share a subject (two kubeadm clusters'
+    /// "CN=kubernetes", or a CA rolled to a new key) are two issuers: either
+    /// could mint the other's names, so unbound rules do not load.
+    #[test]
+    fn two_keys_under_one_name_are_two_issuers() {
+        let a = root(&[(DnType::CommonName, "kubernetes")]);
+        let b = root(&[(DnType::CommonName, "kubernetes")]);
+        assert_eq!(super::issuer_names(&[a.clone(), b.clone()]).len(), 2);
+        assert!(!unbound_rule_loads(&[a.clone(), b]));
+        // The same CA twice (re-issued with its key) is one.
+        assert!(unbound_rule_loads(&[a.clone(), a]));
+    }
+
+    /// Subjects whose text renders alike (CN=x + O=y, and a single CN
+    /// "x, O=y") are still two issuers: names are compared raw.
+    #[test]
+    fn subjects_that_render_alike_are_two_issuers() {
+        let a = root(&[(DnType::CommonName, "x"), (DnType::OrganizationName, "y")]);
+        let b = root(&[(DnType::CommonName, "x, O=y")]);
+        let names = super::issuer_names(&[a.clone(), b.clone()]);
+        assert!(
+            names.len() == 2,
+            "distinct subjects counted as one issuer: {names:?}"
+        );
+    }
+
+    /// Two CAs cross-signed by each other are one issuer (not none), and
+    /// a third, independent root is another.
+    #[test]
+    fn a_cross_signed_pair_is_one_issuer_and_another_root_another() {
+        let (kx, ky) = (KeyPair::generate().unwrap(), KeyPair::generate().unwrap());
+        let (px, py) = (
+            params(&[(DnType::CommonName, "X")]),
+            params(&[(DnType::CommonName, "Y")]),
+        );
+        let ix = Issuer::new(px.clone(), KeyPair::from_pem(&kx.serialize_pem()).unwrap());
+        let iy = Issuer::new(py.clone(), KeyPair::from_pem(&ky.serialize_pem()).unwrap());
+        let x_by_y = px.signed_by(&kx, &iy).unwrap().der().clone();
+        let y_by_x = py.signed_by(&ky, &ix).unwrap().der().clone();
+        let z = root(&[(DnType::CommonName, "Z")]);
+        let bundle = [x_by_y, y_by_x, z];
+        let names = super::issuer_names(&bundle);
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(!unbound_rule_loads(&bundle));
+        // A root and the intermediate it signed are one.
+        let (kr, ki) = (KeyPair::generate().unwrap(), KeyPair::generate().unwrap());
+        let pr = params(&[(DnType::CommonName, "R")]);
+        let r = pr.self_signed(&kr).unwrap().der().clone();
+        let ir = Issuer::new(pr, kr);
+        let i = params(&[(DnType::CommonName, "I")])
+            .signed_by(&ki, &ir)
+            .unwrap()
+            .der()
+            .clone();
+        assert!(unbound_rule_loads(&[r, i]));
+    }
 }

@@ -250,6 +250,15 @@ fn earliest_not_after(path: &Path, certs: &[CertificateDer<'_>]) -> Result<i64, 
     Ok(earliest)
 }
 
+/// The newest CRL of one issuer name and key: (name, key), (crlNumber,
+/// thisUpdate), nextUpdate, the CRL.
+type Newest = (
+    (Vec<u8>, Vec<u8>),
+    (x509_parser::num_bigint::BigUint, i64),
+    Option<i64>,
+    CertificateRevocationListDer<'static>,
+);
+
 /// Parses the CRLs and checks each is signed by a CA of the bundle: a CRL
 /// from elsewhere would make every certificate's status unknown.
 fn crls(
@@ -263,6 +272,8 @@ fn crls(
         .collect();
     let mut out = Vec::new();
     let mut next_update: Option<i64> = None;
+    // Per (issuer name, signing key): the newest CRL, its nextUpdate.
+    let mut newest: Vec<Newest> = Vec::new();
     for (path, pem) in cfg.crl_files.iter().zip(pems) {
         let found = CertificateRevocationListDer::pem_slice_iter(pem)
             .collect::<Result<Vec<_>, _>>()
@@ -273,10 +284,10 @@ fn crls(
         for der in found {
             let (_, crl) = CertificateRevocationList::from_der(&der)
                 .map_err(|e| file_error(path, format!("CRL does not parse: {e}")))?;
-            let signed = parsed_cas.iter().any(|ca| {
+            let signer = parsed_cas.iter().find(|ca| {
                 ca.subject() == crl.issuer() && crl.verify_signature(ca.public_key()).is_ok()
             });
-            if !signed {
+            let Some(signer) = signer else {
                 return Err(file_error(
                     path,
                     format!(
@@ -284,12 +295,31 @@ fn crls(
                         crl.issuer()
                     ),
                 ));
+            };
+            // webpki uses the first CRL of an issuer name it finds: of one
+            // key's CRLs only the newest may be loaded, or an older one
+            // listed first would hide a newer revocation.
+            let key = (
+                crl.issuer().as_raw().to_vec(),
+                signer.public_key().raw.to_vec(),
+            );
+            let rank = (
+                crl.crl_number().cloned().unwrap_or_default(),
+                crl.last_update().timestamp(),
+            );
+            let next = crl.next_update().map(|t| t.timestamp());
+            match newest.iter_mut().find(|(k, ..)| *k == key) {
+                Some(slot) if slot.1 >= rank => {}
+                Some(slot) => *slot = (key, rank, next, der.clone()),
+                None => newest.push((key, rank, next, der.clone())),
             }
-            if let Some(t) = crl.next_update().map(|t| t.timestamp()) {
-                next_update = Some(next_update.map_or(t, |n| n.min(t)));
-            }
-            out.push(der);
         }
+    }
+    for (_, _, next, der) in newest {
+        if let Some(t) = next {
+            next_update = Some(next_update.map_or(t, |n: i64| n.min(t)));
+        }
+        out.push(der);
     }
     Ok((out, next_update))
 }
@@ -322,7 +352,12 @@ fn client_verifier(
             "no CA of the bundle has a CRL in tls.crl_files",
         ));
     }
-    Ok(Arc::new(verifier::Rolled::new(parts)))
+    Ok(Arc::new(verifier::Rolled::new(
+        parts,
+        cas,
+        crls,
+        !cfg.allow_stale_crl,
+    )))
 }
 
 fn webpki_verifier(

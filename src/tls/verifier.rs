@@ -72,11 +72,22 @@ pub(super) fn crls_of(
 pub(super) struct Rolled {
     parts: Vec<Arc<dyn ClientCertVerifier>>,
     hints: Vec<DistinguishedName>,
+    /// The whole bundle and every CRL: a group's acceptance is checked
+    /// against every CRL the leaf's own issuer key signed.
+    cas: Vec<CertificateDer<'static>>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    /// `!tls.allow_stale_crl`.
+    enforce_expiry: bool,
 }
 
 impl Rolled {
     /// `parts` must not be empty.
-    pub(super) fn new(parts: Vec<Arc<dyn ClientCertVerifier>>) -> Self {
+    pub(super) fn new(
+        parts: Vec<Arc<dyn ClientCertVerifier>>,
+        cas: Vec<CertificateDer<'static>>,
+        crls: Vec<CertificateRevocationListDer<'static>>,
+        enforce_expiry: bool,
+    ) -> Self {
         let mut hints: Vec<DistinguishedName> = Vec::new();
         for p in &parts {
             for h in p.root_hint_subjects() {
@@ -85,7 +96,50 @@ impl Rolled {
                 }
             }
         }
-        Self { parts, hints }
+        Self {
+            parts,
+            hints,
+            cas,
+            crls,
+            enforce_expiry,
+        }
+    }
+
+    /// Whether any loaded CRL signed by the key that signed `leaf` lists it
+    /// (fail-closed: an unparseable leaf counts as revoked).
+    fn revoked_anywhere(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> bool {
+        let Ok((_, l)) = X509Certificate::from_der(leaf) else {
+            return true;
+        };
+        let issuers: Vec<X509Certificate<'_>> = self
+            .cas
+            .iter()
+            .map(|c| c.as_ref())
+            .chain(intermediates.iter().map(|c| c.as_ref()))
+            .filter_map(|d| X509Certificate::from_der(d).ok().map(|(_, c)| c))
+            .filter(|c| {
+                c.subject() == l.issuer() && l.verify_signature(Some(c.public_key())).is_ok()
+            })
+            .collect();
+        self.crls.iter().any(|der| {
+            CertificateRevocationList::from_der(der).is_ok_and(|(_, crl)| {
+                crl.issuer() == l.issuer()
+                    && issuers
+                        .iter()
+                        .any(|i| crl.verify_signature(i.public_key()).is_ok())
+                    && (crl
+                        .iter_revoked_certificates()
+                        .any(|r| r.raw_serial() == l.raw_serial())
+                        || (self.enforce_expiry
+                            && crl
+                                .next_update()
+                                .is_some_and(|t| t.timestamp() < crate::clock::unix_now())))
+            })
+        })
     }
 
     fn first(&self) -> &dyn ClientCertVerifier {
@@ -133,6 +187,9 @@ impl ClientCertVerifier for Rolled {
         let mut best: Option<Error> = None;
         for p in &self.parts {
             match p.verify_client_cert(end_entity, intermediates, now) {
+                Ok(_) if self.revoked_anywhere(end_entity, intermediates) => {
+                    return Err(Error::InvalidCertificate(CertificateError::Revoked));
+                }
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     if best

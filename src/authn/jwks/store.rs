@@ -12,7 +12,7 @@
 //! cache flush, before the next token is verified ([`KeyStore::mark_stale`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,8 +42,10 @@ pub struct KeyStore {
     loaded_at: Mutex<Option<(Instant, Option<Duration>)>>,
     /// When each key of the current set was first loaded.
     first_seen: Mutex<HashMap<String, Instant>>,
-    /// A flush asked for fresh keys before the next verification.
-    stale: AtomicBool,
+    /// Flushes so far: each asks for fresh keys before the next verification.
+    asked: AtomicU64,
+    /// The flushes a completed fetch (started after them) has answered.
+    answered: AtomicU64,
     /// Serialises refreshes; holds the time of the last on-demand one.
     on_demand: tokio::sync::Mutex<Option<Instant>>,
     stats: Stats,
@@ -72,7 +74,8 @@ impl KeyStore {
             current: ArcSwapOption::empty(),
             loaded_at: Mutex::new(None),
             first_seen: Mutex::new(HashMap::new()),
-            stale: AtomicBool::new(false),
+            asked: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
             on_demand: tokio::sync::Mutex::new(None),
             stats,
         }
@@ -97,12 +100,12 @@ impl KeyStore {
     /// From now on, the next verification waits for a refresh
     /// ([`KeyStore::refresh_if_stale`]); a cache flush asks this.
     pub fn mark_stale(&self) {
-        self.stale.store(true, Ordering::Release);
+        self.asked.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Whether a refresh was asked for and has not happened yet.
     pub fn is_stale(&self) -> bool {
-        self.stale.load(Ordering::Acquire)
+        self.asked.load(Ordering::Acquire) > self.answered.load(Ordering::Acquire)
     }
 
     /// The refresh [`KeyStore::mark_stale`] asked for, once, however many
@@ -110,8 +113,12 @@ impl KeyStore {
     /// failed refresh does (the periodic refresh retries within a minute).
     pub async fn refresh_if_stale(&self) {
         let _turn = self.on_demand.lock().await;
-        if self.stale.swap(false, Ordering::AcqRel) {
+        // Marked answered only once the fetch is done: a verification that
+        // arrives meanwhile still sees the store stale and waits here.
+        let asked = self.asked.load(Ordering::Acquire);
+        if asked > self.answered.load(Ordering::Acquire) {
             self.fetch_and_swap().await;
+            self.answered.fetch_max(asked, Ordering::AcqRel);
         }
     }
 

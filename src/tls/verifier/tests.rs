@@ -34,11 +34,19 @@ fn crl(
     issuer: &CertifiedIssuer<'static, KeyPair>,
     revoked: &[u64],
 ) -> CertificateRevocationListDer<'static> {
+    numbered_crl(issuer, revoked, 1)
+}
+
+fn numbered_crl(
+    issuer: &CertifiedIssuer<'static, KeyPair>,
+    revoked: &[u64],
+    number: u64,
+) -> CertificateRevocationListDer<'static> {
     let now = OffsetDateTime::now_utc();
     CertificateRevocationListParams {
         this_update: now - Duration::minutes(1),
         next_update: now + Duration::days(1),
-        crl_number: SerialNumber::from(1u64),
+        crl_number: SerialNumber::from(number),
         issuing_distribution_point: None,
         revoked_certs: revoked
             .iter()
@@ -121,4 +129,164 @@ fn groups_split_only_names_with_two_keys() {
     ];
     assert_eq!(super::groups(&cas), vec![vec![0, 1, 2], vec![3]]);
     assert_eq!(super::groups(&cas[..3]), vec![vec![0, 1, 2]]);
+}
+
+fn intermediate(
+    name: &str,
+    key_pem: &str,
+    by: &CertifiedIssuer<'static, KeyPair>,
+) -> CertifiedIssuer<'static, KeyPair> {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = DistinguishedName::new();
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    CertifiedIssuer::signed_by(p, KeyPair::from_pem(key_pem).unwrap(), by).unwrap()
+}
+
+/// A root rolled under its name (old + new), the issuing
+/// intermediate in the bundle with its CRL, allow_unknown_revocation on.
+/// A leaf the intermediate's CRL revokes is refused by webpki over the
+/// whole bundle, and must be by the rolled verifier too when the client
+/// sends the intermediate as re-signed by the new root (that root's group
+/// holds no CRL): every CRL of the leaf's issuer key is checked after a
+/// group accepts.
+#[test]
+fn a_revoked_leaf_is_refused_through_the_other_roots_group_too() {
+    let (r_old, r_new) = (ca("Root"), ca("Root"));
+    let i_key = KeyPair::generate().unwrap().serialize_pem();
+    let i = intermediate("Issuing", &i_key, &r_old);
+    let i2 = intermediate("Issuing", &i_key, &r_new); // same name+key, new root
+    let cas = vec![r_old.der().clone(), r_new.der().clone(), i.der().clone()];
+    let crls = vec![crl(&i, &[5])];
+    let revoked = leaf(&i, 5);
+    let cfg = tls(", allow_unknown_revocation: true");
+
+    // webpki alone, the whole bundle and every CRL: revoked.
+    let plain =
+        crate::tls::webpki_verifier(&cfg, "ca".as_ref(), cas.clone(), crls.clone()).unwrap();
+    assert_eq!(
+        plain
+            .verify_client_cert(&revoked, &[i2.der().clone()], UnixTime::now())
+            .unwrap_err(),
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)
+    );
+    // The rolled verifier that authgate builds for this bundle.
+    let v = client_verifier(&cfg, "ca".as_ref(), cas, crls).unwrap();
+    assert_eq!(
+        v.verify_client_cert(&revoked, &[], UnixTime::now())
+            .unwrap_err(),
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked),
+        "sent alone it is refused"
+    );
+    let r = v.verify_client_cert(&revoked, &[i2.der().clone()], UnixTime::now());
+    assert!(
+        r.is_err(),
+        "FAIL-OPEN: a leaf on the intermediate's CRL is accepted via the new root's group"
+    );
+}
+
+/// The *intermediate* rolled under its name, both keys in
+/// the bundle with their root, only the new key publishing a CRL (the old
+/// one is being retired), allow_unknown_revocation on. A leaf the new
+/// key's CRL revokes is accepted via the old key's group, which holds the
+/// root, so the chain [leaf, new intermediate] validates there with no
+/// CRL for the leaf's issuer at all.
+#[test]
+fn a_revoked_leaf_of_a_rolled_intermediate_is_refused_through_the_old_group_too() {
+    let root = ca("Root");
+    let i_old = intermediate(
+        "Issuing",
+        &KeyPair::generate().unwrap().serialize_pem(),
+        &root,
+    );
+    let i_new = intermediate(
+        "Issuing",
+        &KeyPair::generate().unwrap().serialize_pem(),
+        &root,
+    );
+    let cas = vec![root.der().clone(), i_old.der().clone(), i_new.der().clone()];
+    let crls = vec![crl(&i_new, &[7])];
+    let revoked = leaf(&i_new, 7);
+    let cfg = tls(", allow_unknown_revocation: true");
+    let v = client_verifier(&cfg, "ca".as_ref(), cas, crls).unwrap();
+    assert!(
+        v.verify_client_cert(&revoked, &[], UnixTime::now())
+            .is_err(),
+        "sent alone it is refused"
+    );
+    let r = v.verify_client_cert(&revoked, &[i_new.der().clone()], UnixTime::now());
+    assert!(
+        r.is_err(),
+        "FAIL-OPEN: revoked leaf accepted via the old key's group"
+    );
+}
+
+/// Two CRLs of one key, the older listed first: webpki would use the
+/// first, so loading keeps only the newest (highest crlNumber).
+#[test]
+fn of_one_keys_crls_only_the_newest_is_loaded() {
+    let a = ca("A");
+    let older = numbered_crl(&a, &[], 1);
+    let newer = numbered_crl(&a, &[9], 2);
+    let to_pem = |d: &CertificateRevocationListDer<'_>| {
+        let b64 =
+            base64::engine::Engine::encode(&base64::engine::general_purpose::STANDARD, d.as_ref());
+        format!("-----BEGIN X509 CRL-----\n{b64}\n-----END X509 CRL-----\n")
+    };
+    let cfg = tls("");
+    let cas = vec![a.der().clone()];
+    for order in [[&older, &newer], [&newer, &older]] {
+        let text = format!("{}{}", to_pem(order[0]), to_pem(order[1]));
+        let (loaded, _) = crate::tls::crls(&cfg, &cas, &[text.into_bytes()]).unwrap();
+        assert_eq!(loaded, std::slice::from_ref(&newer));
+        let v = client_verifier(&cfg, "ca".as_ref(), cas.clone(), loaded).unwrap();
+        assert_eq!(
+            v.verify_client_cert(&leaf(&a, 9), &[], UnixTime::now())
+                .unwrap_err(),
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)
+        );
+    }
+}
+
+/// The issuing intermediate's CRL is stale (tls.allow_stale_crl
+/// off, allow_unknown_revocation on), the root rolled. webpki over the
+/// whole bundle refuses every leaf of that intermediate; the rolled
+/// verifier accepts one sent with the intermediate re-signed by the new
+/// root (that group holds no CRL, so nothing can be stale there).
+#[test]
+fn a_stale_crl_is_enforced_through_the_other_group_too() {
+    let (r_old, r_new) = (ca("Root"), ca("Root"));
+    let i_key = KeyPair::generate().unwrap().serialize_pem();
+    let i = intermediate("Issuing", &i_key, &r_old);
+    let i2 = intermediate("Issuing", &i_key, &r_new);
+    let now = OffsetDateTime::now_utc();
+    let stale = CertificateRevocationListParams {
+        this_update: now - Duration::days(2),
+        next_update: now - Duration::days(1),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![],
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&i)
+    .unwrap()
+    .der()
+    .clone();
+    let cas = vec![r_old.der().clone(), r_new.der().clone(), i.der().clone()];
+    let cfg = tls(", allow_unknown_revocation: true");
+    let plain =
+        crate::tls::webpki_verifier(&cfg, "ca".as_ref(), cas.clone(), vec![stale.clone()]).unwrap();
+    let good = leaf(&i, 3);
+    assert!(
+        plain
+            .verify_client_cert(&good, &[i2.der().clone()], UnixTime::now())
+            .is_err()
+    );
+    let v = client_verifier(&cfg, "ca".as_ref(), cas, vec![stale]).unwrap();
+    assert!(
+        v.verify_client_cert(&good, &[i2.der().clone()], UnixTime::now())
+            .is_err(),
+        "FAIL-OPEN: stale CRL of the leaf's issuer not enforced via the other group"
+    );
 }

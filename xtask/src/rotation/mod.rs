@@ -145,7 +145,10 @@ async fn switch(
     Ok(t0.elapsed())
 }
 
-/// Starts authgate trusting `<trust>/ca.crt` (and `<trust>/ca.crl`).
+/// Starts authgate trusting `<trust>/ca.crt` (and `<trust>/ca.crl`). The
+/// CN rule names the bundle as its `ca_file`: while a CA is rolled the
+/// bundle holds two keys, i.e. two issuers to authgate, and an unbound rule
+/// would not load.
 /// Returns its address and its admin address.
 fn start_gate(
     ctx: &Ctx,
@@ -163,6 +166,7 @@ fn start_gate(
     };
     let yaml = format!(
         "listen: \"127.0.0.1:{}\"\ntls:\n  cert_file: {}\n  key_file: {}\n  client_ca_file: {t}/ca.crt\n{crl_line}  reload_interval: 1s\n\
+identity: {{rules: [{{common_name: {{}}, ca_file: {t}/ca.crt}}]}}\n\
 static:\n  allow: [{{group: rotation, verbs: [get], paths: [\"/**\"]}}]\n\
 routes: [{{path_prefix: /, upstream: \"http://{}\"}}]\nadmin: {{listen: \"127.0.0.1:{}\"}}\nlog: {{level: warn}}\n",
         ports[0],
