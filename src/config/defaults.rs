@@ -7,12 +7,13 @@
 use std::time::Duration;
 
 /// `limits.max_connections`: what fits the shipped Deployment's 256Mi
-/// memory limit. An idle TLS keep-alive connection costs about 38 KB of
-/// resident memory (`cargo xtask bench --only idle`; nginx 16 KB in the
-/// same run), so 4096 of them take about 150 MiB and leave room for the
+/// memory limit. An idle TLS keep-alive connection costs about 48 KB of
+/// resident memory with mimalloc (37 KB with glibc's malloc, which costs
+/// 3-13% more CPU per request; nginx 16 KB; `cargo xtask bench --only
+/// idle`), so 3072 of them take about 144 MiB and leave room for the
 /// caches and the buffers of requests under way.
-pub const MAX_CONNECTIONS: usize = 4096;
-/// `limits.max_connections_per_ip`: a quarter of the connections, so one
+pub const MAX_CONNECTIONS: usize = 3072;
+/// `limits.max_connections_per_ip`: a third of the connections, so one
 /// address (one client, or one NAT) cannot take them all, while a front
 /// proxy or node-local NAT still gets plenty.
 pub const MAX_CONNECTIONS_PER_IP: usize = 1000;
@@ -107,7 +108,7 @@ pub const VERB_MAPPING: &str = "kube-apiserver";
 
 /// Every default by key, as README.md and `check-config --defaults` write it.
 pub const TABLE: &[(&str, &str)] = &[
-    ("limits.max_connections", "4096"),
+    ("limits.max_connections", "3072"),
     ("limits.max_connections_per_ip", "1000"),
     ("limits.max_handshakes", "1024"),
     ("limits.max_handshakes_per_ip", "64"),

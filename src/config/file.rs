@@ -487,7 +487,7 @@ pub struct LimitsFile {
     /// An upgraded connection (WebSocket, `kubectl exec`) with no bytes
     /// either way for this long is closed. Default `1h`.
     pub tunnel_idle_timeout: Option<HumanDuration>,
-    /// Concurrent connections; more are closed at accept. Default 4096.
+    /// Concurrent connections; more are closed at accept. Default 3072.
     pub max_connections: Option<usize>,
     /// TLS handshakes under way at once; more wait for a slot within
     /// `handshake_timeout`. Default 1024.

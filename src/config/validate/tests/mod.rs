@@ -21,7 +21,7 @@ fn minimal_config_gets_every_default() {
         }]
     ));
     assert_eq!(c.headers.user, "x-remote-user");
-    assert_eq!(c.limits.max_connections, 4096);
+    assert_eq!(c.limits.max_connections, 3072);
     assert_eq!(c.limits.handshake_timeout, Duration::from_secs(10));
     assert_eq!(c.log.format, LogFormat::Text);
     assert_eq!(c.routes[0].path_prefix, "/");
