@@ -9,6 +9,7 @@
 //! permit's route, and tests put an in-memory upstream in its place.
 
 pub mod headers;
+pub mod trailers;
 pub mod upgrade;
 pub mod upstream;
 
@@ -251,6 +252,7 @@ impl Upstream {
         // connections; HTTP/1.1-tagged ones go out as HTTP/2 where ALPN chose it.
         *req.version_mut() = version;
         set_forwarded(req.headers_mut(), host, downstream.peer);
+        let req = req.map(trailers::NoTrailers);
         let sent = tokio::time::timeout(self.timeout, client.request(req)).await;
         let mut resp = sent
             .map_err(|_| Error::Timeout {

@@ -250,14 +250,26 @@ fn earliest_not_after(path: &Path, certs: &[CertificateDer<'_>]) -> Result<i64, 
     Ok(earliest)
 }
 
-/// The newest CRL of one issuer name and key: (name, key), (crlNumber,
-/// thisUpdate), nextUpdate, the CRL.
+/// The newest CRL of one scope: (issuer name, signing key, issuing
+/// distribution point), (crlNumber, thisUpdate), nextUpdate, the CRL.
 type Newest = (
-    (Vec<u8>, Vec<u8>),
-    (x509_parser::num_bigint::BigUint, i64),
+    (Vec<u8>, Vec<u8>, Vec<u8>),
+    (Option<x509_parser::num_bigint::BigUint>, i64),
     Option<i64>,
     CertificateRevocationListDer<'static>,
 );
+
+/// Whether CRL rank `a` is newer than `b`: by crlNumber when both have one
+/// (RFC 5280 makes it monotonic per issuer), else by thisUpdate.
+fn newer(
+    a: &(Option<x509_parser::num_bigint::BigUint>, i64),
+    b: &(Option<x509_parser::num_bigint::BigUint>, i64),
+) -> bool {
+    match (&a.0, &b.0) {
+        (Some(x), Some(y)) if x != y => x > y,
+        _ => a.1 > b.1,
+    }
+}
 
 /// Parses the CRLs and checks each is signed by a CA of the bundle: a CRL
 /// from elsewhere would make every certificate's status unknown.
@@ -297,19 +309,24 @@ fn crls(
                 ));
             };
             // webpki uses the first CRL of an issuer name it finds: of one
-            // key's CRLs only the newest may be loaded, or an older one
-            // listed first would hide a newer revocation.
+            // key's CRLs for one scope (its issuing distribution point:
+            // a CA may shard its CRL) only the newest may be loaded, or an
+            // older one listed first would hide a newer revocation.
+            let scope = crl
+                .extensions()
+                .iter()
+                .find(|e| e.oid.to_id_string() == "2.5.29.28")
+                .map(|e| e.value.to_vec())
+                .unwrap_or_default();
             let key = (
                 crl.issuer().as_raw().to_vec(),
                 signer.public_key().raw.to_vec(),
+                scope,
             );
-            let rank = (
-                crl.crl_number().cloned().unwrap_or_default(),
-                crl.last_update().timestamp(),
-            );
+            let rank = (crl.crl_number().cloned(), crl.last_update().timestamp());
             let next = crl.next_update().map(|t| t.timestamp());
             match newest.iter_mut().find(|(k, ..)| *k == key) {
-                Some(slot) if slot.1 >= rank => {}
+                Some(slot) if !newer(&rank, &slot.1) => {}
                 Some(slot) => *slot = (key, rank, next, der.clone()),
                 None => newest.push((key, rank, next, der.clone())),
             }

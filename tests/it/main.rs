@@ -29,5 +29,6 @@ mod reload;
 mod secrets;
 mod token_misses;
 mod tokens;
+mod trailers;
 mod tunnels;
 mod upstreams;

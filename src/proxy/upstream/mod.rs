@@ -25,7 +25,7 @@ use kind::{Kind, Protocol};
 use tls::{ClientTls, Files};
 
 /// The pooled client of one kind of upstream.
-pub type HttpClient = Client<Connector, Incoming>;
+pub type HttpClient = Client<Connector, super::trailers::NoTrailers<Incoming>>;
 
 /// The pooled client for `kind`: HTTP/2 from the first byte for
 /// [`Protocol::Http2`], by ALPN for [`Protocol::Alpn`], else HTTP/1.1.

@@ -290,3 +290,83 @@ fn a_stale_crl_is_enforced_through_the_other_group_too() {
         "FAIL-OPEN: stale CRL of the leaf's issuer not enforced via the other group"
     );
 }
+
+/// A CA that shards its CRL by distribution point (two CRLs, same issuer
+/// and key, different scope): both load, and each revokes in its scope.
+#[test]
+fn the_shards_of_one_keys_crl_all_load() {
+    use rcgen::{CrlDistributionPoint, CrlIssuingDistributionPoint};
+    let a = ca("A");
+    let now = OffsetDateTime::now_utc();
+    let shard = |uri: &str, number: u64, revoked: &[u64]| {
+        CertificateRevocationListParams {
+            this_update: now - Duration::minutes(1),
+            next_update: now + Duration::days(1),
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: Some(CrlIssuingDistributionPoint {
+                distribution_point: CrlDistributionPoint {
+                    uris: vec![uri.into()],
+                },
+                scope: None,
+            }),
+            revoked_certs: revoked
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from(*s),
+                    revocation_time: now - Duration::minutes(1),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&a)
+        .unwrap()
+        .der()
+        .clone()
+    };
+    let s1 = shard("http://crl.example/1.crl", 5, &[9]);
+    let s2 = shard("http://crl.example/2.crl", 6, &[]);
+    let mut p = CertificateParams::new(vec!["client".into()]).unwrap();
+    p.serial_number = Some(SerialNumber::from(9u64));
+    p.crl_distribution_points = vec![CrlDistributionPoint {
+        uris: vec!["http://crl.example/1.crl".into()],
+    }];
+    let revoked_leaf = p
+        .signed_by(&KeyPair::generate().unwrap(), &a)
+        .unwrap()
+        .der()
+        .clone();
+    let to_pem = |d: &CertificateRevocationListDer<'_>| {
+        let b64 =
+            base64::engine::Engine::encode(&base64::engine::general_purpose::STANDARD, d.as_ref());
+        format!("-----BEGIN X509 CRL-----\n{b64}\n-----END X509 CRL-----\n")
+    };
+    let cas = vec![a.der().clone()];
+    for extra in ["", ", allow_unknown_revocation: true"] {
+        let cfg = tls(extra);
+
+        let text = format!("{}{}", to_pem(&s1), to_pem(&s2));
+        let (loaded, _) = crate::tls::crls(&cfg, &cas, &[text.into_bytes()]).unwrap();
+        assert_eq!(loaded.len(), 2);
+        let v = client_verifier(&cfg, "ca".as_ref(), cas.clone(), loaded).unwrap();
+        let r = v
+            .verify_client_cert(&revoked_leaf, &[], UnixTime::now())
+            .map(|_| ());
+        assert!(r.is_err(), "[{extra}]: a revoked leaf accepted");
+    }
+}
+
+#[test]
+fn crls_rank_by_number_when_both_have_one_else_by_this_update() {
+    use x509_parser::num_bigint::BigUint;
+    let n = |v: u32| Some(BigUint::from(v));
+    assert!(crate::tls::newer(&(n(2), 10), &(n(1), 20)));
+    assert!(!crate::tls::newer(&(n(1), 20), &(n(2), 10)));
+    assert!(
+        crate::tls::newer(&(None, 20), &(n(9), 10)),
+        "unnumbered: by thisUpdate"
+    );
+    assert!(crate::tls::newer(&(n(3), 20), &(n(3), 10)));
+    assert!(!crate::tls::newer(&(n(3), 10), &(n(3), 10)));
+}
