@@ -296,10 +296,7 @@ fn crls(
         for der in found {
             let (_, crl) = CertificateRevocationList::from_der(&der)
                 .map_err(|e| file_error(path, format!("CRL does not parse: {e}")))?;
-            let signer = parsed_cas.iter().find(|ca| {
-                ca.subject() == crl.issuer() && crl.verify_signature(ca.public_key()).is_ok()
-            });
-            let Some(signer) = signer else {
+            let Some(signer) = verifier::signer(&parsed_cas, &crl) else {
                 return Err(file_error(
                     path,
                     format!(
@@ -371,8 +368,8 @@ fn client_verifier(
     }
     Ok(Arc::new(verifier::Rolled::new(
         parts,
-        cas,
-        crls,
+        &cas,
+        &crls,
         !cfg.allow_stale_crl,
     )))
 }

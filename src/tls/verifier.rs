@@ -15,7 +15,7 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
 /// The CAs (indices into the bundle) of each group, in bundle order: a CA
@@ -45,6 +45,15 @@ pub(super) fn groups(cas: &[CertificateDer<'_>]) -> Vec<Vec<usize>> {
     groups
 }
 
+/// The CA of `cas` that signed `crl`: its name and its key.
+pub(super) fn signer<'a>(
+    cas: &'a [X509Certificate<'a>],
+    crl: &CertificateRevocationList<'_>,
+) -> Option<&'a X509Certificate<'a>> {
+    cas.iter()
+        .find(|ca| ca.subject() == crl.issuer() && crl.verify_signature(ca.public_key()).is_ok())
+}
+
 /// The CRLs a CA of `group` signed.
 pub(super) fn crls_of(
     group: &[usize],
@@ -57,11 +66,8 @@ pub(super) fn crls_of(
         .collect();
     crls.iter()
         .filter(|der| {
-            CertificateRevocationList::from_der(der).is_ok_and(|(_, crl)| {
-                parsed.iter().any(|ca| {
-                    ca.subject() == crl.issuer() && crl.verify_signature(ca.public_key()).is_ok()
-                })
-            })
+            CertificateRevocationList::from_der(der)
+                .is_ok_and(|(_, crl)| signer(&parsed, &crl).is_some())
         })
         .cloned()
         .collect()
@@ -72,20 +78,61 @@ pub(super) fn crls_of(
 pub(super) struct Rolled {
     parts: Vec<Arc<dyn ClientCertVerifier>>,
     hints: Vec<DistinguishedName>,
-    /// The whole bundle and every CRL: a group's acceptance is checked
-    /// against every CRL the leaf's own issuer key signed.
-    cas: Vec<CertificateDer<'static>>,
-    crls: Vec<CertificateRevocationListDer<'static>>,
+    /// Every CRL of the bundle, read once: a group's acceptance is checked
+    /// against every CRL the leaf's own issuer key signed (a group may
+    /// accept a chain through a CA whose CRL another group holds).
+    revocations: Vec<Revocations>,
     /// `!tls.allow_stale_crl`.
     enforce_expiry: bool,
+}
+
+/// What one CRL says, and the key of the bundle CA that signed it.
+#[derive(Debug)]
+struct Revocations {
+    /// The CRL's issuer name, raw.
+    issuer: Vec<u8>,
+    /// The signing CA's SubjectPublicKeyInfo, DER.
+    key: Vec<u8>,
+    /// Revoked serials, raw, sorted.
+    serials: Vec<Vec<u8>>,
+    /// `nextUpdate` (Unix seconds).
+    next_update: Option<i64>,
+}
+
+impl Revocations {
+    /// The CRLs of `crls` with the bundle CA that signed each (a CRL
+    /// signed by none was refused at load; it is skipped here).
+    fn of(cas: &[CertificateDer<'_>], crls: &[CertificateRevocationListDer<'_>]) -> Vec<Self> {
+        let cas: Vec<X509Certificate<'_>> = cas
+            .iter()
+            .filter_map(|c| X509Certificate::from_der(c).ok().map(|(_, c)| c))
+            .collect();
+        crls.iter()
+            .filter_map(|der| {
+                let (_, crl) = CertificateRevocationList::from_der(der).ok()?;
+                let signer = signer(&cas, &crl)?;
+                let mut serials: Vec<Vec<u8>> = crl
+                    .iter_revoked_certificates()
+                    .map(|r| r.raw_serial().to_vec())
+                    .collect();
+                serials.sort();
+                Some(Self {
+                    issuer: crl.issuer().as_raw().to_vec(),
+                    key: signer.public_key().raw.to_vec(),
+                    serials,
+                    next_update: crl.next_update().map(|t| t.timestamp()),
+                })
+            })
+            .collect()
+    }
 }
 
 impl Rolled {
     /// `parts` must not be empty.
     pub(super) fn new(
         parts: Vec<Arc<dyn ClientCertVerifier>>,
-        cas: Vec<CertificateDer<'static>>,
-        crls: Vec<CertificateRevocationListDer<'static>>,
+        cas: &[CertificateDer<'static>],
+        crls: &[CertificateRevocationListDer<'static>],
         enforce_expiry: bool,
     ) -> Self {
         let mut hints: Vec<DistinguishedName> = Vec::new();
@@ -99,47 +146,32 @@ impl Rolled {
         Self {
             parts,
             hints,
-            cas,
-            crls,
+            revocations: Revocations::of(cas, crls),
             enforce_expiry,
         }
     }
 
-    /// Whether any loaded CRL signed by the key that signed `leaf` lists it
-    /// (fail-closed: an unparseable leaf counts as revoked).
-    fn revoked_anywhere(
-        &self,
-        leaf: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-    ) -> bool {
+    /// Whether a CRL signed by the key that signed `leaf` lists it, or is
+    /// stale while that is enforced (fail-closed: an unparseable leaf
+    /// counts as revoked).
+    fn revoked_anywhere(&self, leaf: &CertificateDer<'_>) -> bool {
         let Ok((_, l)) = X509Certificate::from_der(leaf) else {
             return true;
         };
-        let issuers: Vec<X509Certificate<'_>> = self
-            .cas
+        let now = crate::clock::unix_now();
+        self.revocations
             .iter()
-            .map(|c| c.as_ref())
-            .chain(intermediates.iter().map(|c| c.as_ref()))
-            .filter_map(|d| X509Certificate::from_der(d).ok().map(|(_, c)| c))
-            .filter(|c| {
-                c.subject() == l.issuer() && l.verify_signature(Some(c.public_key())).is_ok()
+            .filter(|r| r.issuer == l.issuer().as_raw())
+            .filter(|r| {
+                SubjectPublicKeyInfo::from_der(&r.key)
+                    .is_ok_and(|(_, key)| l.verify_signature(Some(&key)).is_ok())
             })
-            .collect();
-        self.crls.iter().any(|der| {
-            CertificateRevocationList::from_der(der).is_ok_and(|(_, crl)| {
-                crl.issuer() == l.issuer()
-                    && issuers
-                        .iter()
-                        .any(|i| crl.verify_signature(i.public_key()).is_ok())
-                    && (crl
-                        .iter_revoked_certificates()
-                        .any(|r| r.raw_serial() == l.raw_serial())
-                        || (self.enforce_expiry
-                            && crl
-                                .next_update()
-                                .is_some_and(|t| t.timestamp() < crate::clock::unix_now())))
+            .any(|r| {
+                r.serials
+                    .binary_search_by(|s| s.as_slice().cmp(l.raw_serial()))
+                    .is_ok()
+                    || (self.enforce_expiry && r.next_update.is_some_and(|t| t < now))
             })
-        })
     }
 
     fn first(&self) -> &dyn ClientCertVerifier {
@@ -187,7 +219,7 @@ impl ClientCertVerifier for Rolled {
         let mut best: Option<Error> = None;
         for p in &self.parts {
             match p.verify_client_cert(end_entity, intermediates, now) {
-                Ok(_) if self.revoked_anywhere(end_entity, intermediates) => {
+                Ok(_) if self.revoked_anywhere(end_entity) => {
                     return Err(Error::InvalidCertificate(CertificateError::Revoked));
                 }
                 Ok(v) => return Ok(v),

@@ -125,6 +125,19 @@ impl Load {
     }
 }
 
+/// The rendered `y`, serving the certificate and key of `secret`.
+fn serving_from_secret(y: &Yaml, pki: &Pki, secret: &SecretDir) -> String {
+    y.render()
+        .replace(
+            &pki.server_cert.display().to_string(),
+            &secret.path("tls.crt").display().to_string(),
+        )
+        .replace(
+            &pki.server_key.display().to_string(),
+            &secret.path("tls.key").display().to_string(),
+        )
+}
+
 async fn start(pki: &Pki, secret: &SecretDir, upstream: &Upstream, crl: bool) -> Gate {
     let mut y = Yaml::new(pki, upstream.addr);
     y.tls_extra = format!(
@@ -137,16 +150,7 @@ async fn start(pki: &Pki, secret: &SecretDir, upstream: &Upstream, crl: bool) ->
             secret.path("ca.crl").display()
         ));
     }
-    let text = y
-        .render()
-        .replace(
-            &pki.server_cert.display().to_string(),
-            &secret.path("tls.crt").display().to_string(),
-        )
-        .replace(
-            &pki.server_key.display().to_string(),
-            &secret.path("tls.key").display().to_string(),
-        );
+    let text = serving_from_secret(&y, pki, secret);
     Gate::start(&text).await
 }
 
@@ -661,16 +665,7 @@ async fn a_tunnel_closes_when_its_certificate_is_revoked() {
         secret.path("ca.crt").display(),
         secret.path("ca.crl").display()
     );
-    let text = y
-        .render()
-        .replace(
-            &pki.server_cert.display().to_string(),
-            &secret.path("tls.crt").display().to_string(),
-        )
-        .replace(
-            &pki.server_key.display().to_string(),
-            &secret.path("tls.key").display().to_string(),
-        );
+    let text = serving_from_secret(&y, &pki, &secret);
     let gate = Gate::start(&text).await;
     let alice = gate
         .client(&pki)
@@ -738,16 +733,7 @@ async fn a_certificate_whose_rule_no_longer_binds_its_issuer_is_refused_on_its_o
         secret.path("spiffe-ca.crt").display(),
         secret.path("cn-ca.crt").display()
     );
-    let text = y
-        .render()
-        .replace(
-            &pki.server_cert.display().to_string(),
-            &secret.path("tls.crt").display().to_string(),
-        )
-        .replace(
-            &pki.server_key.display().to_string(),
-            &secret.path("tls.key").display().to_string(),
-        );
+    let text = serving_from_secret(&y, &pki, &secret);
     let gate = Gate::start(&text).await;
     let svid = ClientOpts::spiffe("spiffe://cluster.local/ns/monitoring/sa/prometheus")
         .signer(Signer::Root);
