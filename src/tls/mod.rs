@@ -322,7 +322,11 @@ fn crls(
             );
             let rank = (crl.crl_number().cloned(), crl.last_update().timestamp());
             let next = crl.next_update().map(|t| t.timestamp());
-            match newest.iter_mut().find(|(k, ..)| *k == key) {
+            // Equal rank: both stay (the revocation check reads every CRL).
+            match newest
+                .iter_mut()
+                .find(|(k, r, ..)| *k == key && (newer(&rank, r) || newer(r, &rank)))
+            {
                 Some(slot) if !newer(&rank, &slot.1) => {}
                 Some(slot) => *slot = (key, rank, next, der.clone()),
                 None => newest.push((key, rank, next, der.clone())),
@@ -346,7 +350,18 @@ fn client_verifier(
 ) -> Result<Arc<dyn ClientCertVerifier>, Error> {
     let groups = verifier::groups(&cas);
     if let [_] = groups.as_slice() {
-        return webpki_verifier(cfg, ca_file, cas, crls);
+        let v = webpki_verifier(cfg, ca_file, cas.clone(), crls.clone())?;
+        if crls.is_empty() {
+            return Ok(v);
+        }
+        // webpki uses the first CRL that covers a certificate: a full CRL
+        // listed before a newer shard would hide the shard's revocations.
+        return Ok(Arc::new(verifier::Rolled::new(
+            vec![v],
+            &cas,
+            &crls,
+            !cfg.allow_stale_crl,
+        )));
     }
     // A CA rolled under its name: one verifier per group (see `verifier`).
     let mut parts = Vec::with_capacity(groups.len());

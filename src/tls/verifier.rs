@@ -15,6 +15,7 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
+use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
@@ -97,6 +98,37 @@ struct Revocations {
     serials: Vec<Vec<u8>>,
     /// `nextUpdate` (Unix seconds).
     next_update: Option<i64>,
+    /// The distribution-point URIs of its issuing distribution point;
+    /// `None`: a full CRL, covering every certificate of the issuer.
+    scope: Option<Vec<String>>,
+}
+
+/// The URIs of a distribution-point name (`None` for a relative name).
+fn uris(n: Option<&DistributionPointName<'_>>) -> Vec<String> {
+    match n {
+        Some(DistributionPointName::FullName(names)) => names
+            .iter()
+            .filter_map(|g| match g {
+                GeneralName::URI(u) => Some((*u).to_owned()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl Revocations {
+    /// Whether this CRL is the one that speaks for a certificate with
+    /// these CRL distribution points (`None`: it names none), as webpki
+    /// decides it: a full CRL speaks for all, a shard for its points.
+    fn covers(&self, leaf_points: Option<&[String]>) -> bool {
+        match (&self.scope, leaf_points) {
+            (None, _) | (Some(_), None) => true,
+            (Some(scope), Some(points)) => {
+                scope.is_empty() || points.iter().any(|p| scope.contains(p))
+            }
+        }
+    }
 }
 
 impl Revocations {
@@ -116,11 +148,21 @@ impl Revocations {
                     .map(|r| r.raw_serial().to_vec())
                     .collect();
                 serials.sort();
+                let scope = crl
+                    .extensions()
+                    .iter()
+                    .find_map(|e| match e.parsed_extension() {
+                        ParsedExtension::IssuingDistributionPoint(idp) => {
+                            Some(uris(idp.distribution_point.as_ref()))
+                        }
+                        _ => None,
+                    });
                 Some(Self {
                     issuer: crl.issuer().as_raw().to_vec(),
                     key: signer.public_key().raw.to_vec(),
                     serials,
                     next_update: crl.next_update().map(|t| t.timestamp()),
+                    scope,
                 })
             })
             .collect()
@@ -151,27 +193,51 @@ impl Rolled {
         }
     }
 
-    /// Whether a CRL signed by the key that signed `leaf` lists it, or is
-    /// stale while that is enforced (fail-closed: an unparseable leaf
-    /// counts as revoked).
-    fn revoked_anywhere(&self, leaf: &CertificateDer<'_>) -> bool {
+    /// What the CRLs of the key that signed `leaf` say against it, after a
+    /// group accepted it: any of them lists its serial (serials are unique
+    /// per issuer, so every CRL of the key counts, whatever its scope), or
+    /// the one that covers it is stale while that is enforced.
+    /// Fail-closed: an unparseable leaf counts as revoked.
+    fn refusal(&self, leaf: &CertificateDer<'_>) -> Option<Error> {
         let Ok((_, l)) = X509Certificate::from_der(leaf) else {
-            return true;
+            return Some(Error::InvalidCertificate(CertificateError::Revoked));
         };
+        let points: Option<Vec<String>> =
+            l.extensions()
+                .iter()
+                .find_map(|e| match e.parsed_extension() {
+                    ParsedExtension::CRLDistributionPoints(dps) => Some(
+                        dps.points
+                            .iter()
+                            .flat_map(|p| uris(p.distribution_point.as_ref()))
+                            .collect(),
+                    ),
+                    _ => None,
+                });
         let now = crate::clock::unix_now();
-        self.revocations
+        let mine: Vec<&Revocations> = self
+            .revocations
             .iter()
             .filter(|r| r.issuer == l.issuer().as_raw())
             .filter(|r| {
                 SubjectPublicKeyInfo::from_der(&r.key)
                     .is_ok_and(|(_, key)| l.verify_signature(Some(&key)).is_ok())
             })
-            .any(|r| {
-                r.serials
-                    .binary_search_by(|s| s.as_slice().cmp(l.raw_serial()))
-                    .is_ok()
-                    || (self.enforce_expiry && r.next_update.is_some_and(|t| t < now))
-            })
+            .collect();
+        if mine.iter().any(|r| {
+            r.serials
+                .binary_search_by(|s| s.as_slice().cmp(l.raw_serial()))
+                .is_ok()
+        }) {
+            return Some(Error::InvalidCertificate(CertificateError::Revoked));
+        }
+        let stale = self.enforce_expiry
+            && mine
+                .iter()
+                .any(|r| r.covers(points.as_deref()) && r.next_update.is_some_and(|t| t < now));
+        stale.then_some(Error::InvalidCertificate(
+            CertificateError::ExpiredRevocationList,
+        ))
     }
 
     fn first(&self) -> &dyn ClientCertVerifier {
@@ -219,10 +285,12 @@ impl ClientCertVerifier for Rolled {
         let mut best: Option<Error> = None;
         for p in &self.parts {
             match p.verify_client_cert(end_entity, intermediates, now) {
-                Ok(_) if self.revoked_anywhere(end_entity) => {
-                    return Err(Error::InvalidCertificate(CertificateError::Revoked));
+                Ok(v) => {
+                    return match self.refusal(end_entity) {
+                        Some(e) => Err(e),
+                        None => Ok(v),
+                    };
                 }
-                Ok(v) => return Ok(v),
                 Err(e) => {
                     if best
                         .as_ref()

@@ -370,3 +370,141 @@ fn crls_rank_by_number_when_both_have_one_else_by_this_update() {
     assert!(crate::tls::newer(&(n(3), 20), &(n(3), 10)));
     assert!(!crate::tls::newer(&(n(3), 10), &(n(3), 10)));
 }
+
+/// A CRL of `a`: `uri` its issuing distribution point (`None`: a full
+/// CRL), `number` its crlNumber, `next_days` its nextUpdate from now.
+fn scoped_crl(
+    a: &CertifiedIssuer<'static, KeyPair>,
+    uri: Option<&str>,
+    number: u64,
+    revoked: &[u64],
+    next_days: i64,
+) -> CertificateRevocationListDer<'static> {
+    use rcgen::{CrlDistributionPoint, CrlIssuingDistributionPoint};
+    let now = OffsetDateTime::now_utc();
+    CertificateRevocationListParams {
+        this_update: now - Duration::days(2),
+        next_update: now + Duration::days(next_days),
+        crl_number: SerialNumber::from(number),
+        issuing_distribution_point: uri.map(|u| CrlIssuingDistributionPoint {
+            distribution_point: CrlDistributionPoint {
+                uris: vec![u.into()],
+            },
+            scope: None,
+        }),
+        revoked_certs: revoked
+            .iter()
+            .map(|s| RevokedCertParams {
+                serial_number: SerialNumber::from(*s),
+                revocation_time: now - Duration::minutes(1),
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(a)
+    .unwrap()
+    .der()
+    .clone()
+}
+
+/// A leaf of `a` with `serial` and, if given, one CRL distribution point.
+fn leaf_at(
+    a: &CertifiedIssuer<'static, KeyPair>,
+    serial: u64,
+    point: Option<&str>,
+) -> CertificateDer<'static> {
+    let mut p = CertificateParams::new(vec!["client".into()]).unwrap();
+    p.serial_number = Some(SerialNumber::from(serial));
+    p.crl_distribution_points = point
+        .map(|u| rcgen::CrlDistributionPoint {
+            uris: vec![u.into()],
+        })
+        .into_iter()
+        .collect();
+    p.signed_by(&KeyPair::generate().unwrap(), a)
+        .unwrap()
+        .der()
+        .clone()
+}
+
+fn loaded_verifier(
+    extra: &str,
+    a: &CertifiedIssuer<'static, KeyPair>,
+    crls: &[&CertificateRevocationListDer<'static>],
+) -> std::sync::Arc<dyn rustls::server::danger::ClientCertVerifier> {
+    let to_pem = |d: &CertificateRevocationListDer<'_>| {
+        let b64 =
+            base64::engine::Engine::encode(&base64::engine::general_purpose::STANDARD, d.as_ref());
+        format!("-----BEGIN X509 CRL-----\n{b64}\n-----END X509 CRL-----\n")
+    };
+    let text: String = crls.iter().map(|c| to_pem(c)).collect();
+    let cfg = tls(extra);
+    let cas = vec![a.der().clone()];
+    let (loaded, _) = crate::tls::crls(&cfg, &cas, &[text.into_bytes()]).unwrap();
+    client_verifier(&cfg, "ca".as_ref(), cas, loaded).unwrap()
+}
+
+/// An old full CRL listed before a newer shard: webpki alone would take
+/// the full one (it covers every certificate) and miss the shard's
+/// revocation; every CRL of the key is read after webpki accepts.
+#[test]
+fn an_older_full_crl_listed_first_does_not_hide_a_shards_revocation() {
+    let a = ca("A");
+    let u1 = "http://crl.example/1.crl";
+    let full_old = scoped_crl(&a, None, 1, &[], 10);
+    let shard_new = scoped_crl(&a, Some(u1), 2, &[9], 1);
+    for extra in ["", ", allow_unknown_revocation: true"] {
+        let v = loaded_verifier(extra, &a, &[&full_old, &shard_new]);
+        for point in [Some(u1), None] {
+            assert_eq!(
+                v.verify_client_cert(&leaf_at(&a, 9, point), &[], UnixTime::now())
+                    .unwrap_err(),
+                rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked),
+                "[{extra}] {point:?}"
+            );
+        }
+        assert!(
+            v.verify_client_cert(&leaf_at(&a, 8, Some(u1)), &[], UnixTime::now())
+                .is_ok()
+        );
+    }
+}
+
+/// Two CRLs of one key and scope with the same rank: both stay loaded,
+/// and a serial either lists is refused.
+#[test]
+fn crls_of_equal_rank_both_count() {
+    let a = ca("A");
+    let one = scoped_crl(&a, None, 3, &[], 1);
+    let other = scoped_crl(&a, None, 3, &[9], 1);
+    let v = loaded_verifier("", &a, &[&one, &other]);
+    assert_eq!(
+        v.verify_client_cert(&leaf_at(&a, 9, None), &[], UnixTime::now())
+            .unwrap_err(),
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)
+    );
+}
+
+/// A stale shard refuses the certificates it covers, not those of another
+/// shard, and says "expired CRL", not "revoked".
+#[test]
+fn a_stale_shard_refuses_only_what_it_covers() {
+    let a = ca("A");
+    let (u1, u2) = ("http://crl.example/1.crl", "http://crl.example/2.crl");
+    let fresh = scoped_crl(&a, Some(u1), 5, &[], 1);
+    let stale = scoped_crl(&a, Some(u2), 6, &[], -1);
+    let v = loaded_verifier("", &a, &[&fresh, &stale]);
+    assert!(
+        v.verify_client_cert(&leaf_at(&a, 11, Some(u1)), &[], UnixTime::now())
+            .is_ok()
+    );
+    let refused = v
+        .verify_client_cert(&leaf_at(&a, 12, Some(u2)), &[], UnixTime::now())
+        .unwrap_err();
+    assert_ne!(
+        refused,
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)
+    );
+}
