@@ -55,6 +55,7 @@ pub(crate) mod cache;
 pub(crate) mod kubernetes;
 
 // Operations around the path.
+pub mod access_log;
 pub mod admin;
 pub mod migration;
 

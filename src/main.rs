@@ -9,7 +9,7 @@ use std::sync::Arc;
 use authgate::app::App;
 use authgate::config::krp::{self, KrpFlags};
 use authgate::config::{self, Config, LogConfig, LogFormat};
-use authgate::{admin, demo, pki};
+use authgate::{access_log, admin, demo, pki};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -277,10 +277,13 @@ fn serve_config(path: Option<&std::path::Path>, krp: KrpFlags) -> Result<Config,
 }
 
 async fn serve(config: Config) -> Result {
-    let (_flush_on_exit, dropped) = init_logging(&config.log);
+    let (_flush_on_exit, dropped, _access) = init_logging(&config.log);
     let app = Arc::new(App::build(&config).await?);
-    app.metrics
-        .count_dropped_log_lines(Box::new(move || dropped.dropped_lines() as u64));
+    app.metrics.count_dropped_log_lines(Box::new(move || {
+        // The writer counts a dropped access batch as one line; count its lines.
+        (dropped.dropped_lines() as u64).saturating_sub(access_log::refused_batches())
+            + access_log::dropped()
+    }));
     let listener = TcpListener::bind(config.listen).await?;
     let stop = CancellationToken::new();
     app.spawn_background(&stop);
@@ -318,7 +321,7 @@ async fn serve(config: Config) -> Result {
 async fn run_demo(listen: SocketAddr, dir: PathBuf) -> Result {
     let echo = TcpListener::bind("127.0.0.1:0").await?;
     let setup = demo::setup(&dir, listen, echo.local_addr()?)?;
-    let (_flush_on_exit, _) = init_logging(&setup.config.log);
+    let (_flush_on_exit, _, _access) = init_logging(&setup.config.log);
     let app = Arc::new(App::build(&setup.config).await?);
     let listener = TcpListener::bind(listen).await?;
     tokio::spawn(demo::serve_echo(echo, std::future::pending()));
@@ -339,9 +342,11 @@ async fn run_demo(listen: SocketAddr, dir: PathBuf) -> Result {
 const LOG_QUEUE: usize = 65_536;
 
 /// Logging to stderr through a writer thread that writes in batches (one
-/// `write` per batch, not per line), so a request never waits on stderr.
-/// The guard flushes what is queued when dropped.
-fn init_logging(log: &LogConfig) -> (WorkerGuard, ErrorCounter) {
+/// `write` per batch, not per line), so a request never waits on stderr;
+/// access lines reach it in batches of their own ([`access_log`]). The
+/// guards flush what is queued when dropped (the access log's first: it is
+/// declared last).
+fn init_logging(log: &LogConfig) -> (WorkerGuard, ErrorCounter, access_log::Flush) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
@@ -349,6 +354,7 @@ fn init_logging(log: &LogConfig) -> (WorkerGuard, ErrorCounter) {
         .thread_name("authgate-log")
         .finish(std::io::BufWriter::new(std::io::stderr()));
     let dropped = writer.error_counter();
+    let batches = writer.clone();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -357,7 +363,13 @@ fn init_logging(log: &LogConfig) -> (WorkerGuard, ErrorCounter) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
-    (guard, dropped)
+    let refused = dropped.clone();
+    let access = access_log::install(log.format, move |batch| {
+        let before = refused.dropped_lines();
+        let _ = batches.clone().write_all(batch);
+        refused.dropped_lines() == before
+    });
+    (guard, dropped, access)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -16,6 +16,10 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::cache::CacheSource;
 
+mod route;
+
+pub use route::{AUTHS, OUTCOMES, RouteCounters, Slot};
+
 /// `route`, `auth`, `outcome`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -116,6 +120,8 @@ pub struct Metrics {
     /// `authgate_upstream_tls_reloads_total` (upstream client TLS files).
     pub upstream_reloads: Family<ResultLabel, Counter>,
     registry: Arc<std::sync::Mutex<Registry>>,
+    /// `request_duration`'s series by auth, shared by [`RouteCounters`].
+    durations: Arc<[std::sync::OnceLock<Histogram>; 3]>,
 }
 
 impl Default for Metrics {
@@ -145,6 +151,7 @@ impl Metrics {
             reload_last_success: Gauge::default(),
             reload_last_failure: Gauge::default(),
             upstream_reloads: Family::default(),
+            durations: Arc::default(),
             registry: Arc::new(std::sync::Mutex::new(Registry::with_prefix("authgate"))),
         };
         {
@@ -278,20 +285,6 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &r);
         out
-    }
-
-    /// Counts a finished request; `outcome` is the gate's outcome label.
-    pub fn request(&self, route: &str, auth: &'static str, outcome: &'static str, seconds: f64) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: route.to_owned(),
-                auth,
-                outcome,
-            })
-            .inc();
-        self.request_duration
-            .get_or_create(&AuthLabel { auth })
-            .observe(seconds);
     }
 }
 

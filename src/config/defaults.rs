@@ -30,6 +30,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// `limits.upstream_timeout`.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// `limits.upstream_idle_timeout`: nginx's upstream `keepalive_timeout`.
+pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `limits.upstream_max_requests`: nginx's upstream `keepalive_requests`.
+pub const UPSTREAM_MAX_REQUESTS: usize = 1000;
 /// `limits.max_header_bytes`.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// `limits.idle_timeout`.
@@ -115,6 +119,8 @@ pub const TABLE: &[(&str, &str)] = &[
     ("limits.handshake_timeout", "10s"),
     ("limits.header_read_timeout", "10s"),
     ("limits.upstream_timeout", "30s"),
+    ("limits.upstream_idle_timeout", "60s"),
+    ("limits.upstream_max_requests", "1000"),
     ("limits.max_header_bytes", "32768"),
     ("limits.idle_timeout", "60s"),
     ("limits.shutdown_timeout", "25s"),
@@ -168,6 +174,7 @@ mod tests {
             ("limits.handshake_timeout", HANDSHAKE_TIMEOUT),
             ("limits.header_read_timeout", HEADER_READ_TIMEOUT),
             ("limits.upstream_timeout", UPSTREAM_TIMEOUT),
+            ("limits.upstream_idle_timeout", UPSTREAM_IDLE_TIMEOUT),
             ("limits.idle_timeout", IDLE_TIMEOUT),
             ("limits.shutdown_timeout", SHUTDOWN_TIMEOUT),
             ("limits.shutdown_delay", SHUTDOWN_DELAY),
@@ -191,6 +198,7 @@ mod tests {
             ("limits.max_handshakes", MAX_HANDSHAKES),
             ("limits.max_handshakes_per_ip", MAX_HANDSHAKES_PER_IP),
             ("limits.max_header_bytes", MAX_HEADER_BYTES),
+            ("limits.upstream_max_requests", UPSTREAM_MAX_REQUESTS),
             ("admin.max_connections", ADMIN_MAX_CONNECTIONS),
             ("kubernetes.max_in_flight", API_MAX_IN_FLIGHT),
             ("migration.max_identities", MIGRATION_MAX_IDENTITIES),

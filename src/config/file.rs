@@ -501,6 +501,12 @@ pub struct LimitsFile {
     pub header_read_timeout: Option<HumanDuration>,
     /// Deadline for the upstream's response headers. Default `30s`.
     pub upstream_timeout: Option<HumanDuration>,
+    /// An upstream connection kept for a client connection's next request
+    /// is closed after this long unused. Default `60s`.
+    pub upstream_idle_timeout: Option<HumanDuration>,
+    /// Requests one upstream connection carries before it is closed.
+    /// Default 1000.
+    pub upstream_max_requests: Option<usize>,
     /// Largest request head in bytes. Default 32768.
     pub max_header_bytes: Option<usize>,
     /// HTTP/2 connections without a new request for this long are closed

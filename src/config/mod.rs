@@ -589,6 +589,10 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Deadline for upstream response headers.
     pub upstream_timeout: Duration,
+    /// Upstream connections unused for this long are closed.
+    pub upstream_idle_timeout: Duration,
+    /// Requests per upstream connection.
+    pub upstream_max_requests: usize,
     /// Largest request head.
     pub max_header_bytes: usize,
     /// HTTP/2 connections with no new request for this long get GOAWAY.
@@ -613,6 +617,8 @@ impl Default for Limits {
             handshake_timeout: defaults::HANDSHAKE_TIMEOUT,
             header_read_timeout: defaults::HEADER_READ_TIMEOUT,
             upstream_timeout: defaults::UPSTREAM_TIMEOUT,
+            upstream_idle_timeout: defaults::UPSTREAM_IDLE_TIMEOUT,
+            upstream_max_requests: defaults::UPSTREAM_MAX_REQUESTS,
             max_header_bytes: defaults::MAX_HEADER_BYTES,
             idle_timeout: defaults::IDLE_TIMEOUT,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,

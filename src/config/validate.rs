@@ -503,30 +503,25 @@ fn limits(l: file::LimitsFile) -> Result<Limits, Error> {
         }
         Some(file::HumanDuration(v)) => Ok(v),
     };
-    let max_connections = l.max_connections.unwrap_or(d.max_connections);
-    if max_connections == 0 {
-        return Err(Error::invalid(
-            "limits.max_connections",
-            "must be at least 1",
-        ));
-    }
-    let max_connections_per_ip = l.max_connections_per_ip.unwrap_or(d.max_connections_per_ip);
-    if max_connections_per_ip == 0 {
-        return Err(Error::invalid(
-            "limits.max_connections_per_ip",
-            "must be at least 1",
-        ));
-    }
     let at_least_one = |key: &str, v: Option<usize>, default: usize| match v.unwrap_or(default) {
         0 => Err(Error::invalid(key, "must be at least 1")),
         n => Ok(n),
     };
-    let max_handshakes = at_least_one("limits.max_handshakes", l.max_handshakes, d.max_handshakes)?;
-    let max_handshakes_per_ip = at_least_one(
-        "limits.max_handshakes_per_ip",
-        l.max_handshakes_per_ip,
-        d.max_handshakes_per_ip,
-    )?;
+    // `limits.<field>`: the file's value or the default, checked.
+    macro_rules! pos {
+        ($f:ident) => {
+            positive(concat!("limits.", stringify!($f)), l.$f, d.$f)?
+        };
+    }
+    macro_rules! one {
+        ($f:ident) => {
+            at_least_one(concat!("limits.", stringify!($f)), l.$f, d.$f)?
+        };
+    }
+    let max_connections = one!(max_connections);
+    let max_connections_per_ip = one!(max_connections_per_ip);
+    let max_handshakes = one!(max_handshakes);
+    let max_handshakes_per_ip = one!(max_handshakes_per_ip);
     let max_header_bytes = l.max_header_bytes.unwrap_or(d.max_header_bytes);
     if !(8192..=1024 * 1024).contains(&max_header_bytes) {
         return Err(Error::invalid(
@@ -539,41 +534,19 @@ fn limits(l: file::LimitsFile) -> Result<Limits, Error> {
         max_connections_per_ip,
         max_handshakes,
         max_handshakes_per_ip,
-        handshake_timeout: positive(
-            "limits.handshake_timeout",
-            l.handshake_timeout,
-            d.handshake_timeout,
-        )?,
-        header_read_timeout: positive(
-            "limits.header_read_timeout",
-            l.header_read_timeout,
-            d.header_read_timeout,
-        )?,
-        upstream_timeout: positive(
-            "limits.upstream_timeout",
-            l.upstream_timeout,
-            d.upstream_timeout,
-        )?,
+        handshake_timeout: pos!(handshake_timeout),
+        header_read_timeout: pos!(header_read_timeout),
+        upstream_timeout: pos!(upstream_timeout),
+        upstream_idle_timeout: pos!(upstream_idle_timeout),
+        upstream_max_requests: one!(upstream_max_requests),
         max_header_bytes,
-        idle_timeout: positive("limits.idle_timeout", l.idle_timeout, d.idle_timeout)?,
-        shutdown_timeout: positive(
-            "limits.shutdown_timeout",
-            l.shutdown_timeout,
-            d.shutdown_timeout,
-        )?,
+        idle_timeout: pos!(idle_timeout),
+        shutdown_timeout: pos!(shutdown_timeout),
         shutdown_delay: l
             .shutdown_delay
             .map_or(d.shutdown_delay, |file::HumanDuration(v)| v),
-        tunnel_idle_timeout: positive(
-            "limits.tunnel_idle_timeout",
-            l.tunnel_idle_timeout,
-            d.tunnel_idle_timeout,
-        )?,
-        max_connection_age: positive(
-            "limits.max_connection_age",
-            l.max_connection_age,
-            d.max_connection_age,
-        )?,
+        tunnel_idle_timeout: pos!(tunnel_idle_timeout),
+        max_connection_age: pos!(max_connection_age),
     })
 }
 

@@ -7,12 +7,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::Method;
-use tracing::info;
 
 use super::error::{Outcome, Refusal};
 use crate::cache::Lookups;
+use crate::identity::AuthMethod;
 use crate::identity::Identity;
-use crate::metrics::Metrics;
+use crate::metrics::{self, RouteCounters};
 
 /// Whether a request was served.
 pub enum Verdict<'a> {
@@ -37,6 +37,8 @@ pub struct Record<'a> {
     pub path: &'a str,
     /// Matched route prefix, if any.
     pub route: Option<&'a str>,
+    /// The request series of that route (or of no route).
+    pub counters: &'a RouteCounters,
     /// Who, once authenticated.
     pub identity: Option<&'a Identity>,
     /// Response status.
@@ -50,7 +52,7 @@ pub struct Record<'a> {
 }
 
 /// Logs and counts `r`.
-pub fn record(metrics: &Metrics, r: &Record<'_>) {
+pub fn record(r: &Record<'_>) {
     let auth = r.identity.map_or("none", |i| i.method.as_str());
     let route = r.route.unwrap_or("");
     let (outcome, reason, detail) = match r.verdict {
@@ -59,21 +61,44 @@ pub fn record(metrics: &Metrics, r: &Record<'_>) {
             (refusal.outcome(), refusal.reason.as_str(), detail)
         }
     };
-    metrics.request(route, auth, outcome.as_str(), r.latency.as_secs_f64());
-    info!(
-        target: "authgate::access",
-        peer = %r.peer,
-        method = %r.method,
-        path = r.path,
+    let slot = metrics::Slot {
+        auth: match r.identity.map(|i| i.method) {
+            None => 0,
+            Some(AuthMethod::Mtls) => 1,
+            Some(AuthMethod::Token) => 2,
+        },
+        outcome: (outcome.index(), outcome.as_str()),
+    };
+    r.counters.count(slot, r.latency.as_secs_f64());
+    crate::access_log::write(&crate::access_log::Line {
+        peer: r.peer,
+        method: r.method,
+        path: r.path,
         route,
-        user = r.identity.map_or("", |i| i.user.as_str()),
-        groups = r.identity.map_or(0, |i| i.groups.len()),
+        user: r.identity.map_or("", |i| i.user.as_str()),
+        groups: r.identity.map_or(0, |i| i.groups.len()),
         auth,
-        status = r.status,
+        status: r.status,
         reason,
         detail,
-        latency_us = u64::try_from(r.latency.as_micros()).unwrap_or(u64::MAX),
-        token_cache = r.lookups.token.as_str(),
-        access_cache = r.lookups.access.as_str(),
-    );
+        latency_us: u64::try_from(r.latency.as_micros()).unwrap_or(u64::MAX),
+        token_cache: r.lookups.token.as_str(),
+        access_cache: r.lookups.access.as_str(),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The series slots name the labels the families would.
+    #[test]
+    fn slots_match_the_label_values() {
+        assert_eq!(Outcome::ALL.len(), metrics::OUTCOMES);
+        for (i, o) in Outcome::ALL.into_iter().enumerate() {
+            assert_eq!(o.index(), i, "{o:?}");
+        }
+        assert_eq!(metrics::AUTHS[1], AuthMethod::Mtls.as_str());
+        assert_eq!(metrics::AUTHS[2], AuthMethod::Token.as_str());
+    }
 }

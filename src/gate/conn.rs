@@ -21,6 +21,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The connection as the accept loop counts it (tunnels hold it).
     pub downstream: Downstream,
+    /// The upstream connections this connection keeps between requests.
+    pub upstreams: proxy::Local,
     /// The client certificate's identity, if a certificate was presented.
     pub cert: Option<CertIdentity>,
     /// The client certificate as an Envoy `X-Forwarded-Client-Cert` value,
@@ -68,6 +70,7 @@ impl<F> Gate<F> {
             checked: AtomicU64::new(downstream.verified_in),
             chain: chain.to_vec(),
             downstream,
+            upstreams: proxy::Local::default(),
         }
     }
 

@@ -205,6 +205,23 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in [`Outcome::index`] order.
+    pub const ALL: [Self; 8] = [
+        Self::Allowed,
+        Self::Unauthenticated,
+        Self::Forbidden,
+        Self::BackendError,
+        Self::UpstreamError,
+        Self::BadRequest,
+        Self::NoRoute,
+        Self::InternalError,
+    ];
+
+    /// Its position in [`Outcome::ALL`] (the metrics' series slot).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {

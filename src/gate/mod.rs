@@ -51,6 +51,8 @@ pub struct Route {
     pub id: RouteId,
     /// Its configuration.
     pub config: RouteConfig,
+    /// Its request series.
+    counters: crate::metrics::RouteCounters,
 }
 
 /// The pipeline and everything it needs; `F` sends permitted requests on.
@@ -70,6 +72,8 @@ pub struct Gate<F = proxy::Upstreams> {
     /// Verifies certificates a trusted front proxy forwards (`mode: auth`).
     tls: Arc<tls::Acceptor>,
     metrics: Metrics,
+    /// The request series of requests that matched no route.
+    no_route: crate::metrics::RouteCounters,
     forward: F,
 }
 
@@ -100,7 +104,7 @@ pub struct Parts<F> {
 /// What the access log records about a request as it moves along.
 #[derive(Default)]
 struct Trail<'g> {
-    route: Option<&'g str>,
+    route: Option<&'g Route>,
     identity: Option<Arc<Identity>>,
     /// `mode: auth`: the method and path being checked.
     original: Option<(Method, String)>,
@@ -135,6 +139,7 @@ impl<F> Gate<F> {
             .map(|(i, config)| {
                 let route = Route {
                     id: RouteId::new(i),
+                    counters: p.metrics.route_counters(&config.path_prefix),
                     config,
                 };
                 (route.config.path_prefix.clone(), route)
@@ -155,6 +160,7 @@ impl<F> Gate<F> {
             migration: p.migration,
             mode: p.mode,
             tls: p.tls,
+            no_route: p.metrics.route_counters(""),
             metrics: p.metrics,
             forward: p.forward,
         }
@@ -196,23 +202,21 @@ impl<F> Gate<F> {
             }
         };
         let (method, path) = trail.original.take().unwrap_or((method, path));
-        audit::record(
-            &self.metrics,
-            &audit::Record {
-                peer: conn.peer,
-                method: &method,
-                path: &path,
-                route: trail.route,
-                identity: trail.identity.as_deref(),
-                status: resp.status().as_u16(),
-                verdict: match &refused {
-                    None => audit::Verdict::Allowed,
-                    Some((refusal, detail)) => audit::Verdict::Refused { refusal, detail },
-                },
-                latency: start.elapsed(),
-                lookups,
+        audit::record(&audit::Record {
+            peer: conn.peer,
+            method: &method,
+            path: &path,
+            route: trail.route.map(|r| r.config.path_prefix.as_str()),
+            counters: trail.route.map_or(&self.no_route, |r| &r.counters),
+            identity: trail.identity.as_deref(),
+            status: resp.status().as_u16(),
+            verdict: match &refused {
+                None => audit::Verdict::Allowed,
+                Some((refusal, detail)) => audit::Verdict::Refused { refusal, detail },
             },
-        );
+            latency: start.elapsed(),
+            lookups,
+        });
         resp
     }
 
@@ -304,7 +308,13 @@ impl<F> Gate<F> {
         }
         let mut resp = self
             .forward
-            .forward(&permit, req, path_and_query, &conn.downstream)
+            .forward(
+                &permit,
+                req,
+                path_and_query,
+                &conn.downstream,
+                &conn.upstreams,
+            )
             .await?;
         notify(&mut resp, &permit);
         Ok(resp)
@@ -388,7 +398,7 @@ impl<F> Gate<F> {
             .routes
             .select(path)
             .ok_or_else(|| Error::NoRoute(path.to_owned()))?;
-        trail.route = Some(&route.config.path_prefix);
+        trail.route = Some(route);
         if self
             .allow_paths
             .as_ref()

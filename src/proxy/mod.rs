@@ -1,6 +1,8 @@
-//! Forwarding an authorized request to its upstream over a pooled client
-//! of the upstream's kind ([`upstream`]: `http`, `https` with h2 by ALPN,
-//! `h2c`, `unix`). Bodies and trailers stream both ways; HTTP/2 clients are
+//! Forwarding an authorized request to its upstream ([`upstream`]: `http`,
+//! `https` with h2 by ALPN, `h2c`, `unix`). HTTP/1.1 upstreams (`http`,
+//! `unix`) are reached on connections the client connection owns
+//! ([`upstream::local`]); HTTP/2 and ALPN ones, and upgrades, through a
+//! pooled client of the upstream's kind. Bodies and trailers stream both ways; HTTP/2 clients are
 //! downgraded only for HTTP/1.1 upstreams; protocol upgrades (WebSocket,
 //! SPDY for `kubectl exec`) are spliced through, always over HTTP/1.1.
 //!
@@ -19,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HOST, HeaderValue};
+use http::header::{HOST, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -30,7 +32,9 @@ use crate::body::Body;
 use crate::config::{Limits, RouteConfig, UpstreamConfig};
 use crate::server::Downstream;
 pub use upstream::SetupError;
-use upstream::kind::{self, Kind};
+use upstream::kind::{self, Kind, Protocol};
+pub use upstream::local::Local;
+use upstream::local::{Dialer, Failed};
 use upstream::tls::ClientTls;
 use upstream::{HttpClient, PoolKey};
 
@@ -67,13 +71,15 @@ pub enum Error {
 pub trait Forward<B>: Send + Sync {
     /// Sends `req` (headers already rewritten for `permit`) to
     /// `path_and_query` on the permit's route, for the client connection
-    /// `downstream` (its address, and what a tunnel of it holds).
+    /// `downstream` (its address, and what a tunnel of it holds), whose
+    /// upstream connections `local` keeps.
     fn forward(
         &self,
         permit: &Permit,
         req: Request<B>,
         path_and_query: PathAndQuery,
         downstream: &Downstream,
+        local: &Local,
     ) -> impl Future<Output = Result<Response<Body>, Error>> + Send;
 }
 
@@ -92,6 +98,9 @@ impl Upstreams {
     pub fn new(routes: &[RouteConfig], limits: &Limits) -> Result<Self, SetupError> {
         let tls = upstream::load_tls(routes)?;
         let mut clients = HashMap::<PoolKey, Clients>::new();
+        // One id per distinct upstream, for the connections a client
+        // connection keeps to it.
+        let mut ids = HashMap::<(PoolKey, Authority), usize>::new();
         let mut by_route = Vec::with_capacity(routes.len());
         for r in routes {
             let Some(u) = &r.upstream else {
@@ -99,6 +108,10 @@ impl Upstreams {
                 continue;
             };
             let key = PoolKey::of(u);
+            let n = ids.len();
+            let id = *ids
+                .entry((key.clone(), kind::authority(&u.target)))
+                .or_insert(n);
             let c = match clients.get(&key) {
                 Some(c) => c.clone(),
                 None => {
@@ -111,7 +124,7 @@ impl Upstreams {
                     c
                 }
             };
-            by_route.push(Some(Upstream::new(u, c, limits)));
+            by_route.push(Some(Upstream::new(u, c, limits, id)));
         }
         Ok(Self {
             by_route,
@@ -136,6 +149,9 @@ pub struct Clients {
     upgrade: Option<HttpClient>,
     /// The version requests are tagged with.
     version: Version,
+    /// An HTTP/1.1-only kind: ordinary requests go on connections of the
+    /// client connection ([`Local`]) instead of `main`.
+    local: Option<Kind>,
 }
 
 impl Clients {
@@ -147,12 +163,14 @@ impl Clients {
             Some(k) => Self {
                 version: k.request_version(),
                 upgrade: k.for_upgrade().map(upstream::client),
+                local: (k.protocol == Protocol::Http1).then(|| k.clone()),
                 main: Some(upstream::client(k)),
             },
             None => Self {
                 main: None,
                 upgrade: None,
                 version: Version::HTTP_11,
+                local: None,
             },
         }
     }
@@ -165,6 +183,7 @@ impl Forward<Incoming> for Upstreams {
         req: Request<Incoming>,
         path_and_query: PathAndQuery,
         downstream: &Downstream,
+        local: &Local,
     ) -> Result<Response<Body>, Error> {
         let upstream = permit
             .route()
@@ -172,7 +191,9 @@ impl Forward<Incoming> for Upstreams {
             .and_then(|i| self.by_route.get(i))
             .and_then(Option::as_ref)
             .ok_or(Error::NoUpstream)?;
-        upstream.forward(req, path_and_query, downstream).await
+        upstream
+            .forward(req, path_and_query, downstream, local)
+            .await
     }
 }
 
@@ -184,16 +205,38 @@ pub struct Upstream {
     /// What errors name: the authority, or the socket path.
     name: String,
     clients: Clients,
+    /// Ordinary requests to an HTTP/1.1 upstream, with the `Host` they carry.
+    local: Option<(Dialer, HeaderValue)>,
     timeout: Duration,
     tunnel_idle: Duration,
     max_age: Duration,
 }
 
 impl Upstream {
-    /// The upstream `u`, using `clients`.
-    pub fn new(u: &UpstreamConfig, clients: Clients, limits: &Limits) -> Self {
+    /// The upstream `u`, using `clients`; `id` tells it apart from the
+    /// other upstreams a client connection may keep connections to.
+    pub fn new(u: &UpstreamConfig, clients: Clients, limits: &Limits, id: usize) -> Self {
         let authority = kind::authority(&u.target);
+        let scheme = kind::scheme(&u.target);
+        let local = clients.local.clone().and_then(|k| {
+            let dst = Uri::builder()
+                .scheme(scheme.clone())
+                .authority(authority.clone())
+                .path_and_query("/")
+                .build()
+                .ok()?;
+            let host = host_header(&scheme, &authority)?;
+            let d = Dialer::new(
+                k,
+                dst,
+                id,
+                limits.upstream_idle_timeout,
+                limits.upstream_max_requests,
+            );
+            Some((d, host))
+        });
         Self {
+            local,
             scheme: kind::scheme(&u.target),
             name: match &u.target {
                 crate::config::UpstreamTarget::Unix(p) => format!("unix:{}", p.display()),
@@ -214,7 +257,15 @@ impl Upstream {
         mut req: Request<Incoming>,
         path_and_query: PathAndQuery,
         downstream: &Downstream,
+        local: &Local,
     ) -> Result<Response<Body>, Error> {
+        if let Some((dialer, host)) = &self.local
+            && upgrade::requested(req.headers()).is_none()
+        {
+            return self
+                .on_local(dialer, host, local, req, path_and_query, downstream)
+                .await;
+        }
         let host = req.headers().get(HOST).cloned().or_else(|| {
             req.uri()
                 .authority()
@@ -259,7 +310,7 @@ impl Upstream {
                 upstream: self.name.clone(),
                 timeout: self.timeout,
             })?
-            .map_err(|e| self.failed(e))?;
+            .map_err(|e| self.failed(&e))?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             headers::strip_hop_by_hop(resp.headers_mut());
             return Ok(resp.map(BodyExt::boxed));
@@ -282,9 +333,49 @@ impl Upstream {
         Ok(resp.map(BodyExt::boxed))
     }
 
+    /// An ordinary request to an HTTP/1.1 upstream, on a connection of the
+    /// client connection's (see [`upstream::local`]).
+    async fn on_local(
+        &self,
+        dialer: &Dialer,
+        host: &HeaderValue,
+        local: &Local,
+        mut req: Request<Incoming>,
+        path_and_query: PathAndQuery,
+        downstream: &Downstream,
+    ) -> Result<Response<Body>, Error> {
+        let client_host = req.headers_mut().remove(HOST).or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::try_from(a.as_str()).ok())
+        });
+        *req.uri_mut() = Uri::from(path_and_query);
+        *req.version_mut() = Version::HTTP_11;
+        set_forwarded(req.headers_mut(), client_host, downstream.peer);
+        req.headers_mut().insert(HOST, host.clone());
+        let sent = dialer.send(local, req.map(trailers::NoTrailers));
+        let mut resp = tokio::time::timeout(self.timeout, sent)
+            .await
+            .map_err(|_| Error::Timeout {
+                upstream: self.name.clone(),
+                timeout: self.timeout,
+            })?
+            .map_err(|e| match e {
+                Failed::Connect(e) => self.unavailable(e),
+                Failed::Http(e) => self.failed(&e),
+            })?;
+        // Nothing was asked to switch: a 101 would open a channel no check
+        // sees into.
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(self.bad_switch("the upstream switched protocols unasked"));
+        }
+        headers::strip_hop_by_hop(resp.headers_mut());
+        Ok(resp.map(BodyExt::boxed))
+    }
+
     /// A failed exchange: the client's body broke, or the upstream failed.
-    fn failed(&self, e: hyper_util::client::legacy::Error) -> Error {
-        let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+    fn failed(&self, e: &(dyn std::error::Error + 'static)) -> Error {
+        let mut next = Some(e);
         while let Some(cause) = next {
             if cause
                 .downcast_ref::<hyper::Error>()
@@ -324,20 +415,35 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The `Host` of requests to `authority`, as hyper-util's client writes
+/// it: the port only when it is not the scheme's default.
+fn host_header(scheme: &Scheme, authority: &Authority) -> Option<HeaderValue> {
+    let default = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    let host = match authority.port_u16() {
+        Some(p) if p != default => format!("{}:{p}", authority.host()),
+        _ => authority.host().to_owned(),
+    };
+    HeaderValue::try_from(host).ok()
+}
+
 /// `Host` comes from the upstream URI; the client's host and address travel
 /// in `X-Forwarded-*`.
 fn set_forwarded(h: &mut http::HeaderMap, host: Option<HeaderValue>, client: SocketAddr) {
     h.remove(HOST);
     if let Some(host) = host {
-        h.insert("x-forwarded-host", host);
+        h.insert(X_FORWARDED_HOST, host);
     }
-    h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     let ip = client.ip().to_string();
-    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {ip}"),
         None => ip,
     };
     if let Ok(v) = HeaderValue::try_from(xff) {
-        h.insert("x-forwarded-for", v);
+        h.insert(X_FORWARDED_FOR, v);
     }
 }
+
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

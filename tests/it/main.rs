@@ -16,6 +16,7 @@ mod deploy;
 mod fake_api_selftest;
 mod handshakes;
 mod jwks;
+mod keepalive;
 mod krp;
 mod kubernetes;
 mod migration;

@@ -84,6 +84,7 @@ impl<B: Send> Forward<B> for Recorder {
         req: Request<B>,
         path_and_query: PathAndQuery,
         _downstream: &Downstream,
+        _local: &proxy::Local,
     ) -> Result<Response<Body>, proxy::Error> {
         let answer = *self.answer.lock().unwrap();
         let upstream = "10.0.0.1:80".to_owned();
@@ -211,9 +212,10 @@ impl<B: Send> Forward<B> for Shared {
         req: Request<B>,
         path_and_query: PathAndQuery,
         downstream: &Downstream,
+        local: &proxy::Local,
     ) -> Result<Response<Body>, proxy::Error> {
         self.0
-            .forward(permit, req, path_and_query, downstream)
+            .forward(permit, req, path_and_query, downstream, local)
             .await
     }
 }

@@ -2,12 +2,13 @@
 //! the connections: a [`kind::Kind`] (transport and protocol), the dial
 //! ([`connect`]), and the client TLS of `https` upstreams ([`tls`]).
 //!
-//! Today one pooled hyper-util client serves each distinct kind
-//! ([`client`]). A later design with upstream connections per downstream
-//! connection can keep these pieces and change only the pool.
+//! HTTP/1.1 kinds are reached on connections each client connection owns
+//! ([`local`]); the others, and upgrades, through one pooled hyper-util
+//! client per distinct kind ([`client`]).
 
 pub mod connect;
 pub mod kind;
+pub mod local;
 pub mod tls;
 
 use std::collections::HashMap;

@@ -1,0 +1,345 @@
+//! Step 3, item 1, over real sockets: each client connection owns its
+//! HTTP/1.1 upstream connections. They are reused across its requests,
+//! never shared with another client connection, redialed when the upstream
+//! closed them, closed after `limits.upstream_max_requests` and
+//! `limits.upstream_idle_timeout`, and never reused after a response the
+//! client abandoned or an upstream that sent more than its response.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use testkit::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+/// What one upstream connection carried: the `X-Remote-User` and path of
+/// each of its requests.
+type Carried = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+
+/// How the counting upstream treats its connections.
+#[derive(Clone, Copy, Default)]
+struct Behaviour {
+    /// Close the connection this long after each response (no
+    /// `Connection: close`: the FIN is all the proxy gets).
+    close_after: Option<Duration>,
+    /// `/big` streams a body it never finishes.
+    endless_big: bool,
+}
+
+/// An HTTP/1.1 upstream that records which connection carried which request.
+async fn counting_upstream(b: Behaviour) -> (SocketAddr, Carried) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let carried: Carried = Arc::default();
+    let record = carried.clone();
+    tokio::spawn(async move {
+        while let Ok(Ok((tcp, _))) =
+            tokio::time::timeout(Duration::from_secs(30), listener.accept()).await
+        {
+            let index = {
+                let mut c = record.lock().expect("lock");
+                c.push(Vec::new());
+                c.len() - 1
+            };
+            let record = record.clone();
+            tokio::spawn(async move {
+                let served = Arc::new(AtomicUsize::new(0));
+                let counted = served.clone();
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let user = req
+                        .headers()
+                        .get("x-remote-user")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                        .to_owned();
+                    let path = req.uri().path().to_owned();
+                    record.lock().expect("lock")[index].push((user, path.clone()));
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let body: http_body_util::combinators::BoxBody<Bytes, std::io::Error> =
+                            if path == "/api/big" && b.endless_big {
+                                let (tx, body) = channel_body();
+                                tokio::spawn(async move {
+                                    while tx
+                                        .send(hyper::body::Frame::data(Bytes::from(vec![
+                                            b'x';
+                                            4096
+                                        ])))
+                                        .await
+                                        .is_ok()
+                                    {
+                                        tokio::time::sleep(Duration::from_millis(5)).await;
+                                    }
+                                });
+                                body.map_err(|never| match never {}).boxed()
+                            } else {
+                                Full::new(Bytes::from(format!("answer:{path}")))
+                                    .map_err(|never| match never {})
+                                    .boxed()
+                            };
+                        Ok::<_, std::convert::Infallible>(http::Response::new(body))
+                    }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc);
+                tokio::pin!(conn);
+                let Some(after) = b.close_after else {
+                    let _ = conn.await;
+                    return;
+                };
+                // Serve one request, then close the idle connection.
+                while served.load(Ordering::SeqCst) == 0 {
+                    tokio::select! {
+                        _ = conn.as_mut() => return,
+                        () = tokio::time::sleep(Duration::from_millis(2)) => {}
+                    }
+                }
+                let _ = tokio::time::timeout(after, conn.as_mut()).await;
+            });
+        }
+    });
+    (addr, carried)
+}
+
+/// One keep-alive HTTP/1.1 client connection to the gate.
+async fn keep_alive(client: &Client) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let tls = client.connect().await.expect("connect");
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    send
+}
+
+async fn get(
+    send: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    method: &str,
+    path: &str,
+    token: &str,
+) -> (u16, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let fut = async {
+        send.ready().await.expect("ready");
+        let resp = send.send_request(req).await.expect("response");
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    tokio::time::timeout(TIMEOUT, fut).await.expect("in time")
+}
+
+async fn env_with(upstream: SocketAddr, limits: &str) -> Env {
+    Env::start(|y| {
+        y.routes = format!("routes:\n  - {{path_prefix: /, upstream: \"http://{upstream}\"}}\n");
+        y.rest = limits.to_owned();
+    })
+    .await
+}
+
+fn connections(c: &Carried) -> Vec<Vec<(String, String)>> {
+    c.lock().expect("lock").clone()
+}
+
+#[tokio::test]
+async fn a_keep_alive_client_connection_reuses_one_upstream_connection() {
+    let (addr, carried) = counting_upstream(Behaviour::default()).await;
+    let env = env_with(addr, "").await;
+    let mut send = keep_alive(&env.client()).await;
+    for i in 0..10 {
+        let path = format!("/api/{i}");
+        assert_eq!(
+            get(&mut send, "GET", &path, BOB_TOKEN).await,
+            (200, format!("answer:{path}"))
+        );
+    }
+    // A response without a body (HEAD) keeps the connection too.
+    assert_eq!(get(&mut send, "HEAD", "/api/head", BOB_TOKEN).await.0, 200);
+    assert_eq!(get(&mut send, "GET", "/api/last", BOB_TOKEN).await.0, 200);
+    let conns = connections(&carried);
+    assert_eq!(conns.len(), 1, "one upstream connection: {conns:?}");
+    assert_eq!(conns[0].len(), 12);
+}
+
+#[tokio::test]
+async fn two_client_connections_never_share_an_upstream_connection() {
+    let (addr, carried) = counting_upstream(Behaviour::default()).await;
+    let env = env_with(addr, "").await;
+    // Interleaved requests, told apart by path: `/api/b*` on one client
+    // connection, `/api/c*` on the other.
+    let mut one = keep_alive(&env.client()).await;
+    let mut other = keep_alive(&env.client()).await;
+    for i in 0..5 {
+        assert_eq!(
+            get(&mut one, "GET", &format!("/api/b{i}"), BOB_TOKEN)
+                .await
+                .0,
+            200
+        );
+        assert_eq!(
+            get(&mut other, "GET", &format!("/api/c{i}"), BOB_TOKEN)
+                .await
+                .0,
+            200
+        );
+    }
+    let conns = connections(&carried);
+    assert_eq!(
+        conns.len(),
+        2,
+        "one upstream connection per client connection: {conns:?}"
+    );
+    for c in &conns {
+        let first = c[0].1.as_bytes()[5];
+        assert!(
+            c.iter().all(|(_, p)| p.as_bytes()[5] == first),
+            "an upstream connection carried two client connections' requests: {c:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_connection_closed_by_the_upstream_is_redialed_not_a_502() {
+    let (addr, carried) = counting_upstream(Behaviour {
+        close_after: Some(Duration::from_millis(50)),
+        ..Behaviour::default()
+    })
+    .await;
+    let env = env_with(addr, "").await;
+    let mut send = keep_alive(&env.client()).await;
+    for i in 0..4 {
+        // Each request finds its upstream connection closed (FIN only).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let path = format!("/api/{i}");
+        assert_eq!(
+            get(&mut send, "GET", &path, BOB_TOKEN).await,
+            (200, format!("answer:{path}"))
+        );
+    }
+    assert_eq!(connections(&carried).len(), 4);
+}
+
+#[tokio::test]
+async fn upstream_max_requests_and_idle_timeout_close_upstream_connections() {
+    let (addr, carried) = counting_upstream(Behaviour::default()).await;
+    let env = env_with(
+        addr,
+        "limits: {upstream_max_requests: 3, upstream_idle_timeout: 300ms}\n",
+    )
+    .await;
+    let mut send = keep_alive(&env.client()).await;
+    for i in 0..7 {
+        assert_eq!(
+            get(&mut send, "GET", &format!("/api/{i}"), BOB_TOKEN)
+                .await
+                .0,
+            200
+        );
+    }
+    let sizes: Vec<usize> = connections(&carried).iter().map(Vec::len).collect();
+    assert_eq!(sizes, [3, 3, 1], "3 requests per upstream connection");
+    // Idle past the timeout: the next request gets a new connection.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(get(&mut send, "GET", "/api/late", BOB_TOKEN).await.0, 200);
+    assert_eq!(connections(&carried).len(), 4);
+}
+
+#[tokio::test]
+async fn a_response_the_client_abandoned_never_answers_its_next_request() {
+    let (addr, carried) = counting_upstream(Behaviour {
+        endless_big: true,
+        ..Behaviour::default()
+    })
+    .await;
+    let env = env_with(addr, "").await;
+    // HTTP/2: one stream is reset mid-body while the connection lives on.
+    let tls = env.client().http2().connect().await.expect("connect");
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let req = |path: &str| {
+        Request::get(format!("https://localhost{path}"))
+            .header("authorization", format!("Bearer {BOB_TOKEN}"))
+            .body(Full::new(Bytes::new()))
+            .expect("request")
+    };
+    let resp = tokio::time::timeout(TIMEOUT, send.send_request(req("/api/big")))
+        .await
+        .expect("in time")
+        .expect("response");
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(TIMEOUT, body.frame())
+        .await
+        .expect("in time")
+        .expect("a frame")
+        .expect("data");
+    assert!(first.is_data());
+    drop(body);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let resp = tokio::time::timeout(TIMEOUT, send.send_request(req("/api/small")))
+        .await
+        .expect("in time")
+        .expect("response");
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(body, "answer:/api/small");
+    assert_eq!(
+        connections(&carried).len(),
+        2,
+        "the abandoned connection is not reused"
+    );
+}
+
+/// An upstream that sends a second, unasked response right after the first.
+async fn over_answering_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok(Ok((mut tcp, _))) =
+            tokio::time::timeout(Duration::from_secs(30), listener.accept()).await
+        {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                while raw::read_head(&mut tcp).await.is_some() {
+                    let reply = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok\
+                                 HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged";
+                    if tcp.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn bytes_an_upstream_sends_beyond_its_response_never_answer_the_next_request() {
+    let (addr, accepted) = over_answering_upstream().await;
+    let env = env_with(addr, "").await;
+    let mut send = keep_alive(&env.client()).await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (status, body) = get(&mut send, "GET", "/api/x", BOB_TOKEN).await;
+        assert_eq!((status, body.as_str()), (200, "ok"));
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        3,
+        "each connection is dropped after its stray bytes"
+    );
+}
