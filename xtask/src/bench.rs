@@ -30,12 +30,21 @@ use crate::Res;
 use crate::load::{self, LoadResult};
 
 mod idle;
+mod latency;
 use crate::pki::Pki;
 use crate::procstat;
 use crate::report::{self, Run};
 
 /// The configurations, in the order they are measured.
-pub(crate) const CONFIGS: [&str; 6] = ["token", "mtls", "handshake", "h2", "cache", "idle"];
+pub(crate) const CONFIGS: [&str; 7] = [
+    "token",
+    "mtls",
+    "handshake",
+    "h2",
+    "cache",
+    "idle",
+    "latency",
+];
 /// Idle keep-alive connections per server in the `idle` measurement (under
 /// authgate's per-address cap of 1000).
 const IDLE_CONNS: usize = 900;
@@ -59,11 +68,11 @@ pub(crate) struct BenchArgs {
     /// Connections (HTTP/1.1), or streams in total (HTTP/2).
     #[arg(long, default_value_t = 50)]
     concurrency: usize,
-    /// Comma list of: token, mtls, handshake, h2, cache.
+    /// Comma list of: token, mtls, handshake, h2, cache, idle, latency.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "token,mtls,handshake,h2,cache,idle"
+        default_value = "token,mtls,handshake,h2,cache,idle,latency"
     )]
     only: Vec<String>,
     /// Neither server writes access lines (default: both, one line per request to a file).
@@ -82,7 +91,8 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     authgate: Option<PathBuf>,
     /// Offered load (req/s) of the open-loop runs, every configuration
-    /// (default: --rate-fraction of the slower server's probed capacity).
+    /// (default: --rate-fraction of the slower server's probed capacity;
+    /// latency: half of authgate's).
     #[arg(long)]
     rate: Option<f64>,
     /// Fraction of the slower server's capacity offered in the open-loop runs.
@@ -1205,6 +1215,17 @@ pub(crate) fn run(args: &BenchArgs) -> Res<i32> {
     } else {
         Value::Null
     };
+    let latency = if want("latency") {
+        let upstream = Target {
+            name: latency::UPSTREAM.to_owned(),
+            port: up_port,
+            pid: up_pid,
+            access: None,
+        };
+        latency::measure(&mut b, &targets, &upstream, warmup, rounds)?
+    } else {
+        Value::Null
+    };
     let bench_wall = bench_start.elapsed().as_secs();
     b.procs.stop(ag_pid);
     b.procs.stop(ngx_pid);
@@ -1214,7 +1235,7 @@ pub(crate) fn run(args: &BenchArgs) -> Res<i32> {
     if args.smoke {
         stamp.push_str("-smoke");
     }
-    let meta = json!({
+    let mut meta = json!({
         "date": stamp,
         "smoke": args.smoke,
         "rounds": rounds,
@@ -1249,6 +1270,9 @@ pub(crate) fn run(args: &BenchArgs) -> Res<i32> {
         "idle_connections": idle,
         "loadavg_end": procstat::loadavg(),
     });
+    if !latency.is_null() {
+        meta["latency"] = latency;
+    }
     let out_dir = if args.out.is_absolute() {
         args.out.clone()
     } else {

@@ -14,7 +14,9 @@
 //!   omission);
 //! - `--new-connection`: every request opens a new TCP + TLS connection
 //!   (`connection: close`), sharing one TLS session cache per identity, as a
-//!   real client would (so sessions may resume).
+//!   real client would (so sessions may resume);
+//! - `--plain`: plain HTTP/1.1 over TCP, no TLS (to load an upstream
+//!   directly; the same requests, headers and bearer token included).
 //!
 //! Always bounded: no request starts after `--duration` or `--deadline`
 //! seconds, or after `--requests` requests; the default deadline is 600 s.
@@ -100,6 +102,10 @@ pub(crate) struct LoadArgs {
     /// A new connection (TCP + TLS handshake) for every request.
     #[arg(long)]
     pub(crate) new_connection: bool,
+    /// Plain HTTP/1.1 over TCP, no TLS (--ca is then not used; client
+    /// certificates are refused).
+    #[arg(long)]
+    pub(crate) plain: bool,
     /// Seconds allowed for one connection setup, and for one request.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) timeout: f64,
@@ -225,6 +231,29 @@ pub(crate) async fn open(
     Ok((send, resumed, info))
 }
 
+/// One plain TCP + HTTP/1.1 connection (no TLS): the sender.
+pub(crate) async fn open_plain(target: SocketAddr) -> Res<SendRequest<Empty<Bytes>>> {
+    let tcp = TcpStream::connect(target).await?;
+    tcp.set_nodelay(true)?;
+    let (send, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(c);
+    Ok(send)
+}
+
+/// A new connection, plain (`--plain`) or TLS with `config`: the sender and
+/// whether a TLS session was resumed.
+async fn connect(
+    sh: &Shared,
+    config: &Arc<ClientConfig>,
+) -> Res<(SendRequest<Empty<Bytes>>, bool)> {
+    if sh.args.plain {
+        Ok((open_plain(sh.args.target).await?, false))
+    } else {
+        let (send, resumed, _) = open(sh.args.target, config, &sh.name).await?;
+        Ok((send, resumed))
+    }
+}
+
 /// One GET with optional bearer token; the status, after the whole body.
 pub(crate) async fn request(
     send: &mut SendRequest<Empty<Bytes>>,
@@ -325,9 +354,9 @@ fn identity(sh: &Shared, id: usize) -> (Arc<ClientConfig>, bool) {
 /// Opens the keep-alive connection of worker `id` before the load starts.
 async fn pre_open(sh: &Shared, id: usize) -> Option<(SendRequest<Empty<Bytes>>, bool)> {
     let (config, _) = identity(sh, id);
-    let opened = tokio::time::timeout(sh.timeout, open(sh.args.target, &config, &sh.name)).await;
+    let opened = tokio::time::timeout(sh.timeout, connect(sh, &config)).await;
     match opened {
-        Ok(Ok((send, resumed, _))) => Some((send, resumed)),
+        Ok(Ok(c)) => Some(c),
         _ => None,
     }
 }
@@ -371,8 +400,8 @@ async fn worker(
         }
         let t0 = interval.map_or(now, |iv| next - iv);
         if conn.as_ref().is_none_or(SendRequest::is_closed) {
-            match tokio::time::timeout(sh.timeout, open(a.target, &config, &sh.name)).await {
-                Ok(Ok((send, resumed, _))) => {
+            match tokio::time::timeout(sh.timeout, connect(&sh, &config)).await {
+                Ok(Ok((send, resumed))) => {
                     st.connects += 1;
                     st.resumed += u64::from(resumed);
                     conn = Some(send);
@@ -446,6 +475,9 @@ pub(crate) fn run(args: LoadArgs) -> Res<LoadResult> {
     }
     if args.connections == 0 {
         return Err("--connections must be at least 1".into());
+    }
+    if args.plain && (args.cert.is_some() || args.certs > 0) {
+        return Err("--plain: no TLS, so no client certificates".into());
     }
     let mut configs = Vec::new();
     if let (Some(c), Some(k)) = (&args.cert, &args.key) {

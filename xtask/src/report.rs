@@ -328,6 +328,7 @@ fn summarise(runs: &[Run]) -> (Vec<Row>, Vec<CacheRow>) {
     let mut configs: Vec<&str> = Vec::new();
     for r in runs {
         if r.config != "cache"
+            && r.config != "latency"
             && (r.phase == "closed" || r.phase == "open")
             && !configs.contains(&r.config.as_str())
         {
@@ -415,6 +416,230 @@ fn summarise(runs: &[Run]) -> (Vec<Row>, Vec<CacheRow>) {
     (rows, cache)
 }
 
+/// The three paths of the latency runs (`Run::server`), with their labels.
+const LATENCY_PATHS: [(&str, &str); 3] = [
+    ("upstream", "upstream alone (plain HTTP/1.1)"),
+    ("authgate", "authgate (TLS + token + authz + proxy)"),
+    ("nginx", "nginx edge (TLS + token map + proxy), reference"),
+];
+
+/// One path of the latency runs: spreads over the rounds.
+#[derive(Clone, Debug, Serialize)]
+struct LatencyPath {
+    server: String,
+    label: String,
+    rps: Option<Spread>,
+    p50_ms: Option<Spread>,
+    p99_ms: Option<Spread>,
+    p999_ms: Option<Spread>,
+    achieved_fraction: Option<Spread>,
+    cpu_us_per_request: Option<Spread>,
+}
+
+/// The added-latency figure (configuration `latency`).
+#[derive(Clone, Debug, Serialize)]
+struct LatencySummary {
+    authgate_peak_rps: Option<f64>,
+    offered_rate: Option<f64>,
+    paths: Vec<LatencyPath>,
+    /// Per round: each path's p99 and the differences to the upstream alone, ms.
+    per_round: Vec<Value>,
+    /// p99(authgate) - p99(upstream alone), spread of the per-round values, ms.
+    added_p99_ms: Option<Spread>,
+    /// p99(nginx edge) - p99(upstream alone), for reference, ms.
+    nginx_added_p99_ms: Option<Spread>,
+    target_ms: f64,
+    /// Median added p99 within the target.
+    met: Option<bool>,
+}
+
+/// `edge - upstream` (ms), when both are known.
+fn added_ms(edge: Option<f64>, upstream: Option<f64>) -> Option<f64> {
+    match (edge, upstream) {
+        (Some(e), Some(u)) if e.is_finite() && u.is_finite() => Some(e - u),
+        _ => None,
+    }
+}
+
+/// PASS or NOT met for an added latency against `target` ms.
+fn latency_verdict(added: Option<f64>, target: f64) -> String {
+    match added {
+        Some(a) if a <= target => format!("≤ {target} ms: **PASS**"),
+        Some(_) => format!("≤ {target} ms: **NOT met**"),
+        None => format!("≤ {target} ms: – (no data)"),
+    }
+}
+
+fn p999_ms(r: &Run) -> Option<f64> {
+    r.load.as_ref().map(|l| l.latency_us.p999 / 1e3)
+}
+
+/// The latency runs summarised; None without any.
+fn latency_summary(runs: &[Run], target_ms: f64) -> Option<LatencySummary> {
+    let open: Vec<&Run> = runs
+        .iter()
+        .filter(|r| r.config == "latency" && r.phase == "open" && r.round > 0)
+        .collect();
+    if open.is_empty() {
+        return None;
+    }
+    let paths = LATENCY_PATHS
+        .iter()
+        .map(|(server, label)| {
+            let rs: Vec<&Run> = open
+                .iter()
+                .copied()
+                .filter(|r| r.server == *server)
+                .collect();
+            LatencyPath {
+                server: (*server).to_owned(),
+                label: (*label).to_owned(),
+                rps: spread(rs.iter().map(|r| r.d.rps)),
+                p50_ms: spread(rs.iter().map(|r| r.d.p50_ms)),
+                p99_ms: spread(rs.iter().map(|r| r.d.p99_ms)),
+                p999_ms: spread(rs.iter().map(|r| p999_ms(r))),
+                achieved_fraction: spread(rs.iter().map(|r| r.d.achieved_fraction)),
+                cpu_us_per_request: spread(rs.iter().map(|r| r.d.cpu_us_per_request)),
+            }
+        })
+        .collect();
+    let mut rounds: Vec<u32> = open.iter().map(|r| r.round).collect();
+    rounds.sort_unstable();
+    rounds.dedup();
+    let per_round: Vec<Value> = rounds
+        .iter()
+        .map(|&round| {
+            let p99 = |server: &str| {
+                open.iter()
+                    .find(|r| r.round == round && r.server == server)
+                    .and_then(|r| r.d.p99_ms)
+            };
+            let (up, ag, ngx) = (p99("upstream"), p99("authgate"), p99("nginx"));
+            json!({
+                "round": round,
+                "upstream_p99_ms": up,
+                "authgate_p99_ms": ag,
+                "nginx_p99_ms": ngx,
+                "added_p99_ms": added_ms(ag, up),
+                "nginx_added_p99_ms": added_ms(ngx, up),
+            })
+        })
+        .collect();
+    let pick = |k: &str| spread(per_round.iter().map(|v| v[k].as_f64()));
+    let added = pick("added_p99_ms");
+    Some(LatencySummary {
+        authgate_peak_rps: runs
+            .iter()
+            .find(|r| r.config == "latency" && r.phase == "probe" && r.server == "authgate")
+            .and_then(|r| r.d.rps),
+        offered_rate: open.iter().find_map(|r| r.offered_rate),
+        paths,
+        added_p99_ms: added,
+        nginx_added_p99_ms: pick("nginx_added_p99_ms"),
+        per_round,
+        target_ms,
+        met: added.map(|a| a.median <= target_ms),
+    })
+}
+
+/// The Markdown section of the latency runs.
+fn latency_markdown(o: &mut String, meta: &Value, l: &LatencySummary) {
+    let m = &meta["latency"];
+    let _ = writeln!(
+        o,
+        "\n## Added latency at half of authgate's peak rate, vs the upstream alone (target ≤ {} ms)\n",
+        l.target_ms
+    );
+    let _ = writeln!(
+        o,
+        "authgate's peak on the token keep-alive path: {} req/s (closed-loop probe, {} s). Offered load: {} req/s \
+         ({:.0}% of the peak{}), open loop, {} connections, the same for each path; each round measures the three \
+         paths in turn, the order reversed every round. *Upstream alone*: the upstream authgate proxies to (nginx \
+         `return 200`, CPU {}) loaded directly, plain HTTP/1.1 keep-alive. *authgate*: TLS 1.3, bearer token, \
+         authorization, proxy to that upstream (HTTP/1.1 keep-alive). *nginx edge*: nginx in front of the same \
+         upstream (TLS 1.3, static token map, no authorization), for reference.\n",
+        fmt(l.authgate_peak_rps, 0),
+        m["probe_s"],
+        fmt(l.offered_rate, 0),
+        100.0 * m["rate_fraction"].as_f64().unwrap_or(0.0),
+        if m["rate_override"].is_null() {
+            String::new()
+        } else {
+            format!("; overridden: --rate {}", m["rate_override"])
+        },
+        m["connections"],
+        meta["load_cpu"],
+    );
+    o.push_str("| path | achieved req/s | p50 ms | p99 ms | p99.9 ms | CPU µs per request of the server measured |\n");
+    o.push_str("|---|---|---|---|---|---|\n");
+    for p in &l.paths {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} |",
+            p.label,
+            fmt_spread(p.rps, 0),
+            fmt_spread(p.p50_ms, 2),
+            fmt_spread(p.p99_ms, 2),
+            fmt_spread(p.p999_ms, 2),
+            fmt_spread(p.cpu_us_per_request, 1),
+        );
+    }
+    o.push_str("\n| added p99 | per round, ms | median, ms | target |\n|---|---|---|---|\n");
+    let per_round = |k: &str| {
+        let v: Vec<String> = l
+            .per_round
+            .iter()
+            .map(|r| format!("r{}: {}", r["round"], fmt(r[k].as_f64(), 2)))
+            .collect();
+        v.join(", ")
+    };
+    let _ = writeln!(
+        o,
+        "| authgate − upstream alone | {} | **{}** | {} |",
+        per_round("added_p99_ms"),
+        fmt(med(l.added_p99_ms), 2),
+        latency_verdict(med(l.added_p99_ms), l.target_ms),
+    );
+    if l.nginx_added_p99_ms.is_some() {
+        let _ = writeln!(
+            o,
+            "| nginx edge − upstream alone (reference) | {} | {} | |",
+            per_round("nginx_added_p99_ms"),
+            fmt(med(l.nginx_added_p99_ms), 2),
+        );
+    }
+}
+
+/// The notes of the latency section.
+fn latency_notes(meta: &Value, l: &LatencySummary) -> Vec<String> {
+    let per_run = l
+        .offered_rate
+        .zip(meta["duration_s"].as_f64())
+        .map(|(r, d)| r * d);
+    vec![
+        format!(
+            "Added latency: the upstream-alone path is plain HTTP/1.1 and the authgate path TLS 1.3, so \
+             \"added\" is everything a client sees by putting authgate in front: TLS on both ends (the load \
+             generator's encryption and decryption as well as authgate's), the second loopback hop, and authgate's \
+             own work (token check, authorization, header rewrite, proxying). It is not authgate's processing time \
+             alone. Added p99 is the difference of the two p99s in the same round; the median is over the rounds."
+        ),
+        format!(
+            "In the latency runs the load generator shares CPU {} with the upstream on every path (authgate and \
+             the nginx edge run on CPU {}). The upstream does the same work on each path, but on the TLS paths the \
+             load generator does more (TLS), which competes with the upstream for that core and is counted in \
+             the added figure.",
+            meta["load_cpu"], meta["server_cpu"]
+        ),
+        format!(
+            "Latency percentiles of the latency runs are from about {} requests per run (offered rate x {} s); \
+             p99.9 rests on the slowest few of them and is noisy in short runs.",
+            fmt(per_run, 0),
+            meta["duration_s"]
+        ),
+    ]
+}
+
 fn cpu_cols(s: &ServerSummary) -> String {
     [s.server_cpu_cores, s.server_core_busy, s.load_core_busy]
         .iter()
@@ -445,6 +670,7 @@ fn markdown(
     meta: &Value,
     rows: &[Row],
     cache: &[CacheRow],
+    latency: Option<&LatencySummary>,
     runs: &[Run],
     problems: &[String],
 ) -> String {
@@ -493,89 +719,92 @@ fn markdown(
         },
     );
 
-    o.push_str("## Server CPU time per request at the same offered load (primary figure)\n\n");
-    o.push_str(
+    // `--only latency`: no empty vs-nginx tables (other runs as before).
+    if !rows.is_empty() || latency.is_none() {
+        o.push_str("## Server CPU time per request at the same offered load (primary figure)\n\n");
+        o.push_str(
         "CPU time (utime + stime) of every process of the server under test over the run, divided by the \
          requests answered; open loop at the offered rate shown, the same for both servers. \
          Ratio > 1: authgate uses less CPU per request than nginx.\n\n",
     );
-    o.push_str("| configuration | offered req/s | server | achieved req/s | p50 ms | p99 ms | server CPU µs per request | nginx/authgate CPU per request, per round | median ratio |\n");
-    o.push_str("|---|---|---|---|---|---|---|---|---|\n");
-    for row in rows {
-        for (i, server) in ["nginx", "authgate"].iter().enumerate() {
-            let Some(s) = row.servers.get("open").and_then(|m| m.get(*server)) else {
-                continue;
-            };
-            let _ = writeln!(
-                o,
-                "| {} | {} | {server} | {} | {} | {} | {} | {} | {} |",
-                if i == 0 { row.label.as_str() } else { "" },
-                if i == 0 {
-                    fmt(row.offered_rate, 0)
-                } else {
-                    String::new()
-                },
-                fmt_spread(s.rps, 0),
-                fmt_spread(s.p50_ms, 2),
-                fmt_spread(s.p99_ms, 2),
-                fmt_spread(s.cpu_us_per_request, 1),
-                if i == 1 {
-                    ratios_text(&row.per_round, "cpu_ratio_open")
-                } else {
-                    String::new()
-                },
-                if i == 1 {
-                    format!("**{}**", fmt(med(row.cpu_ratio_open), 2))
-                } else {
-                    String::new()
-                },
-            );
+        o.push_str("| configuration | offered req/s | server | achieved req/s | p50 ms | p99 ms | server CPU µs per request | nginx/authgate CPU per request, per round | median ratio |\n");
+        o.push_str("|---|---|---|---|---|---|---|---|---|\n");
+        for row in rows {
+            for (i, server) in ["nginx", "authgate"].iter().enumerate() {
+                let Some(s) = row.servers.get("open").and_then(|m| m.get(*server)) else {
+                    continue;
+                };
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {server} | {} | {} | {} | {} | {} | {} |",
+                    if i == 0 { row.label.as_str() } else { "" },
+                    if i == 0 {
+                        fmt(row.offered_rate, 0)
+                    } else {
+                        String::new()
+                    },
+                    fmt_spread(s.rps, 0),
+                    fmt_spread(s.p50_ms, 2),
+                    fmt_spread(s.p99_ms, 2),
+                    fmt_spread(s.cpu_us_per_request, 1),
+                    if i == 1 {
+                        ratios_text(&row.per_round, "cpu_ratio_open")
+                    } else {
+                        String::new()
+                    },
+                    if i == 1 {
+                        format!("**{}**", fmt(med(row.cpu_ratio_open), 2))
+                    } else {
+                        String::new()
+                    },
+                );
+            }
         }
-    }
 
-    o.push_str("\n## Capacity (closed loop)\n\n");
-    o.push_str("| configuration | server | req/s median (min–max) | p50 ms | p99 ms | server CPU µs per request | CPU: server processes / its core / load core | authgate/nginx req/s per round | median ratio | target | nginx/authgate CPU per request (median) |\n");
-    o.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
-    for row in rows {
-        let med_ratio = med(row.rps_ratio);
-        let verdict = match (row.target, med_ratio) {
-            (Some(t), Some(m)) => format!("≥{t} {}", if m >= t { "met" } else { "NOT met" }),
-            _ => "–".to_owned(),
-        };
-        for (i, server) in ["nginx", "authgate"].iter().enumerate() {
-            let Some(s) = row.servers.get("closed").and_then(|m| m.get(*server)) else {
-                continue;
+        o.push_str("\n## Capacity (closed loop)\n\n");
+        o.push_str("| configuration | server | req/s median (min–max) | p50 ms | p99 ms | server CPU µs per request | CPU: server processes / its core / load core | authgate/nginx req/s per round | median ratio | target | nginx/authgate CPU per request (median) |\n");
+        o.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for row in rows {
+            let med_ratio = med(row.rps_ratio);
+            let verdict = match (row.target, med_ratio) {
+                (Some(t), Some(m)) => format!("≥{t} {}", if m >= t { "met" } else { "NOT met" }),
+                _ => "–".to_owned(),
             };
-            let _ = writeln!(
-                o,
-                "| {} | {server} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                if i == 0 { row.label.as_str() } else { "" },
-                fmt_spread(s.rps, 0),
-                fmt_spread(s.p50_ms, 2),
-                fmt_spread(s.p99_ms, 2),
-                fmt_spread(s.cpu_us_per_request, 0),
-                cpu_cols(s),
-                if i == 1 {
-                    ratios_text(&row.per_round, "rps_ratio")
-                } else {
-                    String::new()
-                },
-                if i == 1 {
-                    fmt(med_ratio, 2)
-                } else {
-                    String::new()
-                },
-                if i == 1 {
-                    verdict.clone()
-                } else {
-                    String::new()
-                },
-                if i == 1 {
-                    fmt(med(row.cpu_ratio_closed), 2)
-                } else {
-                    String::new()
-                },
-            );
+            for (i, server) in ["nginx", "authgate"].iter().enumerate() {
+                let Some(s) = row.servers.get("closed").and_then(|m| m.get(*server)) else {
+                    continue;
+                };
+                let _ = writeln!(
+                    o,
+                    "| {} | {server} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    if i == 0 { row.label.as_str() } else { "" },
+                    fmt_spread(s.rps, 0),
+                    fmt_spread(s.p50_ms, 2),
+                    fmt_spread(s.p99_ms, 2),
+                    fmt_spread(s.cpu_us_per_request, 0),
+                    cpu_cols(s),
+                    if i == 1 {
+                        ratios_text(&row.per_round, "rps_ratio")
+                    } else {
+                        String::new()
+                    },
+                    if i == 1 {
+                        fmt(med_ratio, 2)
+                    } else {
+                        String::new()
+                    },
+                    if i == 1 {
+                        verdict.clone()
+                    } else {
+                        String::new()
+                    },
+                    if i == 1 {
+                        fmt(med(row.cpu_ratio_closed), 2)
+                    } else {
+                        String::new()
+                    },
+                );
+            }
         }
     }
 
@@ -608,6 +837,10 @@ fn markdown(
                 cpu_cols(&c.s),
             );
         }
+    }
+
+    if let Some(l) = latency {
+        latency_markdown(&mut o, meta, l);
     }
 
     let mut notes = vec![
@@ -701,6 +934,9 @@ fn markdown(
                 }
             ));
         }
+    }
+    if let Some(l) = latency {
+        notes.extend(latency_notes(meta, l));
     }
     if !problems.is_empty() {
         notes.push(format!("**Problems:** {}", problems.join("; ")));
@@ -926,13 +1162,20 @@ pub(crate) fn write(out: &Path, meta: &Value, runs: Vec<Run>) -> Res<(String, Ve
         })
         .collect();
     let (rows, cache) = summarise(&runs);
-    let md = markdown(meta, &rows, &cache, &runs, &problems);
-    let result = json!({
+    let target_ms = meta["latency"]["target_added_p99_ms"]
+        .as_f64()
+        .unwrap_or(1.0);
+    let latency = latency_summary(&runs, target_ms);
+    let md = markdown(meta, &rows, &cache, latency.as_ref(), &runs, &problems);
+    let mut result = json!({
         "meta": meta,
         "summary": {"vs_nginx": rows, "cache": cache},
         "runs": runs,
         "problems": problems,
     });
+    if let Some(l) = &latency {
+        result["summary"]["latency"] = serde_json::to_value(l)?;
+    }
     let with = |ext: &str| {
         let mut p = out.as_os_str().to_owned();
         p.push(ext);
@@ -989,5 +1232,70 @@ mod tests {
         assert_eq!(fmt(Some(-1234.0), 0), "-1,234");
         assert_eq!(fmt(None, 0), "–");
         assert!((nice_ceiling(1234.0) - 1600.0).abs() < 1e-9);
+    }
+
+    fn latency_run(round: u32, server: &str, phase: &str, p99_us: f64) -> Run {
+        let mut r = Run {
+            round,
+            config: "latency".to_owned(),
+            server: server.to_owned(),
+            phase: phase.to_owned(),
+            offered_rate: (phase == "open").then_some(5000.0),
+            load: Some(LoadResult {
+                ok: 1000,
+                rps: 5000.0,
+                latency_us: crate::load::Latency {
+                    p50: 100.0,
+                    p99: p99_us,
+                    p999: 2.0 * p99_us,
+                    ..crate::load::Latency::default()
+                },
+                ..LoadResult::default()
+            }),
+            ..Run::default()
+        };
+        derive(&mut r);
+        r
+    }
+
+    #[test]
+    fn added_latency() {
+        assert!((added_ms(Some(1.5), Some(0.25)).unwrap() - 1.25).abs() < 1e-9);
+        assert!((added_ms(Some(0.2), Some(0.5)).unwrap() + 0.3).abs() < 1e-9);
+        assert_eq!(added_ms(None, Some(0.5)), None);
+        assert_eq!(added_ms(Some(f64::NAN), Some(0.5)), None);
+        assert_eq!(latency_verdict(Some(1.0), 1.0), "≤ 1 ms: **PASS**");
+        assert_eq!(latency_verdict(Some(1.01), 1.0), "≤ 1 ms: **NOT met**");
+        assert_eq!(latency_verdict(None, 1.0), "≤ 1 ms: – (no data)");
+
+        assert!(latency_summary(&[run(10, 0, 0, 0.0)], 1.0).is_none());
+        // Rounds 1-3: upstream alone 1 ms; authgate 1.5, 3, 1.8 ms (added
+        // 0.5, 2, 0.8: median 0.8); nginx only in round 1.
+        let mut runs = vec![latency_run(0, "authgate", "probe", 9000.0)];
+        runs[0].load.as_mut().unwrap().rps = 10_000.0;
+        derive(&mut runs[0]);
+        for (round, ag) in [(1, 1500.0), (2, 3000.0), (3, 1800.0)] {
+            runs.push(latency_run(round, "upstream", "open", 1000.0));
+            runs.push(latency_run(round, "authgate", "open", ag));
+        }
+        runs.push(latency_run(1, "nginx", "open", 1200.0));
+        let l = latency_summary(&runs, 1.0).unwrap();
+        assert_eq!(l.authgate_peak_rps, Some(10_000.0));
+        assert_eq!(l.offered_rate, Some(5000.0));
+        let added = l.added_p99_ms.unwrap();
+        assert!((added.median - 0.8).abs() < 1e-9);
+        assert!((added.min - 0.5).abs() < 1e-9 && (added.max - 2.0).abs() < 1e-9);
+        assert_eq!(l.met, Some(true));
+        assert_eq!(l.per_round.len(), 3);
+        assert!((l.per_round[1]["added_p99_ms"].as_f64().unwrap() - 2.0).abs() < 1e-9);
+        assert!(l.per_round[1]["nginx_added_p99_ms"].is_null());
+        let n = l.nginx_added_p99_ms.unwrap();
+        assert!((n.median - 0.2).abs() < 1e-9 && n.n == 1);
+        let ag = &l.paths[1];
+        assert_eq!(ag.server, "authgate");
+        assert!((ag.p999_ms.unwrap().median - 3.6).abs() < 1e-9);
+        assert_eq!(latency_summary(&runs, 0.5).unwrap().met, Some(false));
+        // The vs-nginx tables leave the latency runs out.
+        assert!(summarise(&runs).0.is_empty());
     }
 }
