@@ -23,6 +23,8 @@ pub struct ConnInfo {
     pub downstream: Downstream,
     /// The upstream connections this connection keeps between requests.
     pub upstreams: proxy::Local,
+    /// The identity headers of its last request.
+    pub identity_headers: proxy::headers::Memo,
     /// The client certificate's identity, if a certificate was presented.
     pub cert: Option<CertIdentity>,
     /// The client certificate as an Envoy `X-Forwarded-Client-Cert` value,
@@ -71,6 +73,7 @@ impl<F> Gate<F> {
             chain: chain.to_vec(),
             downstream,
             upstreams: proxy::Local::default(),
+            identity_headers: proxy::headers::Memo::default(),
         }
     }
 

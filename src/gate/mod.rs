@@ -299,8 +299,13 @@ impl<F> Gate<F> {
         }
 
         // 4. Forward, carrying authgate's identity headers and no client-sent ones.
-        proxy::headers::rewrite(req.headers_mut(), &permit, &self.headers)
-            .map_err(|_| Error::Internal("identity cannot be expressed as headers"))?;
+        proxy::headers::rewrite(
+            req.headers_mut(),
+            &permit,
+            &self.headers,
+            &conn.identity_headers,
+        )
+        .map_err(|_| Error::Internal("identity cannot be expressed as headers"))?;
         if let (Some(xfcc), Some(id)) = (&conn.xfcc, permit.identity())
             && id.method == AuthMethod::Mtls
         {

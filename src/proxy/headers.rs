@@ -5,6 +5,8 @@
 //! client certificates, `Authorization`, hop-by-hop headers); only then add
 //! the identity authgate established.
 
+use std::sync::{Arc, Mutex};
+
 use http::header::{
     AUTHORIZATION, CONNECTION, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
     PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
@@ -164,38 +166,103 @@ pub fn set_identity(
     id: &Identity,
     names: &HeaderNames,
 ) -> Result<(), Unrepresentable> {
-    if !names.enabled {
-        return Ok(());
-    }
-    headers.insert(names.user.clone(), value(&id.user)?);
-    match &names.group_separator {
-        Some(sep) => {
-            if id.groups.iter().any(|g| g.contains(sep.as_str())) {
-                return Err(Unrepresentable);
-            }
-            headers.insert(names.group.clone(), value(&id.groups.join(sep))?);
-        }
-        None => {
-            for g in &id.groups {
-                headers.append(names.group.clone(), value(g)?);
-            }
-        }
-    }
-    if let Some(uid) = &id.uid {
-        headers.insert(names.uid.clone(), value(uid)?);
-    }
-    for (key, values) in &id.extra {
-        let name = format!(
-            "{}{}",
-            names.extra_prefix,
-            utf8_percent_encode(key, EXTRA_KEY)
-        );
-        let name = HeaderName::try_from(name).map_err(|_| Unrepresentable)?;
-        for v in values {
-            headers.append(name.clone(), value(v)?);
-        }
-    }
+    Built::of(id, names)?.apply(headers);
     Ok(())
+}
+
+/// The identity headers of one identity, built once: names and values in
+/// the order [`set_identity`] sets them, each to be inserted (replacing
+/// what the map holds under its name) or appended.
+#[derive(Debug)]
+pub struct Built(Vec<(HeaderName, HeaderValue, Set)>);
+
+#[derive(Clone, Copy, Debug)]
+enum Set {
+    Insert,
+    Append,
+}
+
+impl Built {
+    /// The headers of `id` under `names` (none when they are disabled).
+    pub fn of(id: &Identity, names: &HeaderNames) -> Result<Self, Unrepresentable> {
+        let mut out = Vec::new();
+        if !names.enabled {
+            return Ok(Self(out));
+        }
+        out.push((names.user.clone(), value(&id.user)?, Set::Insert));
+        match &names.group_separator {
+            Some(sep) => {
+                if id.groups.iter().any(|g| g.contains(sep.as_str())) {
+                    return Err(Unrepresentable);
+                }
+                out.push((
+                    names.group.clone(),
+                    value(&id.groups.join(sep))?,
+                    Set::Insert,
+                ));
+            }
+            None => {
+                for g in &id.groups {
+                    out.push((names.group.clone(), value(g)?, Set::Append));
+                }
+            }
+        }
+        if let Some(uid) = &id.uid {
+            out.push((names.uid.clone(), value(uid)?, Set::Insert));
+        }
+        for (key, values) in &id.extra {
+            let name = format!(
+                "{}{}",
+                names.extra_prefix,
+                utf8_percent_encode(key, EXTRA_KEY)
+            );
+            let name = HeaderName::try_from(name).map_err(|_| Unrepresentable)?;
+            for v in values {
+                out.push((name.clone(), value(v)?, Set::Append));
+            }
+        }
+        Ok(Self(out))
+    }
+
+    /// Sets them on `headers`.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for (name, v, set) in &self.0 {
+            match set {
+                Set::Insert => {
+                    headers.insert(name.clone(), v.clone());
+                }
+                Set::Append => {
+                    headers.append(name.clone(), v.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The identity headers a client connection last sent, kept for its next
+/// request of the same identity (the same `Arc`, which the caches and the
+/// connection's certificate hand out again): a keep-alive connection
+/// builds them once.
+#[derive(Debug, Default)]
+pub struct Memo(Mutex<Option<(Arc<Identity>, Arc<Built>)>>);
+
+impl Memo {
+    /// The headers of `id`, built now or on an earlier request of it.
+    pub fn get(
+        &self,
+        id: &Arc<Identity>,
+        names: &HeaderNames,
+    ) -> Result<Arc<Built>, Unrepresentable> {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((held, built)) = &*last
+            && Arc::ptr_eq(held, id)
+        {
+            return Ok(built.clone());
+        }
+        let built = Arc::new(Built::of(id, names)?);
+        *last = Some((id.clone(), built.clone()));
+        Ok(built)
+    }
 }
 
 /// An identity that cannot be carried in the identity headers.
@@ -208,18 +275,20 @@ fn value(s: &str) -> Result<HeaderValue, Unrepresentable> {
 }
 
 /// Strip, then set: the whole rewrite of a permitted request. A public
-/// path gets no identity headers; a granted identity gets its own. An
-/// upgrade request keeps `Connection: upgrade` and its `Upgrade` header.
+/// path gets no identity headers; a granted identity gets its own (from
+/// the connection's `memo`). An upgrade request keeps `Connection: upgrade`
+/// and its `Upgrade` header.
 pub fn rewrite(
     headers: &mut HeaderMap,
     permit: &Permit,
     names: &HeaderNames,
+    memo: &Memo,
 ) -> Result<(), Unrepresentable> {
     sanitize(headers, names);
-    match permit.identity() {
-        Some(id) => set_identity(headers, id, names),
-        None => Ok(()),
+    if let Some(id) = permit.identity() {
+        memo.get(id, names)?.apply(headers);
     }
+    Ok(())
 }
 
 /// Removes hop-by-hop headers (an upgrade request keeps `Connection:
@@ -516,6 +585,44 @@ mod tests {
         for n in ["x_auth_user", "X-Auth_User", "x_auth_extra_scopes"] {
             assert_eq!(stripped(n, &custom), (true, true), "{n}");
             assert_eq!(stripped(n, &HeaderNames::default()), (false, false), "{n}");
+        }
+    }
+
+    /// A connection's memo answers only for the identity it was built for:
+    /// the next request's other identity gets its own headers, never the
+    /// last one's.
+    #[test]
+    fn the_memo_never_lends_one_identitys_headers_to_another() {
+        let names = HeaderNames::default();
+        let who = |user: &str, group: &str| {
+            Arc::new(Identity::new(
+                user.into(),
+                None,
+                vec![group.into()],
+                BTreeMap::from([("scopes".to_owned(), vec![user.to_owned()])]),
+                AuthMethod::Token,
+            ))
+        };
+        let (alice, bob) = (who("alice", "dev"), who("bob", "ops"));
+        let memo = Memo::default();
+        let first = memo.get(&alice, &names).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &memo.get(&alice, &names).unwrap()),
+            "built once"
+        );
+        // Equal contents under another Arc (a re-review after a flush) are rebuilt.
+        let again = Arc::new((*alice).clone());
+        assert!(!Arc::ptr_eq(&first, &memo.get(&again, &names).unwrap()));
+        for (id, user, group) in [(&bob, "bob", "ops"), (&alice, "alice", "dev")] {
+            let mut h = spoofed();
+            sanitize(&mut h, &names);
+            memo.get(id, &names).unwrap().apply(&mut h);
+            let mut direct = spoofed();
+            granted(&mut direct, id, &names).unwrap();
+            assert_eq!(h, direct, "{user}");
+            assert_eq!(h[&names.user], user);
+            let groups: Vec<_> = h.get_all(&names.group).iter().collect();
+            assert_eq!(groups, [group, "system:authenticated"]);
         }
     }
 }
