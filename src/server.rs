@@ -305,6 +305,13 @@ async fn connection<C: Connections>(
         }
     };
     let (_, session) = tls.get_ref();
+    // A resumed session skipped this handshake's client-certificate check:
+    // the first request verifies the chain against the material in service.
+    // (A reload already drops the sessions and tickets issued before it;
+    // this holds even if one survived.)
+    if session.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+        downstream.verified_in = tls::UNVERIFIED;
+    }
     let h2 = profile == Profile::Main && session.alpn_protocol() == Some(b"h2");
     let chain = session.peer_certificates().unwrap_or_default();
     if let Some(m) = metrics {

@@ -204,6 +204,11 @@ pub fn load(cfg: &TlsConfig) -> Result<Material, Error> {
         };
     let mut config = builder.with_cert_resolver(Arc::new(FixedCert(Arc::new(certified))));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Session tickets (stateless resumption, so more than the session
+    // cache's 256 clients resume) under a key of this material's own: like
+    // the session cache, a reload drops every ticket issued before it, and a
+    // resumed session never skips a client-CA or CRL change.
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(Material {
         enforce_crl_expiry: !cfg.allow_stale_crl,
         server_config: Arc::new(config),
@@ -434,9 +439,13 @@ fn http1_only(cfg: &Arc<ServerConfig>) -> Arc<ServerConfig> {
     Arc::new(c)
 }
 
+/// A generation no material ever has: a chain "verified in" it is verified
+/// again on its first check.
+pub const UNVERIFIED: u64 = u64::MAX;
+
 /// The material in service. A reload swaps it for new handshakes; a new
-/// server configuration also brings a fresh session cache, so a resumed
-/// session never outlives a client-CA or CRL change.
+/// server configuration also brings a fresh session cache and ticket key,
+/// so a resumed session never outlives a client-CA or CRL change.
 pub struct Acceptor {
     config: ArcSwap<ServerConfig>,
     /// The same material for the admin listener, which speaks HTTP/1.1

@@ -229,7 +229,9 @@ impl Client {
         self
     }
 
-    fn tls_config(&self) -> Arc<ClientConfig> {
+    /// The TLS configuration of its connections (a new one per call: no
+    /// session is resumed across `connect`s unless a caller keeps one).
+    pub fn tls_config(&self) -> Arc<ClientConfig> {
         let b = ClientConfig::builder_with_provider(tls_provider())
             .with_safe_default_protocol_versions()
             .expect("protocol versions")

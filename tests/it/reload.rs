@@ -760,3 +760,59 @@ async fn a_certificate_whose_rule_no_longer_binds_its_issuer_is_refused_on_its_o
     // A certificate whose rule still binds its issuer keeps its connection.
     assert_eq!(other.get("/api/x").await.expect("served").0, 200);
 }
+
+/// A TLS session resumed after a reload would skip the client-certificate
+/// check the new material makes. Two things stop it, each enough alone:
+/// every reload starts a fresh session store and ticket key (so the session
+/// does not resume), and a resumed connection's first request verifies its
+/// chain again (checked by making the ticket key outlive the reload).
+#[tokio::test]
+async fn a_session_from_before_a_crl_reload_is_not_resumed_for_a_revoked_certificate() {
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    let mut secret = SecretDir::new(pki.path());
+    let files = crl_secret(&pki, 3101);
+    secret.publish_owned(&files(&pki.crl_file("empty.crl", &[])));
+    let gate = start(&pki, &secret, &upstream, true).await;
+    let alice = gate
+        .client(&pki)
+        .with_cert(&pki.client("alice", &ClientOpts::cn("alice", &["dev"]).serial(778)));
+    // One client configuration for every connection: it keeps its sessions.
+    let config = alice.tls_config();
+    let addr = gate.addr;
+    let get = |config: Arc<rustls::ClientConfig>| async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = http::Request::get("/api/x")
+            .header("host", "localhost")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request");
+        let resp = tokio::time::timeout(TIMEOUT, send.send_request(req))
+            .await
+            .map_err(|_| "timeout".to_owned())?
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((resp.status().as_u16(), resumed))
+    };
+    assert_eq!(get(config.clone()).await, Ok((200, false)));
+    // The session resumes while the material is unchanged (else this test
+    // would prove nothing).
+    assert_eq!(get(config.clone()).await, Ok((200, true)));
+    let before = reloads(&gate).await;
+    secret.publish_owned(&files(&pki.crl_file("revoked.crl", &[778])));
+    reloaded(&gate, before).await;
+    let after = get(config.clone()).await;
+    assert!(
+        !matches!(after, Ok((200, _))),
+        "a revoked certificate got through on a resumed session: {after:?}"
+    );
+}
