@@ -1,10 +1,12 @@
 //! Memory of the caches: resident set size after caching 100,000 distinct
-//! token identities and their access decisions (target: <= 64 MiB in all).
+//! ServiceAccount token identities, as the apiserver reports them (five
+//! `extra`, groups shared by the namespace's accounts), and one access
+//! decision for each (target: <= 48 MiB in all). Also prints the bytes per
+//! entry of each cache as it counts them (`authgate_cache_bytes`).
 //! Run with `cargo bench --bench cache_memory`.
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 use authgate::authn::TokenAuthenticator;
@@ -12,6 +14,12 @@ use authgate::authn::bearer;
 use authgate::authz::Authorizer;
 use authgate::authz::attributes::for_request;
 use http::{HeaderMap, HeaderValue, Method};
+
+/// A JWT-sized token (~1 KB) carrying the number `i` (the in-memory API
+/// answers it as ServiceAccount `i`).
+fn numbered_token(i: usize) -> String {
+    format!("eyJhbGciOiJSUzI1NiJ9.{i:0>700}.{}", "s".repeat(342))
+}
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -40,14 +48,13 @@ fn main() {
     let sar = kube.access_review.expect("sar");
     let attrs = for_request(None, &Method::GET, "/metrics");
     let before = rss_kib();
-    rt.block_on(async {
+    let extras = rt.block_on(async {
+        let mut extras = 0;
         for i in 0..n {
             let mut h = HeaderMap::new();
-            // JWT-sized tokens, distinct per identity.
-            let token = format!("eyJhbGciOiJSUzI1NiJ9.{i:0>700}.{}", "s".repeat(342));
             h.insert(
                 "authorization",
-                HeaderValue::try_from(format!("Bearer {token}")).expect("hdr"),
+                HeaderValue::try_from(format!("Bearer {}", numbered_token(i))).expect("hdr"),
             );
             let t = bearer::extract(&h).expect("bearer").expect("token");
             let id = tr
@@ -55,22 +62,35 @@ fn main() {
                 .await
                 .expect("authn")
                 .expect("identity");
-            // Distinct users so every decision is its own SAR entry.
-            let mut id = (*id).clone();
-            id.user = format!("system:serviceaccount:bench:sa-{i}");
-            id.extra = BTreeMap::new();
+            extras += id.extra.len();
+            // Every identity is its own user: one decision entry each.
             sar.authorize(&id, &attrs).await.expect("authz");
         }
         tr.cache().sync().await;
         sar.cache().sync().await;
+        extras
     });
     let after = rss_kib();
+    let growth = after.saturating_sub(before);
     let mut out = std::io::stdout();
     let _ = writeln!(
         out,
-        "{{\"entries\": {n}, \"token_cache\": {}, \"sar_cache\": {}, \"rss_before_kib\": {before}, \"rss_after_kib\": {after}, \"rss_growth_mib\": {:.1}}}",
+        "{{\"entries\": {n}, \"extras_per_identity\": {:.1}, \"token_cache\": {}, \"sar_cache\": {}, \"rss_before_kib\": {before}, \"rss_after_kib\": {after}, \"rss_growth_mib\": {:.1}, \"rss_bytes_per_identity_and_decision\": {:.0}}}",
+        extras as f64 / n.max(1) as f64,
         tr.cache().len(),
         sar.cache().len(),
-        (after.saturating_sub(before)) as f64 / 1024.0
+        growth as f64 / 1024.0,
+        growth as f64 * 1024.0 / n.max(1) as f64,
+    );
+    // cache-bytes: as `authgate_cache_bytes` counts them.
+    let per = |bytes: u64, entries: u64| bytes as f64 / entries.max(1) as f64;
+    let _ = writeln!(
+        out,
+        "{{\"token_cache_bytes\": {}, \"token_bytes_per_entry\": {:.0}, \"access_cache_bytes\": {}, \"access_bytes_per_entry\": {:.0}, \"interned_strings_and_lists\": {:?}}}",
+        tr.cache().bytes(),
+        per(tr.cache().bytes(), tr.cache().len()),
+        sar.cache().bytes(),
+        per(sar.cache().bytes(), sar.cache().len()),
+        authgate::identity::interned(),
     );
 }
