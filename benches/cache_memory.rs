@@ -43,7 +43,9 @@ fn main() {
         .expect("runtime");
     // kube::Client spawns its tower Buffer worker: it needs a runtime context.
     let _rt_guard = rt.enter();
-    let kube = support::backend(n as u64 + 1);
+    // Room to spare: a bounded store may start evicting before it is full
+    // (quick_cache's shards), and every entry should count here.
+    let kube = support::backend(n as u64 * 11 / 10 + 1);
     let tr = kube.token_review.expect("tr");
     let sar = kube.access_review.expect("sar");
     let attrs = for_request(None, &Method::GET, "/metrics");

@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::Shared;
-use tokio::time::Instant;
 
 use crate::BoxFuture;
 use crate::backend::BackendError;
@@ -157,19 +156,20 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
 
     /// The entry of `key` if it may be served at `now`; an expired or
     /// flushed one is taken out.
-    fn live(&self, key: &Key, now: Instant) -> Option<Arc<Entry<V>>> {
+    fn live(&self, key: &Key) -> Option<(Entry<V>, u64)> {
         let store = self.store.as_ref()?;
         let entry = store.get(key)?;
+        let now = store.now();
         if !self.current(entry.generation, &entry.value) {
             // Stored by a review a later flush covers.
             store.remove(key, &entry, Cause::Flush);
             return None;
         }
-        if entry.expires <= now {
+        if entry.expired(now) {
             store.remove(key, &entry, Cause::Expiry);
             return None;
         }
-        Some(entry)
+        Some((entry, now))
     }
 
     /// Starts a new generation and detaches every flight, so no lookup
@@ -288,17 +288,21 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
         F: FnOnce() -> Fetched<V>,
     {
         let inner = &self.inner;
-        let now = Instant::now();
-        if let Some(hit) = inner.live(&key, now) {
+        if let Some((hit, now)) = inner.live(&key) {
             inner.stats.hits.fetch_add(1, Ordering::Relaxed);
             note(inner.kind, Lookup::Hit);
-            if hit.refresh_due(now) && !hit.refreshing.swap(true, Ordering::AcqRel) {
+            if hit.refresh_due(now)
+                && inner
+                    .store
+                    .as_ref()
+                    .is_some_and(|s| s.claim_refresh(&key, &hit))
+            {
                 self.refresh(key, fetch);
             }
-            return Some(Ok(hit.value.clone()));
+            return Some(Ok(hit.value));
         }
         let (mut fetch, mut admit) = (Some(fetch), Some(admit));
-        match self.join_or_launch(key, now, &mut admit, &mut fetch) {
+        match self.join_or_launch(key, &mut admit, &mut fetch) {
             Step::Join(f) => Some(f.await),
             Step::Refused => None,
             Step::Retry => match (fetch, admit) {
@@ -316,7 +320,6 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
     fn join_or_launch<A, F>(
         &self,
         key: Key,
-        now: Instant,
         admit: &mut Option<A>,
         fetch: &mut Option<F>,
     ) -> Step<V>
@@ -331,7 +334,7 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
             note(inner.kind, Lookup::Coalesced);
             return Step::Join(f.flight.clone());
         }
-        if inner.live(&key, now).is_some() {
+        if inner.live(&key).is_some() {
             // A flight finished between our miss and taking the lock.
             return Step::Retry;
         }
@@ -458,14 +461,8 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
                     && self.current(generation, value)
                 {
                     let bytes = (self.weigh)(value);
-                    let entry = Entry::new(
-                        value.clone(),
-                        Instant::now(),
-                        *ttl,
-                        self.refresh_ahead,
-                        generation,
-                        bytes,
-                    );
+                    let entry =
+                        store.entry(value.clone(), *ttl, self.refresh_ahead, generation, bytes);
                     store.insert(key, entry);
                     if refresh {
                         self.stats.refresh_stored.fetch_add(1, Ordering::Relaxed);

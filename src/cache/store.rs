@@ -9,7 +9,7 @@
 //! again leaves when room is needed. Evictions are counted by cause.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use quick_cache::{Lifecycle, UnitWeighter};
@@ -18,71 +18,68 @@ use tokio::time::Instant;
 use super::key::{Key, KeyBits};
 use super::metrics::Stats;
 
-/// A stored answer.
+/// A stored answer, kept inline in the table (no allocation of its own).
+/// Times are milliseconds on the store's clock ([`Store::now`]).
+#[derive(Clone)]
 pub(super) struct Entry<V> {
     pub(super) value: V,
     /// Never served at or after this.
-    pub(super) expires: Instant,
-    /// A hit from here on starts a refresh-ahead review (`None`: never).
-    pub(super) refresh_at: Option<Instant>,
+    expires: u64,
+    /// A hit from here on starts a refresh-ahead review (`u64::MAX`: never).
+    refresh_at: u64,
     /// The generation its review was launched in.
     pub(super) generation: u64,
-    /// Set by the hit that starts its refresh, so it starts once.
-    pub(super) refreshing: AtomicBool,
     /// What it counts in `authgate_cache_bytes`.
-    bytes: u64,
+    bytes: u32,
+    /// Set by the hit that starts its refresh, so it starts once.
+    refreshing: bool,
 }
 
 impl<V> Entry<V> {
-    /// An entry stored `now` for `ttl`; `refresh_ahead` is the fraction of
-    /// its life at the end in which a hit refreshes it (0: never).
-    pub(super) fn new(
-        value: V,
-        now: Instant,
-        ttl: Duration,
-        refresh_ahead: f64,
-        generation: u64,
-        own_bytes: usize,
-    ) -> Self {
-        let refresh_at =
-            (refresh_ahead > 0.0).then(|| now + ttl.mul_f64((1.0 - refresh_ahead).max(0.0)));
-        Self {
-            value,
-            expires: now + ttl,
-            refresh_at,
-            generation,
-            refreshing: AtomicBool::new(false),
-            bytes: (size_of::<Self>() + 16 + own_bytes) as u64,
-        }
+    /// Whether it may no longer be served at `now`.
+    pub(super) fn expired(&self, now: u64) -> bool {
+        now >= self.expires
     }
 
     /// Whether a hit at `now` should start its refresh.
-    pub(super) fn refresh_due(&self, now: Instant) -> bool {
-        self.refresh_at.is_some_and(|at| now >= at)
+    pub(super) fn refresh_due(&self, now: u64) -> bool {
+        !self.refreshing && now >= self.refresh_at
+    }
+
+    /// The same stored entry (not a later one of the key).
+    fn same(&self, other: &Self) -> bool {
+        (self.generation, self.expires, self.refresh_at)
+            == (other.generation, other.expires, other.refresh_at)
     }
 }
-
-type Slot<V> = Arc<Entry<V>>;
 
 /// Counts what the store evicts for room (or finds expired while doing so).
 #[derive(Clone)]
 struct Evictions {
     stats: Arc<Stats>,
     bytes: Arc<AtomicU64>,
+    base: Instant,
 }
 
-impl<V> Lifecycle<Key, Slot<V>> for Evictions {
+impl<V> Lifecycle<Key, Entry<V>> for Evictions {
     type RequestState = ();
 
-    fn on_evict(&self, _: &mut (), _: Key, entry: Slot<V>) {
-        self.bytes.fetch_sub(entry.bytes, Ordering::Relaxed);
-        let cause = if entry.expires <= Instant::now() {
+    fn on_evict(&self, _: &mut (), _: Key, entry: Entry<V>) {
+        self.bytes
+            .fetch_sub(u64::from(entry.bytes), Ordering::Relaxed);
+        let cause = if entry.expired(millis(self.base, Instant::now())) {
             &self.stats.evicted_expiry
         } else {
             &self.stats.evicted_size
         };
         Stats::add(cause, 1);
     }
+}
+
+/// Milliseconds from `base` to `t`, rounded down (so an entry is taken for
+/// expired up to a millisecond early, never late).
+fn millis(base: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(base).as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Why an entry is taken out.
@@ -94,19 +91,23 @@ pub(super) enum Cause {
 
 /// The bounded table of entries.
 pub(super) struct Store<V> {
-    table: quick_cache::sync::Cache<Key, Slot<V>, UnitWeighter, KeyBits, Evictions>,
+    table: quick_cache::sync::Cache<Key, Entry<V>, UnitWeighter, KeyBits, Evictions>,
     stats: Arc<Stats>,
     /// Bytes of the entries held (the table's own memory is added on read).
     bytes: Arc<AtomicU64>,
+    /// The origin of the entries' times.
+    base: Instant,
 }
 
 impl<V: Clone + Send + Sync + 'static> Store<V> {
     /// At most about `capacity` entries.
     pub(super) fn new(capacity: u64, stats: Arc<Stats>) -> Self {
         let bytes = Arc::new(AtomicU64::new(0));
+        let base = Instant::now();
         let evictions = Evictions {
             stats: stats.clone(),
             bytes: bytes.clone(),
+            base,
         };
         let items = usize::try_from(capacity).unwrap_or(usize::MAX);
         Self {
@@ -119,38 +120,83 @@ impl<V: Clone + Send + Sync + 'static> Store<V> {
             ),
             stats,
             bytes,
+            base,
         }
     }
 
-    pub(super) fn get(&self, key: &Key) -> Option<Slot<V>> {
+    /// The store's clock: milliseconds since it was made.
+    pub(super) fn now(&self) -> u64 {
+        millis(self.base, Instant::now())
+    }
+
+    /// An entry stored `now` for `ttl`; `refresh_ahead` is the fraction of
+    /// its life at the end in which a hit refreshes it (0: never).
+    pub(super) fn entry(
+        &self,
+        value: V,
+        ttl: Duration,
+        refresh_ahead: f64,
+        generation: u64,
+        own_bytes: usize,
+    ) -> Entry<V> {
+        let now = Instant::now();
+        let refresh_at = if refresh_ahead > 0.0 {
+            millis(self.base, now + ttl.mul_f64((1.0 - refresh_ahead).max(0.0)))
+        } else {
+            u64::MAX
+        };
+        Entry {
+            value,
+            expires: millis(self.base, now + ttl),
+            refresh_at,
+            generation,
+            bytes: u32::try_from(size_of::<(Key, Entry<V>)>() + own_bytes).unwrap_or(u32::MAX),
+            refreshing: false,
+        }
+    }
+
+    pub(super) fn get(&self, key: &Key) -> Option<Entry<V>> {
         self.table.get(key)
     }
 
     pub(super) fn insert(&self, key: Key, entry: Entry<V>) {
-        self.bytes.fetch_add(entry.bytes, Ordering::Relaxed);
+        self.bytes
+            .fetch_add(u64::from(entry.bytes), Ordering::Relaxed);
         // A replaced entry is not reported as evicted: take its bytes off.
         if let Some(old) = self.table.peek(&key) {
-            self.bytes.fetch_sub(old.bytes, Ordering::Relaxed);
+            self.bytes
+                .fetch_sub(u64::from(old.bytes), Ordering::Relaxed);
         }
-        self.table.insert(key, Arc::new(entry));
+        self.table.insert(key, entry);
+    }
+
+    /// Marks `entry` (still stored under `key`) as refreshing; `false` when
+    /// it is gone, replaced, or already refreshing.
+    pub(super) fn claim_refresh(&self, key: &Key, entry: &Entry<V>) -> bool {
+        let claimed = self.table.entry(key, Some(Duration::ZERO), |_, e| {
+            let claim = e.same(entry) && !e.refreshing;
+            e.refreshing |= claim;
+            quick_cache::sync::EntryAction::Retain(claim)
+        });
+        matches!(claimed, quick_cache::sync::EntryResult::Retained(true))
     }
 
     /// Takes out `entry` (only that one: a newer entry of the key stays).
-    pub(super) fn remove(&self, key: &Key, entry: &Slot<V>, cause: Cause) {
-        if let Some((_, gone)) = self.table.remove_if(key, |e| Arc::ptr_eq(e, entry)) {
+    pub(super) fn remove(&self, key: &Key, entry: &Entry<V>, cause: Cause) {
+        if let Some((_, gone)) = self.table.remove_if(key, |e| e.same(entry)) {
             self.taken(&gone, cause);
         }
     }
 
     fn taken(&self, entry: &Entry<V>, cause: Cause) {
-        self.bytes.fetch_sub(entry.bytes, Ordering::Relaxed);
+        self.bytes
+            .fetch_sub(u64::from(entry.bytes), Ordering::Relaxed);
         let counter = match cause {
             Cause::Expiry => &self.stats.evicted_expiry,
             Cause::Flush => &self.stats.evicted_flush,
         };
         Stats::add(counter, 1);
     }
-
     /// Takes out every entry for which `doomed` is true.
     pub(super) fn flush_if(&self, doomed: impl Fn(&V) -> bool) {
         self.table.retain(|_, e| {

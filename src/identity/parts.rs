@@ -98,10 +98,50 @@ impl fmt::Debug for Groups {
 pub struct Extra(Option<Arc<ExtraList>>);
 
 struct ExtraList {
-    /// Each key with the end of its values in `values`.
-    keys: Box<[(Arc<str>, u32)]>,
-    values: Box<[Arc<str>]>,
+    layout: Layout,
     digest: Memo,
+}
+
+/// How the keys and values are laid out: one value per key (every `extra`
+/// Kubernetes sets) in one allocation, or any number in two.
+enum Layout {
+    /// Each key with its one value.
+    Single(Box<[(Arc<str>, Arc<str>)]>),
+    /// Each key with the end of its values in `values`.
+    Many {
+        keys: Box<[(Arc<str>, u32)]>,
+        values: Box<[Arc<str>]>,
+    },
+}
+
+impl Layout {
+    fn len(&self) -> usize {
+        match self {
+            Self::Single(pairs) => pairs.len(),
+            Self::Many { keys, .. } => keys.len(),
+        }
+    }
+
+    /// Heap bytes of the boxes.
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Single(pairs) => pairs.len() * size_of::<(Arc<str>, Arc<str>)>(),
+            Self::Many { keys, values } => {
+                keys.len() * size_of::<(Arc<str>, u32)>() + values.len() * size_of::<Arc<str>>()
+            }
+        }
+    }
+
+    fn at(&self, i: usize) -> Option<(&Arc<str>, &[Arc<str>])> {
+        match self {
+            Self::Single(pairs) => pairs.get(i).map(|(k, v)| (k, std::slice::from_ref(v))),
+            Self::Many { keys, values } => {
+                let (key, end) = keys.get(i)?;
+                let start = i.checked_sub(1).map_or(0, |p| keys[p].1 as usize);
+                Some((key, &values[start..*end as usize]))
+            }
+        }
+    }
 }
 
 impl Extra {
@@ -110,23 +150,33 @@ impl Extra {
         if map.is_empty() {
             return Self(None);
         }
-        let mut keys = Vec::with_capacity(map.len());
-        let mut values = Vec::with_capacity(map.values().map(Vec::len).sum());
-        for (k, vs) in map {
-            let shared = !UNSHARED_VALUES.contains(&k.as_str());
-            values.extend(vs.iter().map(|v| {
-                if shared {
-                    intern::string(v)
-                } else {
-                    Arc::from(v.as_str())
-                }
-            }));
-            let end = u32::try_from(values.len()).unwrap_or(u32::MAX);
-            keys.push((intern::string(&k), end));
-        }
+        let value = |k: &str, v: &str| {
+            if UNSHARED_VALUES.contains(&k) {
+                Arc::from(v)
+            } else {
+                intern::string(v)
+            }
+        };
+        let layout = if map.values().all(|vs| vs.len() == 1) {
+            let pairs = map
+                .iter()
+                .map(|(k, vs)| (intern::string(k), value(k, &vs[0])));
+            Layout::Single(pairs.collect())
+        } else {
+            let mut keys = Vec::with_capacity(map.len());
+            let mut values = Vec::with_capacity(map.values().map(Vec::len).sum());
+            for (k, vs) in &map {
+                values.extend(vs.iter().map(|v| value(k, v)));
+                let end = u32::try_from(values.len()).unwrap_or(u32::MAX);
+                keys.push((intern::string(k), end));
+            }
+            Layout::Many {
+                keys: keys.into(),
+                values: values.into(),
+            }
+        };
         Self(Some(Arc::new(ExtraList {
-            keys: keys.into(),
-            values: values.into(),
+            layout,
             digest: Memo::default(),
         })))
     }
@@ -155,7 +205,7 @@ impl Extra {
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |l| l.keys.len())
+        self.0.as_ref().map_or(0, |l| l.layout.len())
     }
 
     /// Whether there are no keys.
@@ -201,11 +251,7 @@ impl Extra {
                 .flat_map(|(_, vs)| vs.iter())
                 .map(|v| 16 + v.len())
                 .sum();
-            size_of::<ExtraList>()
-                + 16
-                + l.keys.len() * size_of::<(Arc<str>, u32)>()
-                + l.values.len() * size_of::<Arc<str>>()
-                + unshared
+            size_of::<ExtraList>() + 16 + l.layout.bytes() + unshared
         })
     }
 }
@@ -220,14 +266,9 @@ impl<'a> Iterator for ExtraIter<'a> {
     type Item = (&'a Arc<str>, &'a [Arc<str>]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let list = self.list?;
-        let (key, end) = list.keys.get(self.next)?;
-        let start = match self.next {
-            0 => 0,
-            i => list.keys[i - 1].1 as usize,
-        };
+        let item = self.list?.layout.at(self.next)?;
         self.next += 1;
-        Some((key, &list.values[start..*end as usize]))
+        Some(item)
     }
 }
 
@@ -263,5 +304,65 @@ impl Eq for Extra {}
 impl fmt::Debug for Extra {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+        pairs
+            .iter()
+            .map(|(k, vs)| {
+                (
+                    (*k).to_owned(),
+                    vs.iter().map(|v| (*v).to_owned()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn extra_keeps_every_key_and_value_in_either_layout() {
+        let cases: [&[(&str, &[&str])]; 4] = [
+            &[("a", &["1"]), ("b", &["2"])],
+            &[("a", &["1", "2"]), ("b", &[]), ("c", &["3"])],
+            &[("a", &[])],
+            &[],
+        ];
+        for case in cases {
+            let m = map(case);
+            let extra = Extra::from_map(m.clone());
+            assert_eq!(extra.to_map(), m);
+            assert_eq!(extra.len(), m.len());
+            for (k, vs) in &m {
+                let got: Vec<&str> = extra.get(k).unwrap().iter().map(|v| &**v).collect();
+                assert_eq!(got, *vs);
+            }
+        }
+    }
+
+    #[test]
+    fn digests_differ_with_any_change_and_are_kept_per_hasher() {
+        let keys = KeyHasher::random();
+        let d = |pairs: &[(&str, &[&str])]| Extra::from_map(map(pairs)).digest(&keys);
+        let base = d(&[("a", &["1"]), ("b", &["2"])]);
+        assert_eq!(base, d(&[("a", &["1"]), ("b", &["2"])]));
+        assert_ne!(base, d(&[("a", &["1", "2"])]));
+        assert_ne!(base, d(&[("a", &["1"]), ("b", &["2"]), ("c", &[])]));
+        assert_ne!(base, d(&[("a", &["12"]), ("b", &[])]));
+        assert_ne!(base, d(&[("ab", &["1"]), ("b", &["2"])]));
+        let e = Extra::from_map(map(&[("a", &["1"])]));
+        let other = KeyHasher::random();
+        assert_eq!(e.digest(&keys), e.digest(&keys));
+        assert_ne!(e.digest(&keys), e.digest(&other));
+        assert_eq!(
+            e.digest(&other),
+            Extra::from_map(map(&[("a", &["1"])])).digest(&other)
+        );
+        let g = Groups::new(&["x", "y"]);
+        assert_ne!(g.digest(&keys), Groups::new(&["xy"]).digest(&keys));
+        assert_eq!(g.digest(&keys), Groups::new(&["x", "y"]).digest(&keys));
     }
 }

@@ -279,7 +279,7 @@ async fn an_entry_stored_after_a_user_flush_by_an_older_review_is_refused_on_rea
     let old = cache.inner.generation.load(Ordering::Acquire);
     cache.clear_if(|v| *v == 1);
     let store = cache.inner.store.as_ref().unwrap();
-    let stale = |value| Entry::new(value, Instant::now(), Duration::from_secs(300), 0.0, old, 0);
+    let stale = |value| store.entry(value, Duration::from_secs(300), 0.0, old, 0);
     store.insert(key, stale(1));
     let fetch = counting(&calls, Ok((5, Duration::from_secs(300))), Duration::ZERO);
     assert_eq!(cache.get_or_fetch(key, fetch).await, Ok(5));
