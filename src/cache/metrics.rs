@@ -12,7 +12,6 @@ use prometheus_client::collector::Collector as PromCollector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::Unit;
 
 use super::CacheSource;
 
@@ -87,7 +86,7 @@ impl PromCollector for Collector {
         let mut family = encoder.encode_descriptor(
             "cache_bytes",
             "Approximate bytes held by each review cache (entries, table, and identity parts not shared through the interner)",
-            Some(&Unit::Bytes),
+            None,
             g.metric_type(),
         )?;
         for (cache, c) in &self.caches {
@@ -132,5 +131,43 @@ impl PromCollector for Collector {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+    use crate::cache::{Kind, ReviewCache};
+
+    #[tokio::test]
+    async fn every_cache_is_exported_under_one_family_per_metric() {
+        let token: ReviewCache<u32> = ReviewCache::new(Kind::Token, 10);
+        let access: ReviewCache<u32> = ReviewCache::new(Kind::Access, 10);
+        token
+            .get_or_fetch([1; 32], || {
+                Box::pin(async { Ok((1, std::time::Duration::from_secs(60))) })
+            })
+            .await
+            .unwrap();
+        token.clear();
+        let mut r = Registry::with_prefix("authgate");
+        r.register_collector(Box::new(Collector::new(vec![
+            ("token", Arc::new(token.clone())),
+            ("access", Arc::new(access)),
+        ])));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &r).unwrap();
+        for line in [
+            "# TYPE authgate_cache_bytes gauge",
+            "authgate_cache_bytes{cache=\"access\"} ",
+            "authgate_cache_evictions_total{cache=\"token\",cause=\"flush\"} 1",
+            "authgate_cache_evictions_total{cache=\"access\",cause=\"size\"} 0",
+            "authgate_cache_refreshes_total{cache=\"token\",result=\"started\"} 0",
+        ] {
+            assert!(out.contains(line), "{line} missing from\n{out}");
+        }
+        assert_eq!(out.matches("# TYPE authgate_cache_bytes").count(), 1);
     }
 }
