@@ -20,6 +20,9 @@
 //!   generation counts only if no later flush covers it (checked on every
 //!   read, so no store can race a flush).
 
+mod flight;
+mod flush;
+mod jitter;
 mod key;
 mod lookups;
 pub(crate) mod metrics;
@@ -30,11 +33,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use futures_util::future::Shared;
 
 use crate::BoxFuture;
 use crate::backend::BackendError;
+use flush::{Doomed, Flushes};
+pub(crate) use jitter::jittered;
 pub(crate) use key::{Key, KeyHasher};
 use lookups::note;
 pub(crate) use lookups::traced;
@@ -53,40 +57,6 @@ pub trait CacheSource: Send + Sync + std::fmt::Debug + 'static {
     fn bytes(&self) -> u64 {
         0
     }
-}
-
-/// `ttl` moved by up to `±fraction` of itself, by `unit` in `[0, 1)` (pure):
-/// replicas and restarts do not expire their entries together.
-pub(crate) fn jitter_by(ttl: Duration, fraction: f64, unit: f64) -> Duration {
-    let fraction = fraction.clamp(0.0, 0.5);
-    ttl.mul_f64(1.0 + fraction * (2.0 * unit.clamp(0.0, 1.0) - 1.0))
-}
-
-/// `ttl` jittered by up to `±fraction` (see [`jitter_by`]).
-pub(crate) fn jittered(ttl: Duration, fraction: f64) -> Duration {
-    if fraction <= 0.0 {
-        return ttl;
-    }
-    use std::hash::{BuildHasher, Hasher};
-    // A fresh random SipHash key per call: not secret, only spread.
-    let bits = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    jitter_by(ttl, fraction, (bits >> 11) as f64 / (1u64 << 53) as f64)
-}
-
-/// Per-user flushes kept for the read check; more collapse into a full one.
-const MAX_FLUSH_MARKS: usize = 64;
-
-/// A flush predicate, applied to entries older than its generation.
-type Doomed<V> = Arc<dyn Fn(&V) -> bool + Send + Sync>;
-
-/// What flushes happened, for entries of older generations.
-struct Flushes<V> {
-    /// Entries of a generation below this were flushed whole.
-    valid_from: u64,
-    /// Per-user flushes: entries below the generation that match are gone.
-    marks: Vec<(u64, Doomed<V>)>,
 }
 
 type Flight<V> = Shared<BoxFuture<'static, Result<V, BackendError>>>;
@@ -122,23 +92,6 @@ struct Inner<V: Clone + Send + Sync + 'static> {
     weigh: fn(&V) -> usize,
 }
 
-/// Removes a finished flight from the table when its task ends (unless a
-/// flush detached it and a newer flight took its key).
-struct Landing<V: Clone + Send + Sync + 'static> {
-    inner: Arc<Inner<V>>,
-    key: Key,
-    id: u64,
-}
-
-impl<V: Clone + Send + Sync + 'static> Drop for Landing<V> {
-    fn drop(&mut self) {
-        let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
-        if flights.get(&self.key).is_some_and(|f| f.id == self.id) {
-            flights.remove(&self.key);
-        }
-    }
-}
-
 impl<V: Clone + Send + Sync + 'static> Inner<V> {
     /// Whether a stored entry still counts: stored in the current
     /// generation, or in an older one that no later flush covers.
@@ -147,11 +100,7 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
             return true;
         }
         let flushes = self.flushes.lock().unwrap_or_else(|e| e.into_inner());
-        generation >= flushes.valid_from
-            && !flushes
-                .marks
-                .iter()
-                .any(|(g, doomed)| generation < *g && doomed(value))
+        flushes.spare(generation, value)
     }
 
     /// The entry of `key` if it may be served at `now`; an expired or
@@ -177,13 +126,7 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
     fn flush(&self, doomed: Option<Doomed<V>>) {
         let mut flushes = self.flushes.lock().unwrap_or_else(|e| e.into_inner());
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        match doomed {
-            Some(d) if flushes.marks.len() < MAX_FLUSH_MARKS => flushes.marks.push((generation, d)),
-            _ => {
-                flushes.valid_from = generation;
-                flushes.marks.clear();
-            }
-        }
+        flushes.record(generation, doomed);
         drop(flushes);
         self.flights
             .lock()
@@ -251,10 +194,7 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
                 stats,
                 generation: AtomicU64::new(0),
                 next_flight: AtomicU64::new(0),
-                flushes: Mutex::new(Flushes {
-                    valid_from: 0,
-                    marks: Vec::new(),
-                }),
+                flushes: Mutex::new(Flushes::new()),
                 refresh_ahead: refresh_ahead.clamp(0.0, 1.0),
                 weigh,
             }),
@@ -371,35 +311,6 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
         flights.insert(key, Flying { id, flight });
     }
 
-    /// Runs `fut` in its own task: it completes even if every caller goes
-    /// away. A panic in it becomes an error, never a value.
-    fn launch(&self, key: Key, id: u64, fut: Fetched<V>, refresh: bool) -> Flight<V> {
-        let inner = self.inner.clone();
-        let backend = inner.kind.backend();
-        // Taken before the review starts: a flush from here on covers it.
-        let generation = inner.generation.load(Ordering::Acquire);
-        let task = tokio::spawn(async move {
-            // Leaves the flight table however the task ends, panics included.
-            let _landing = Landing {
-                inner: inner.clone(),
-                key,
-                id,
-            };
-            let result = fut.await;
-            inner.land(key, generation, &result, refresh);
-            result.map(|(v, _)| v)
-        });
-        let joined: BoxFuture<'static, Result<V, BackendError>> = Box::pin(async move {
-            task.await.unwrap_or_else(|_| {
-                Err(BackendError::BadResponse {
-                    backend,
-                    detail: "the review task panicked".into(),
-                })
-            })
-        });
-        joined.shared()
-    }
-
     /// Drops every stored result, and every result of a review under way.
     pub fn clear(&self) {
         self.inner.flush(None);
@@ -441,43 +352,6 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
 
     /// Kept for callers of the moka store (evictions are applied at once).
     pub async fn sync(&self) {}
-}
-
-impl<V: Clone + Send + Sync + 'static> Inner<V> {
-    /// What a finished review leaves: an entry (if it may be kept and no
-    /// flush since its launch covers it), or, on error, nothing.
-    fn land(
-        &self,
-        key: Key,
-        generation: u64,
-        result: &Result<(V, Duration), BackendError>,
-        refresh: bool,
-    ) {
-        match result {
-            Ok((value, ttl)) if !ttl.is_zero() => {
-                // A flush since launch: not worth storing (and the read
-                // check would refuse it should a flush race this test).
-                if let Some(store) = &self.store
-                    && self.current(generation, value)
-                {
-                    let bytes = (self.weigh)(value);
-                    let entry =
-                        store.entry(value.clone(), *ttl, self.refresh_ahead, generation, bytes);
-                    store.insert(key, entry);
-                    if refresh {
-                        self.stats.refresh_stored.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            Ok(_) => {}
-            Err(_) => {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                if refresh {
-                    self.stats.refresh_failed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

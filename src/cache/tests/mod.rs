@@ -303,10 +303,10 @@ async fn too_many_user_flushes_collapse_into_a_full_one() {
     let key = [11u8; 32];
     let fetch = counting(&calls, Ok((1, Duration::from_secs(300))), Duration::ZERO);
     assert_eq!(cache.get_or_fetch(key, fetch).await, Ok(1));
-    for n in 0..=MAX_FLUSH_MARKS as u32 {
+    for n in 0..=flush::MAX_FLUSH_MARKS as u32 {
         cache.clear_if(move |v| *v == 1000 + n);
     }
-    assert!(cache.inner.flushes.lock().unwrap().marks.len() <= MAX_FLUSH_MARKS);
+    assert!(cache.inner.flushes.lock().unwrap().marks.len() <= flush::MAX_FLUSH_MARKS);
     let fetch = counting(&calls, Ok((2, Duration::from_secs(300))), Duration::ZERO);
     assert_eq!(
         cache.get_or_fetch(key, fetch).await,

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::authn::token_review::success_ttl;
+use crate::cache::jitter::jitter_by;
 
 const TTL: Duration = Duration::from_secs(100);
 
