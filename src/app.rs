@@ -18,7 +18,7 @@ use crate::authn::{Authenticator, TokenAuthenticator};
 use crate::authz::access_review::AccessReviewer;
 use crate::authz::static_rules::StaticRules;
 use crate::authz::{Authorizer, Authorizers};
-use crate::cache::KeyHasher;
+use crate::cache::{self, CacheSource, KeyHasher};
 use crate::config::{AdminConfig, Config, KubernetesConfig, Limits, TlsConfig};
 use crate::gate::{Gate, Parts};
 use crate::kubernetes::{self, ApiClient};
@@ -228,6 +228,8 @@ pub fn gate<F>(
     if !statics.allow.is_empty() {
         authorizers.push(Arc::new(StaticRules::new(&statics.allow)));
     }
+    // Bytes, evictions and refreshes of every cache, in one collector.
+    let mut caches: Vec<(&'static str, Arc<dyn CacheSource>)> = Vec::new();
     if let Some(k) = kube {
         if let Some(tr) = &k.token_review {
             // With token_review.jwks, local verification takes the
@@ -237,11 +239,16 @@ pub fn gate<F>(
                 None => tokens.push(tr.clone()),
             }
             metrics.register_cache("token", Arc::new(tr.cache().clone()));
+            caches.push(("token", Arc::new(tr.cache().clone())));
         }
         if let Some(ar) = &k.access_review {
             authorizers.push(ar.clone());
             metrics.register_cache("access", Arc::new(ar.cache().clone()));
+            caches.push(("access", Arc::new(ar.cache().clone())));
         }
+    }
+    if !caches.is_empty() {
+        metrics.register_collector(Box::new(cache::metrics::Collector::new(caches)));
     }
     let migration = Migration::new(&config.migration);
     metrics.register_collector(Box::new(IdentityCollector(migration.tracker().clone())));

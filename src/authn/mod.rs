@@ -41,7 +41,7 @@ pub trait TokenAuthenticator: Send + Sync {
     /// sent more unknown tokens than it may have reviewed (401).
     fn authenticate<'a>(
         &'a self,
-        token: &'a BearerToken,
+        token: &'a BearerToken<'_>,
         client: IpAddr,
     ) -> BoxFuture<'a, TokenAnswer>;
 }
@@ -164,7 +164,11 @@ mod tests {
     struct Fixed(TokenAnswer);
 
     impl TokenAuthenticator for Fixed {
-        fn authenticate<'a>(&'a self, _: &'a BearerToken, _: IpAddr) -> BoxFuture<'a, TokenAnswer> {
+        fn authenticate<'a>(
+            &'a self,
+            _: &'a BearerToken<'_>,
+            _: IpAddr,
+        ) -> BoxFuture<'a, TokenAnswer> {
             Box::pin(std::future::ready(self.0.clone()))
         }
     }

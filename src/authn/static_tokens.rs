@@ -44,14 +44,18 @@ impl StaticTokens {
     }
 
     /// The identity of `token`, if listed.
-    pub fn lookup(&self, token: &BearerToken) -> Option<Arc<Identity>> {
+    pub fn lookup(&self, token: &BearerToken<'_>) -> Option<Arc<Identity>> {
         let digest: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();
         self.by_digest.get(&digest).cloned()
     }
 }
 
 impl TokenAuthenticator for StaticTokens {
-    fn authenticate<'a>(&'a self, token: &'a BearerToken, _: IpAddr) -> BoxFuture<'a, TokenAnswer> {
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a BearerToken<'_>,
+        _: IpAddr,
+    ) -> BoxFuture<'a, TokenAnswer> {
         let found = self.lookup(token);
         Box::pin(std::future::ready(Ok(found)))
     }

@@ -19,7 +19,7 @@ use super::misses::MissLimiter;
 use super::{Error, TokenAnswer, TokenAuthenticator};
 use crate::BoxFuture;
 use crate::backend::BackendError;
-use crate::cache::{KeyHasher, Kind, ReviewCache};
+use crate::cache::{Key, KeyHasher, Kind, ReviewCache, jittered};
 use crate::clock::unix_now;
 use crate::config::TokenReviewConfig;
 use crate::identity::{AuthMethod, Identity};
@@ -42,6 +42,8 @@ struct Settings {
     audiences: Vec<String>,
     ttl: Duration,
     failure_ttl: Duration,
+    /// `token_review.cache.jitter`.
+    jitter: f64,
 }
 
 impl TokenReviewer {
@@ -49,12 +51,18 @@ impl TokenReviewer {
     pub fn new(api: Arc<ApiClient>, cfg: &TokenReviewConfig, keys: KeyHasher) -> Self {
         Self {
             api,
-            cache: ReviewCache::new(Kind::Token, cfg.max_entries),
+            cache: ReviewCache::build(
+                Kind::Token,
+                cfg.max_entries,
+                cfg.freshness.refresh_ahead,
+                weigh,
+            ),
             keys,
             settings: Arc::new(Settings {
                 audiences: cfg.audiences.clone(),
                 ttl: cfg.ttl,
                 failure_ttl: cfg.failure_ttl,
+                jitter: cfg.freshness.jitter,
             }),
             misses: MissLimiter::new(cfg.max_misses_per_client),
         }
@@ -63,6 +71,21 @@ impl TokenReviewer {
     /// The result cache (for metrics and flushing).
     pub fn cache(&self) -> &ReviewCache<Option<Arc<Identity>>> {
         &self.cache
+    }
+
+    /// The cache key of `token`: its per-request digest, bound to the
+    /// audiences asked for when there are any.
+    fn key(&self, token: &BearerToken<'_>) -> Key {
+        let digest = token.digest(&self.keys);
+        if self.settings.audiences.is_empty() {
+            return digest;
+        }
+        let mut key = self.keys.builder();
+        key.part(b"tokenreview").part(&digest);
+        for a in &self.settings.audiences {
+            key.part(a.as_bytes());
+        }
+        key.finish()
     }
 
     /// Drops cached results: all of them, or the tokens of `user`.
@@ -81,18 +104,10 @@ impl TokenReviewer {
 impl TokenAuthenticator for TokenReviewer {
     fn authenticate<'a>(
         &'a self,
-        token: &'a BearerToken,
+        token: &'a BearerToken<'_>,
         client: IpAddr,
     ) -> BoxFuture<'a, TokenAnswer> {
-        let mut key = self.keys.builder();
-        key.part(b"tokenreview").part(token.expose().as_bytes());
-        for a in &self.settings.audiences {
-            key.part(a.as_bytes());
-        }
-        let key = key.finish();
-        let api = self.api.clone();
-        let settings = self.settings.clone();
-        let token = token.clone();
+        let key = self.key(token);
         // Only a lookup that would start a review is charged to the client.
         let admit = move || {
             self.misses
@@ -100,7 +115,11 @@ impl TokenAuthenticator for TokenReviewer {
                 .is_none_or(|m| m.admit(client, Instant::now()))
         };
         Box::pin(async move {
+            // Called only to start a review (a miss or a refresh): the one
+            // place the token is copied.
             let fetch = move || -> BoxFuture<'static, _> {
+                let (api, settings) = (self.api.clone(), self.settings.clone());
+                let token = token.expose().to_owned();
                 Box::pin(async move { review(&api, &settings, &token).await })
             };
             match self.cache.get_or_fetch_admitted(key, admit, fetch).await {
@@ -116,11 +135,11 @@ impl TokenAuthenticator for TokenReviewer {
 async fn review(
     api: &ApiClient,
     s: &Settings,
-    token: &BearerToken,
+    token: &str,
 ) -> Result<(Option<Arc<Identity>>, Duration), BackendError> {
     let request = TokenReview {
         spec: TokenReviewSpec {
-            token: Some(token.expose().to_owned()),
+            token: Some(token.to_owned()),
             audiences: (!s.audiences.is_empty()).then(|| s.audiences.clone()),
         },
         ..Default::default()
@@ -141,11 +160,18 @@ async fn review(
         .await?;
     match outcome(&status, &s.audiences)? {
         Some(id) => {
-            let ttl = success_ttl(s.ttl, jwt_expiry(token.expose()), unix_now());
+            // Jittered first, then capped: never past the JWT's `exp`.
+            let ttl = success_ttl(jittered(s.ttl, s.jitter), jwt_expiry(token), unix_now());
             Ok((Some(Arc::new(id)), ttl))
         }
-        None => Ok((None, s.failure_ttl)),
+        None => Ok((None, jittered(s.failure_ttl, s.jitter))),
     }
+}
+
+/// What a token cache entry holds on its own: the identity (shared with the
+/// decision cache, counted here).
+fn weigh(answer: &Option<Arc<Identity>>) -> usize {
+    answer.as_deref().map_or(0, Identity::own_bytes)
 }
 
 /// Reads a TokenReview status (pure): `Some(identity)` when authenticated for
@@ -285,7 +311,7 @@ mod tests {
             id.groups,
             ["system:serviceaccounts", "system:authenticated"]
         );
-        assert_eq!(id.extra["scopes"], ["a"]);
+        assert_eq!(id.extra.to_map()["scopes"], ["a"]);
         assert_eq!(outcome(&status(false, None, None), &[]).unwrap(), None);
         assert_eq!(
             outcome(&status(true, Some("sa"), Some(&["other"])), &want).unwrap(),

@@ -2,8 +2,12 @@
 //! authorizer certificate and token identities both converge on.
 //!
 //! The cache key covers the whole spec (user, uid, groups, extra, verb and
-//! target). `status.denied` wins over `status.allowed`. Allows are kept for
-//! `allow_ttl`, everything else for `deny_ttl`, errors never.
+//! target); groups and extra enter it as their keyed digests, computed once
+//! per identity part ([`crate::identity::Groups::digest`]). Each decision
+//! keeps the identity it is about (shared with the token cache), for
+//! flushing by user. `status.denied` wins over `status.allowed`. Allows are
+//! kept for `allow_ttl`, everything else for `deny_ttl` (both jittered),
+//! errors never.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +22,7 @@ use super::attributes::{Attributes, Target};
 use super::{Authorizer, Decision};
 use crate::BoxFuture;
 use crate::backend::BackendError;
-use crate::cache::{Key, KeyHasher, Kind, ReviewCache};
+use crate::cache::{Key, KeyHasher, Kind, ReviewCache, jittered};
 use crate::config::AccessReviewConfig;
 use crate::identity::Identity;
 use crate::kubernetes::ApiClient;
@@ -29,10 +33,12 @@ const PATH: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
 /// The cached SubjectAccessReview authorizer.
 pub struct AccessReviewer {
     api: Arc<ApiClient>,
-    cache: ReviewCache<(Decision, Arc<str>)>,
+    cache: ReviewCache<(Decision, Arc<Identity>)>,
     keys: KeyHasher,
     allow_ttl: Duration,
     deny_ttl: Duration,
+    /// `access_review.cache.jitter`.
+    jitter: f64,
 }
 
 impl AccessReviewer {
@@ -40,16 +46,22 @@ impl AccessReviewer {
     pub fn new(api: Arc<ApiClient>, cfg: &AccessReviewConfig, keys: KeyHasher) -> Self {
         Self {
             api,
-            cache: ReviewCache::new(Kind::Access, cfg.max_entries),
+            cache: ReviewCache::build(
+                Kind::Access,
+                cfg.max_entries,
+                cfg.freshness.refresh_ahead,
+                weigh,
+            ),
             keys,
             allow_ttl: cfg.allow_ttl,
             deny_ttl: cfg.deny_ttl,
+            jitter: cfg.freshness.jitter,
         }
     }
 
     /// The decision cache (for metrics and flushing); each decision is kept
     /// with the user it is about.
-    pub fn cache(&self) -> &ReviewCache<(Decision, Arc<str>)> {
+    pub fn cache(&self) -> &ReviewCache<(Decision, Arc<Identity>)> {
         &self.cache
     }
 
@@ -58,8 +70,8 @@ impl AccessReviewer {
         match user {
             None => self.cache.clear(),
             Some(u) => {
-                let u: Arc<str> = Arc::from(u);
-                self.cache.clear_if(move |(_, about)| *about == u);
+                let u = u.to_owned();
+                self.cache.clear_if(move |(_, about)| about.user == u);
             }
         }
     }
@@ -68,19 +80,19 @@ impl AccessReviewer {
 impl Authorizer for AccessReviewer {
     fn authorize<'a>(
         &'a self,
-        id: &'a Identity,
+        id: &'a Arc<Identity>,
         attrs: &'a Attributes,
     ) -> BoxFuture<'a, Result<Decision, BackendError>> {
         let key = cache_key(&self.keys, id, attrs);
-        let api = self.api.clone();
-        let (allow_ttl, deny_ttl) = (self.allow_ttl, self.deny_ttl);
         Box::pin(async move {
             let (decision, _) = self
                 .cache
                 .get_or_fetch(key, move || {
-                    // Built only on a miss: a cache hit allocates nothing here.
+                    // Built only to start a review: a hit allocates nothing.
                     let spec = spec(id, attrs);
-                    let user: Arc<str> = Arc::from(id.user.as_str());
+                    let (api, about) = (self.api.clone(), id.clone());
+                    let (allow_ttl, deny_ttl, jitter) =
+                        (self.allow_ttl, self.deny_ttl, self.jitter);
                     Box::pin(async move {
                         let decision = review(&api, spec).await?;
                         let ttl = if decision == Decision::Allow {
@@ -88,7 +100,7 @@ impl Authorizer for AccessReviewer {
                         } else {
                             deny_ttl
                         };
-                        Ok(((decision, user), ttl))
+                        Ok(((decision, about), jittered(ttl, jitter)))
                     })
                 })
                 .await?;
@@ -97,23 +109,22 @@ impl Authorizer for AccessReviewer {
     }
 }
 
+/// What a decision entry holds on its own: its reason (the identity is
+/// counted by the token cache, or is a connection's).
+fn weigh((decision, _): &(Decision, Arc<Identity>)) -> usize {
+    match decision {
+        Decision::Deny(why) => 16 + why.len(),
+        Decision::Allow | Decision::NoOpinion => 0,
+    }
+}
+
 /// The cache key of a request: every field that goes into the spec.
 pub fn cache_key(keys: &KeyHasher, id: &Identity, attrs: &Attributes) -> Key {
     let mut k = keys.builder();
     k.part(b"sar").part(id.user.as_bytes());
     k.part(id.uid.as_deref().unwrap_or("\0none").as_bytes());
-    k.part(&(id.groups.len() as u64).to_be_bytes());
-    for g in &id.groups {
-        k.part(g.as_bytes());
-    }
-    k.part(&(id.extra.len() as u64).to_be_bytes());
-    for (name, values) in &id.extra {
-        k.part(name.as_bytes())
-            .part(&(values.len() as u64).to_be_bytes());
-        for v in values {
-            k.part(v.as_bytes());
-        }
-    }
+    // Each digest covers its part's every name and value, length-prefixed.
+    k.part(&id.groups.digest(keys)).part(&id.extra.digest(keys));
     k.part(attrs.verb.as_bytes());
     match &attrs.target {
         Target::NonResource { path } => {
@@ -164,8 +175,8 @@ pub fn spec(id: &Identity, attrs: &Attributes) -> SubjectAccessReviewSpec {
     SubjectAccessReviewSpec {
         user: Some(id.user.clone()),
         uid: id.uid.clone(),
-        groups: Some(id.groups.clone()),
-        extra: (!id.extra.is_empty()).then(|| id.extra.clone()),
+        groups: Some(id.groups.to_strings()),
+        extra: (!id.extra.is_empty()).then(|| id.extra.to_map()),
         resource_attributes,
         non_resource_attributes,
     }
@@ -174,7 +185,9 @@ pub fn spec(id: &Identity, attrs: &Attributes) -> SubjectAccessReviewSpec {
 /// Reads a SubjectAccessReview status (pure): denied wins over allowed.
 pub fn decision(status: &SubjectAccessReviewStatus) -> Decision {
     if status.denied == Some(true) {
-        Decision::Deny(status.reason.clone().unwrap_or_default())
+        Decision::Deny(crate::identity::shared_str(
+            status.reason.as_deref().unwrap_or_default(),
+        ))
     } else if status.allowed {
         Decision::Allow
     } else {
@@ -284,15 +297,54 @@ mod tests {
         let k = |id: &Identity, a: &Attributes| cache_key(&keys, id, a);
         let reference = k(&base, &get);
         assert_eq!(reference, k(&alice(), &get));
-        let mut other = alice();
-        other.uid = None;
-        assert_ne!(reference, k(&other, &get));
-        let mut other = alice();
-        other.groups.push("ops".into());
-        assert_ne!(reference, k(&other, &get));
-        let mut other = alice();
-        other.extra.insert("x".into(), vec![]);
-        assert_ne!(reference, k(&other, &get));
+        let with = |uid: Option<&str>, groups: &[&str], extra: &[(&str, &[&str])]| {
+            let extra = extra
+                .iter()
+                .map(|(k, vs)| {
+                    (
+                        (*k).to_owned(),
+                        vs.iter().map(|v| (*v).to_owned()).collect(),
+                    )
+                })
+                .collect();
+            let groups = groups.iter().map(|g| (*g).to_owned()).collect();
+            Identity::new(
+                "alice".into(),
+                uid.map(Into::into),
+                groups,
+                extra,
+                AuthMethod::Mtls,
+            )
+        };
+        let a: &[&str] = &["a"];
+        assert_eq!(
+            reference,
+            k(&with(Some("u1"), &["dev"], &[("scopes", a)]), &get)
+        );
+        assert_ne!(reference, k(&with(None, &["dev"], &[("scopes", a)]), &get));
+        assert_ne!(
+            reference,
+            k(&with(Some("u1"), &["dev", "ops"], &[("scopes", a)]), &get)
+        );
+        assert_ne!(
+            reference,
+            k(
+                &with(Some("u1"), &["dev"], &[("scopes", a), ("x", &[])]),
+                &get
+            )
+        );
+        assert_ne!(
+            reference,
+            k(&with(Some("u1"), &["dev"], &[("scopes", &["b"])]), &get)
+        );
+        assert_ne!(
+            reference,
+            k(&with(Some("u1"), &["dev"], &[("scope", &["sa"])]), &get)
+        );
+        assert_ne!(
+            reference,
+            k(&with(Some("u1"), &["de", "v"], &[("scopes", a)]), &get)
+        );
         assert_ne!(reference, k(&base, &for_request(None, &Method::POST, "/a")));
         assert_ne!(reference, k(&base, &for_request(None, &Method::GET, "/b")));
         let res = ResourceAttributes {

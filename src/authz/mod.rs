@@ -23,8 +23,9 @@ use permit::Permit;
 pub enum Decision {
     /// Allowed.
     Allow,
-    /// Explicitly denied, with the authorizer's reason (may be empty).
-    Deny(String),
+    /// Explicitly denied, with the authorizer's reason (may be empty;
+    /// interned, as the same few reasons come back for many requests).
+    Deny(Arc<str>),
     /// Neither; the next authorizer is asked.
     NoOpinion,
 }
@@ -34,7 +35,7 @@ pub trait Authorizer: Send + Sync {
     /// Decides; `Err` when it could not (the request fails with 503).
     fn authorize<'a>(
         &'a self,
-        id: &'a Identity,
+        id: &'a Arc<Identity>,
         attrs: &'a Attributes,
     ) -> BoxFuture<'a, Result<Decision, BackendError>>;
 }
@@ -113,7 +114,7 @@ impl Authorizers {
             match a.authorize(id, attrs).await? {
                 Decision::Allow => return Ok(Permit::granted(route, id.clone(), notice)),
                 Decision::Deny(why) => {
-                    reason = why;
+                    reason = why.to_string();
                     break;
                 }
                 Decision::NoOpinion => {}
@@ -140,7 +141,7 @@ mod tests {
     impl Authorizer for Fixed {
         fn authorize<'a>(
             &'a self,
-            _: &'a Identity,
+            _: &'a Arc<Identity>,
             _: &'a Attributes,
         ) -> BoxFuture<'a, Result<Decision, BackendError>> {
             Box::pin(std::future::ready(self.0.clone()))

@@ -5,6 +5,8 @@
 //! ([`super::attributes`]: the lower-cased method on paths, the Kubernetes
 //! verb on resources), and a lone `*` path (compiled as `**`) is every path.
 
+use std::sync::Arc;
+
 use globset::{GlobSet, GlobSetBuilder};
 
 use super::attributes::{Attributes, Target};
@@ -65,7 +67,7 @@ impl Rule {
     fn allows(&self, id: &Identity, attrs: &Attributes) -> bool {
         let subject = match &self.subject {
             Subject::User(u) => u == "*" || *u == id.user,
-            Subject::Group(g) => id.groups.iter().any(|have| have == g),
+            Subject::Group(g) => id.groups.iter().any(|have| **have == **g),
         };
         let verb = self.verbs.iter().any(|v| v == "*" || *v == attrs.verb);
         subject
@@ -89,7 +91,7 @@ fn resource_matches(rule: &ResourceRule, r: &ResourceAttributes) -> bool {
 impl Authorizer for StaticRules {
     fn authorize<'a>(
         &'a self,
-        id: &'a Identity,
+        id: &'a Arc<Identity>,
         attrs: &'a Attributes,
     ) -> BoxFuture<'a, Result<Decision, BackendError>> {
         let d = if self.allows(id, attrs) {

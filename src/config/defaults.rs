@@ -83,6 +83,10 @@ pub const ACCESS_CACHE_ENTRIES: u64 = 10_000;
 pub const ALLOW_TTL: Duration = Duration::from_secs(300);
 /// `access_review.cache.deny_ttl`.
 pub const DENY_TTL: Duration = Duration::from_secs(30);
+/// `token_review.cache.refresh_ahead`, `access_review.cache.refresh_ahead`.
+pub const REFRESH_AHEAD: f64 = 0.2;
+/// `token_review.cache.jitter`, `access_review.cache.jitter`.
+pub const JITTER: f64 = 0.1;
 
 /// `tls.reload_interval`.
 pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
@@ -134,6 +138,8 @@ pub const TABLE: &[(&str, &str)] = &[
     ("token_review.cache.max_entries", "10000"),
     ("token_review.cache.ttl", "2m"),
     ("token_review.cache.failure_ttl", "10s"),
+    ("token_review.cache.refresh_ahead", "0.2"),
+    ("token_review.cache.jitter", "0.1"),
     ("token_review.max_misses_per_client", "10"),
     ("token_review.jwks.refresh", "60s"),
     ("token_review.jwks.revalidate_after", "60s"),
@@ -141,6 +147,8 @@ pub const TABLE: &[(&str, &str)] = &[
     ("access_review.cache.max_entries", "10000"),
     ("access_review.cache.allow_ttl", "5m"),
     ("access_review.cache.deny_ttl", "30s"),
+    ("access_review.cache.refresh_ahead", "0.2"),
+    ("access_review.cache.jitter", "0.1"),
     ("tls.reload_interval", "30s"),
     ("auth.cert_header", "X-Client-Cert"),
     ("migration.max_identities", "1000"),
@@ -241,6 +249,23 @@ mod tests {
             JWKS_REVIEW_BAD_SIGNATURES.to_string()
         );
         assert_eq!(crate::config::VerbMapping::default().name(), VERB_MAPPING);
+    }
+
+    #[test]
+    fn table_renders_the_freshness_constants() {
+        let get = |key: &str| {
+            TABLE
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        for key in ["token_review.cache", "access_review.cache"] {
+            assert_eq!(
+                get(&format!("{key}.refresh_ahead")),
+                Some(REFRESH_AHEAD.to_string())
+            );
+            assert_eq!(get(&format!("{key}.jitter")), Some(JITTER.to_string()));
+        }
     }
 
     /// README.md's configuration table states every default as the table

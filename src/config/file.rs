@@ -197,6 +197,13 @@ pub struct TokenCacheFile {
     pub ttl: Option<HumanDuration>,
     /// How long a rejected token stays rejected. Default `10s`.
     pub failure_ttl: Option<HumanDuration>,
+    /// A hit in this last fraction of an entry's life reviews it again in the
+    /// background, so hot tokens never wait on an expiry. Default `0.2`;
+    /// 0 turns it off.
+    pub refresh_ahead: Option<f64>,
+    /// TTLs are moved by up to this fraction either way (never past a JWT's
+    /// `exp`), so replicas do not expire together. Default `0.1`; 0 off.
+    pub jitter: Option<f64>,
 }
 
 /// `access_review:`
@@ -220,6 +227,10 @@ pub struct AccessCacheFile {
     pub allow_ttl: Option<HumanDuration>,
     /// How long a deny is kept. Default `30s`.
     pub deny_ttl: Option<HumanDuration>,
+    /// As `token_review.cache.refresh_ahead`. Default `0.2`; 0 off.
+    pub refresh_ahead: Option<f64>,
+    /// As `token_review.cache.jitter`. Default `0.1`; 0 off.
+    pub jitter: Option<f64>,
 }
 
 /// `tls:`

@@ -236,6 +236,8 @@ pub struct TokenReviewConfig {
     pub failure_ttl: Duration,
     /// Uncached tokens per second per client address (0: no limit).
     pub max_misses_per_client: u32,
+    /// Refresh-ahead and jitter of the cache.
+    pub freshness: Freshness,
     /// Local JWT verification, when enabled.
     pub jwks: Option<JwksConfig>,
 }
@@ -264,6 +266,36 @@ pub struct AccessReviewConfig {
     pub allow_ttl: Duration,
     /// Deny TTL.
     pub deny_ttl: Duration,
+    /// Refresh-ahead and jitter of the cache.
+    pub freshness: Freshness,
+}
+
+/// `*.cache.refresh_ahead` and `*.cache.jitter` validated.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Freshness {
+    /// The end fraction of an entry's life in which a hit reviews it again
+    /// in the background (0: never). In `[0, 0.5]`.
+    pub refresh_ahead: f64,
+    /// TTLs move by up to this fraction either way (0: exact). In `[0, 0.5]`.
+    pub jitter: f64,
+}
+
+impl Default for Freshness {
+    /// Refresh in the last 20% of life; TTLs jittered by 10%.
+    fn default() -> Self {
+        Self {
+            refresh_ahead: defaults::REFRESH_AHEAD,
+            jitter: defaults::JITTER,
+        }
+    }
+}
+
+impl Freshness {
+    /// Neither refresh-ahead nor jitter.
+    pub const OFF: Self = Self {
+        refresh_ahead: 0.0,
+        jitter: 0.0,
+    };
 }
 
 /// `tls:` validated.

@@ -9,9 +9,10 @@ use sha2::{Digest, Sha256};
 
 use super::file::{self, File};
 use super::{
-    AccessReviewConfig, AdminAccess, AdminConfig, AllowRule, Config, Error, KubernetesConfig,
-    Limits, LogConfig, LogFormat, Mode, ResourceRule, RouteAuth, RouteConfig, StaticConfig,
-    StaticToken, Subject, TlsConfig, TlsVersion, TokenReviewConfig, UpstreamTarget, VerbMapping,
+    AccessReviewConfig, AdminAccess, AdminConfig, AllowRule, Config, Error, Freshness,
+    KubernetesConfig, Limits, LogConfig, LogFormat, Mode, ResourceRule, RouteAuth, RouteConfig,
+    StaticConfig, StaticToken, Subject, TlsConfig, TlsVersion, TokenReviewConfig, UpstreamTarget,
+    VerbMapping,
 };
 use super::{ResourceAttributes, defaults};
 use crate::routes::normalize_prefix;
@@ -182,6 +183,7 @@ fn kubernetes(
                 c.deny_ttl,
                 defaults::DENY_TTL,
             )?,
+            freshness: freshness("access_review.cache", c.refresh_ahead, c.jitter)?,
         })
     } else {
         None
@@ -195,6 +197,26 @@ fn kubernetes(
         token_review,
         access_review,
     }))
+}
+
+/// `<section>.refresh_ahead` and `<section>.jitter`: fractions in `[0, 0.5]`.
+fn freshness(
+    section: &'static str,
+    refresh_ahead: Option<f64>,
+    jitter: Option<f64>,
+) -> Result<Freshness, Error> {
+    let fraction = |name: &'static str, v: Option<f64>, default: f64| match v {
+        None => Ok(default),
+        Some(f) if (0.0..=0.5).contains(&f) => Ok(f),
+        Some(_) => Err(Error::invalid(
+            format!("{section}.{name}"),
+            "must be a fraction from 0 to 0.5",
+        )),
+    };
+    Ok(Freshness {
+        refresh_ahead: fraction("refresh_ahead", refresh_ahead, defaults::REFRESH_AHEAD)?,
+        jitter: fraction("jitter", jitter, defaults::JITTER)?,
+    })
 }
 
 /// `token_review:` (with its `jwks:`) of a configured `kubernetes` section.
@@ -221,6 +243,7 @@ fn token_review(tr: file::TokenReviewFile) -> Result<Option<TokenReviewConfig>, 
             max_misses_per_client: tr
                 .max_misses_per_client
                 .unwrap_or(defaults::TOKEN_MISSES_PER_CLIENT),
+            freshness: freshness("token_review.cache", c.refresh_ahead, c.jitter)?,
             jwks,
         })
     } else {

@@ -70,7 +70,7 @@ pub fn pinned(set: &GlobSet, id: &Identity) -> bool {
         || id
             .groups
             .iter()
-            .any(|g| g != AUTHENTICATED && set.is_match(g))
+            .any(|g| &**g != AUTHENTICATED && set.is_match(&**g))
 }
 
 #[cfg(test)]

@@ -23,7 +23,11 @@ use testkit::*;
 struct PanicsOn(&'static str);
 
 impl TokenAuthenticator for PanicsOn {
-    fn authenticate<'a>(&'a self, token: &'a BearerToken, _: IpAddr) -> BoxFuture<'a, TokenAnswer> {
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a BearerToken<'_>,
+        _: IpAddr,
+    ) -> BoxFuture<'a, TokenAnswer> {
         let bad = token.expose() == self.0;
         Box::pin(async move {
             assert!(!bad, "token backend bug");
@@ -37,7 +41,7 @@ struct PanicsForUser(&'static str);
 impl Authorizer for PanicsForUser {
     fn authorize<'a>(
         &'a self,
-        id: &'a Identity,
+        id: &'a Arc<Identity>,
         _: &'a Attributes,
     ) -> BoxFuture<'a, Result<Decision, BackendError>> {
         let bad = id.user == self.0;

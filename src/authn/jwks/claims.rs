@@ -185,7 +185,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), vec![v.to_owned()]))
         .collect();
-        assert_eq!(id.extra, want);
+        assert_eq!(id.extra.to_map(), want);
 
         // A pod without its uid is not recorded; a node uid needs the name.
         let mut v = base();
@@ -196,7 +196,10 @@ mod tests {
         v["kubernetes.io"]["node"] = json!({"name": "node-a"});
         v["jti"] = json!("");
         let id = identity(&claims(v)).unwrap();
-        assert_eq!(id.extra.keys().collect::<Vec<_>>(), [NODE_NAME_KEY]);
+        assert_eq!(
+            id.extra.keys().map(|k| &**k).collect::<Vec<_>>(),
+            [NODE_NAME_KEY]
+        );
     }
 
     #[test]

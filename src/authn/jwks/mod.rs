@@ -252,12 +252,12 @@ impl JwksAuthenticator {
         }
     }
 
-    async fn check(&self, token: &BearerToken, client: IpAddr) -> TokenAnswer {
+    async fn check(&self, token: &BearerToken<'_>, client: IpAddr) -> TokenAnswer {
         // Taken before anything is checked: a flush from here on covers it.
         let generation = self.generation.load(Ordering::Acquire);
-        let mut key = self.keys.builder();
-        key.part(b"jwks").part(token.expose().as_bytes());
-        let key = key.finish();
+        // The request's one digest of the token (its own store: no other
+        // cache's key can collide with it here).
+        let key = token.digest(&self.keys);
         let now = now_secs();
         let marked = self.revoked.contains(&key, now) || self.unknown_kid.contains(&key, now);
         let cached = if marked {
@@ -365,7 +365,7 @@ impl JwksAuthenticator {
         &self,
         key: Key,
         exp: u64,
-        token: &BearerToken,
+        token: &BearerToken<'_>,
         client: IpAddr,
         generation: u64,
     ) -> TokenAnswer {
@@ -425,7 +425,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl TokenAuthenticator for JwksAuthenticator {
     fn authenticate<'a>(
         &'a self,
-        token: &'a BearerToken,
+        token: &'a BearerToken<'_>,
         client: IpAddr,
     ) -> BoxFuture<'a, TokenAnswer> {
         Box::pin(self.check(token, client))

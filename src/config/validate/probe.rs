@@ -73,5 +73,5 @@ pub(super) fn pinned(set: &GlobSet, id: &Identity) -> bool {
         || id
             .groups
             .iter()
-            .any(|g| g != AUTHENTICATED_GROUP && set.is_match(g))
+            .any(|g| &**g != AUTHENTICATED_GROUP && set.is_match(&**g))
 }

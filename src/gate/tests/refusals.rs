@@ -17,7 +17,7 @@ use crate::identity::{AuthMethod, Identity};
 struct Failing(BackendError);
 
 impl TokenAuthenticator for Failing {
-    fn authenticate<'a>(&'a self, _: &'a BearerToken, _: IpAddr) -> BoxFuture<'a, TokenAnswer> {
+    fn authenticate<'a>(&'a self, _: &'a BearerToken<'_>, _: IpAddr) -> BoxFuture<'a, TokenAnswer> {
         Box::pin(std::future::ready(Err(self.0.clone().into())))
     }
 }
@@ -40,7 +40,7 @@ impl Everyone {
 }
 
 impl TokenAuthenticator for Everyone {
-    fn authenticate<'a>(&'a self, _: &'a BearerToken, _: IpAddr) -> BoxFuture<'a, TokenAnswer> {
+    fn authenticate<'a>(&'a self, _: &'a BearerToken<'_>, _: IpAddr) -> BoxFuture<'a, TokenAnswer> {
         Box::pin(std::future::ready(Ok(Some(self.0.clone()))))
     }
 }
@@ -51,7 +51,7 @@ struct Fixed(Result<Decision, BackendError>);
 impl Authorizer for Fixed {
     fn authorize<'a>(
         &'a self,
-        _: &'a Identity,
+        _: &'a Arc<Identity>,
         _: &'a Attributes,
     ) -> BoxFuture<'a, Result<Decision, BackendError>> {
         Box::pin(std::future::ready(self.0.clone()))

@@ -141,6 +141,38 @@ fn bad_values_name_the_key_and_the_reason() {
 }
 
 #[test]
+fn cache_freshness_defaults_and_bounds() {
+    let kube = "kubernetes: {kubeconfig: k.yaml}\n";
+    let c = Config::from_yaml(&format!("{MINIMAL}{kube}")).unwrap();
+    let k = c.kubernetes.unwrap();
+    assert_eq!(k.token_review.unwrap().freshness, Freshness::default());
+    assert_eq!(k.access_review.unwrap().freshness.refresh_ahead, 0.2);
+    let c = Config::from_yaml(&format!(
+        "{MINIMAL}{kube}token_review: {{cache: {{refresh_ahead: 0, jitter: 0}}}}\n"
+    ))
+    .unwrap();
+    let tr = c.kubernetes.unwrap().token_review.unwrap();
+    assert_eq!(tr.freshness, Freshness::OFF);
+    for (yaml, want) in [
+        (
+            "token_review: {cache: {jitter: 0.6}}\n",
+            "token_review.cache.jitter: must be a fraction from 0 to 0.5",
+        ),
+        (
+            "access_review: {cache: {refresh_ahead: -0.1}}\n",
+            "access_review.cache.refresh_ahead: must be a fraction",
+        ),
+        (
+            "access_review: {cache: {jitter: .nan}}\n",
+            "access_review.cache.jitter: must be a fraction",
+        ),
+    ] {
+        let got = err(&format!("{MINIMAL}{kube}{yaml}"));
+        assert!(got.starts_with(want), "got {got:?}, want prefix {want:?}");
+    }
+}
+
+#[test]
 fn unknown_keys_and_bad_types_report_line_and_column() {
     let got = err(&format!("{MINIMAL}limits:\n  max_conections: 5\n"));
     assert!(got.contains("max_conections"), "{got}");

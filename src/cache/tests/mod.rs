@@ -1,4 +1,8 @@
+mod refresh;
+
 use std::sync::atomic::AtomicUsize;
+
+use sha2::Sha256;
 
 use super::*;
 
@@ -275,31 +279,19 @@ async fn an_entry_stored_after_a_user_flush_by_an_older_review_is_refused_on_rea
     let old = cache.inner.generation.load(Ordering::Acquire);
     cache.clear_if(|v| *v == 1);
     let store = cache.inner.store.as_ref().unwrap();
-    let stale = Timed {
-        value: 1,
-        ttl: Duration::from_secs(300),
-        generation: old,
-    };
-    store.insert(key, stale.clone()).await;
+    let stale = |value| store.entry(value, Duration::from_secs(300), 0.0, old, 0);
+    store.insert(key, stale(1));
     let fetch = counting(&calls, Ok((5, Duration::from_secs(300))), Duration::ZERO);
     assert_eq!(cache.get_or_fetch(key, fetch).await, Ok(5));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // An older entry the flush does not cover still counts.
     let other = [10u8; 32];
-    store
-        .insert(
-            other,
-            Timed {
-                value: 4,
-                ..stale.clone()
-            },
-        )
-        .await;
+    store.insert(other, stale(4));
     let fetch = counting(&calls, Ok((6, Duration::from_secs(300))), Duration::ZERO);
     assert_eq!(cache.get_or_fetch(other, fetch).await, Ok(4));
     // A full flush covers every older entry.
     cache.clear();
-    store.insert(other, Timed { value: 4, ..stale }).await;
+    store.insert(other, stale(4));
     let fetch = counting(&calls, Ok((6, Duration::from_secs(300))), Duration::ZERO);
     assert_eq!(cache.get_or_fetch(other, fetch).await, Ok(6));
 }
@@ -311,10 +303,10 @@ async fn too_many_user_flushes_collapse_into_a_full_one() {
     let key = [11u8; 32];
     let fetch = counting(&calls, Ok((1, Duration::from_secs(300))), Duration::ZERO);
     assert_eq!(cache.get_or_fetch(key, fetch).await, Ok(1));
-    for n in 0..=MAX_FLUSH_MARKS as u32 {
+    for n in 0..=flush::MAX_FLUSH_MARKS as u32 {
         cache.clear_if(move |v| *v == 1000 + n);
     }
-    assert!(cache.inner.flushes.lock().unwrap().marks.len() <= MAX_FLUSH_MARKS);
+    assert!(cache.inner.flushes.lock().unwrap().marks.len() <= flush::MAX_FLUSH_MARKS);
     let fetch = counting(&calls, Ok((2, Duration::from_secs(300))), Duration::ZERO);
     assert_eq!(
         cache.get_or_fetch(key, fetch).await,

@@ -1,8 +1,25 @@
 //! Who a request comes from: the [`Identity`] that authentication produces
 //! and authorization, the proxy headers and the logs consume.
+//!
+//! Groups and `extra` are shared, immutable parts ([`Groups`], [`Extra`]):
+//! interned, so the ServiceAccounts of a namespace share one group list,
+//! and carrying their own keyed digest for the decision cache's key.
+
+mod intern;
+mod memo;
+mod parts;
 
 use std::collections::BTreeMap;
 use std::fmt;
+
+pub use intern::held as interned;
+
+/// The shared copy of `s` (interned; for strings many answers repeat, such
+/// as an authorizer's reasons).
+pub fn shared_str(s: &str) -> std::sync::Arc<str> {
+    intern::string(s)
+}
+pub use parts::{Extra, ExtraIter, Groups};
 
 /// The group every authenticated identity belongs to, as in Kubernetes.
 pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
@@ -43,9 +60,9 @@ pub struct Identity {
     /// A stable unique id, when the backend knows one (`X-Remote-Uid`).
     pub uid: Option<String>,
     /// Group memberships, always including [`AUTHENTICATED_GROUP`].
-    pub groups: Vec<String>,
+    pub groups: Groups,
     /// Extra attributes (`X-Remote-Extra-<key>`), keys lower-case.
-    pub extra: BTreeMap<String, Vec<String>>,
+    pub extra: Extra,
     /// The credential that established this identity.
     pub method: AuthMethod,
 }
@@ -70,10 +87,20 @@ impl Identity {
         Self {
             user,
             uid,
-            groups,
-            extra,
+            groups: Groups::new(&groups),
+            extra: Extra::from_map(extra),
             method,
         }
+    }
+
+    /// Heap bytes held by this identity alone: its struct, user, uid and
+    /// `extra` (interned strings and group lists, shared, excluded).
+    pub fn own_bytes(&self) -> usize {
+        size_of::<Self>()
+            + 16
+            + self.user.capacity()
+            + self.uid.as_ref().map_or(0, String::capacity)
+            + self.extra.own_bytes()
     }
 
     /// Returns the first field that could not travel safely in an HTTP header

@@ -1,0 +1,220 @@
+//! The bounded store under [`super::ReviewCache`]: `quick_cache` (S3-FIFO
+//! with ghost entries), chosen over moka by measurement (~89 vs ~440 bytes
+//! per entry and ~60 vs ~480 ns per hit, `bench/results/*-caches-store.txt`).
+//! A key seen once sits in the small "cold" queue and leaves first, so a
+//! flood of one-off (bad) tokens does not push out entries in use.
+//!
+//! Expiry is per entry and checked on every read (with the clock of
+//! `tokio::time`, which tests can pause); an expired entry nobody reads
+//! again leaves when room is needed. Evictions are counted by cause.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use quick_cache::{Lifecycle, UnitWeighter};
+use tokio::time::Instant;
+
+use super::key::{Key, KeyBits};
+use super::metrics::Stats;
+
+/// A stored answer, kept inline in the table (no allocation of its own).
+/// Times are milliseconds on the store's clock ([`Store::now`]).
+#[derive(Clone)]
+pub(super) struct Entry<V> {
+    pub(super) value: V,
+    /// Never served at or after this.
+    expires: u64,
+    /// A hit from here on starts a refresh-ahead review (`u64::MAX`: never).
+    refresh_at: u64,
+    /// The generation its review was launched in.
+    pub(super) generation: u64,
+    /// What it counts in `authgate_cache_bytes`.
+    bytes: u32,
+    /// Set by the hit that starts its refresh, so it starts once.
+    refreshing: bool,
+}
+
+impl<V> Entry<V> {
+    /// Whether it may no longer be served at `now`.
+    pub(super) fn expired(&self, now: u64) -> bool {
+        now >= self.expires
+    }
+
+    /// Whether a hit at `now` should start its refresh.
+    pub(super) fn refresh_due(&self, now: u64) -> bool {
+        !self.refreshing && now >= self.refresh_at
+    }
+
+    /// The same stored entry (not a later one of the key).
+    fn same(&self, other: &Self) -> bool {
+        (self.generation, self.expires, self.refresh_at)
+            == (other.generation, other.expires, other.refresh_at)
+    }
+}
+
+/// Counts what the store evicts for room (or finds expired while doing so).
+#[derive(Clone)]
+struct Evictions {
+    stats: Arc<Stats>,
+    bytes: Arc<AtomicU64>,
+    base: Instant,
+}
+
+impl<V> Lifecycle<Key, Entry<V>> for Evictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _: &mut (), _: Key, entry: Entry<V>) {
+        self.bytes
+            .fetch_sub(u64::from(entry.bytes), Ordering::Relaxed);
+        let cause = if entry.expired(millis(self.base, Instant::now())) {
+            &self.stats.evicted_expiry
+        } else {
+            &self.stats.evicted_size
+        };
+        Stats::add(cause, 1);
+    }
+}
+
+/// Milliseconds from `base` to `t`, rounded down (so an entry is taken for
+/// expired up to a millisecond early, never late).
+fn millis(base: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(base).as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Why an entry is taken out.
+#[derive(Clone, Copy)]
+pub(super) enum Cause {
+    Expiry,
+    Flush,
+}
+
+/// The bounded table of entries.
+pub(super) struct Store<V> {
+    table: quick_cache::sync::Cache<Key, Entry<V>, UnitWeighter, KeyBits, Evictions>,
+    stats: Arc<Stats>,
+    /// Bytes of the entries held (the table's own memory is added on read).
+    bytes: Arc<AtomicU64>,
+    /// The origin of the entries' times.
+    base: Instant,
+}
+
+impl<V: Clone + Send + Sync + 'static> Store<V> {
+    /// At most about `capacity` entries.
+    pub(super) fn new(capacity: u64, stats: Arc<Stats>) -> Self {
+        let bytes = Arc::new(AtomicU64::new(0));
+        let base = Instant::now();
+        let evictions = Evictions {
+            stats: stats.clone(),
+            bytes: bytes.clone(),
+            base,
+        };
+        let items = usize::try_from(capacity).unwrap_or(usize::MAX);
+        Self {
+            table: quick_cache::sync::Cache::with(
+                items,
+                capacity,
+                UnitWeighter,
+                KeyBits,
+                evictions,
+            ),
+            stats,
+            bytes,
+            base,
+        }
+    }
+
+    /// The store's clock: milliseconds since it was made.
+    pub(super) fn now(&self) -> u64 {
+        millis(self.base, Instant::now())
+    }
+
+    /// An entry stored `now` for `ttl`; `refresh_ahead` is the fraction of
+    /// its life at the end in which a hit refreshes it (0: never).
+    pub(super) fn entry(
+        &self,
+        value: V,
+        ttl: Duration,
+        refresh_ahead: f64,
+        generation: u64,
+        own_bytes: usize,
+    ) -> Entry<V> {
+        let now = Instant::now();
+        let refresh_at = if refresh_ahead > 0.0 {
+            millis(self.base, now + ttl.mul_f64((1.0 - refresh_ahead).max(0.0)))
+        } else {
+            u64::MAX
+        };
+        Entry {
+            value,
+            expires: millis(self.base, now + ttl),
+            refresh_at,
+            generation,
+            bytes: u32::try_from(size_of::<(Key, Entry<V>)>() + own_bytes).unwrap_or(u32::MAX),
+            refreshing: false,
+        }
+    }
+
+    pub(super) fn get(&self, key: &Key) -> Option<Entry<V>> {
+        self.table.get(key)
+    }
+
+    pub(super) fn insert(&self, key: Key, entry: Entry<V>) {
+        self.bytes
+            .fetch_add(u64::from(entry.bytes), Ordering::Relaxed);
+        // A replaced entry is not reported as evicted: take its bytes off.
+        if let Some(old) = self.table.peek(&key) {
+            self.bytes
+                .fetch_sub(u64::from(old.bytes), Ordering::Relaxed);
+        }
+        self.table.insert(key, entry);
+    }
+
+    /// Marks `entry` (still stored under `key`) as refreshing; `false` when
+    /// it is gone, replaced, or already refreshing.
+    pub(super) fn claim_refresh(&self, key: &Key, entry: &Entry<V>) -> bool {
+        let claimed = self.table.entry(key, Some(Duration::ZERO), |_, e| {
+            let claim = e.same(entry) && !e.refreshing;
+            e.refreshing |= claim;
+            quick_cache::sync::EntryAction::Retain(claim)
+        });
+        matches!(claimed, quick_cache::sync::EntryResult::Retained(true))
+    }
+
+    /// Takes out `entry` (only that one: a newer entry of the key stays).
+    pub(super) fn remove(&self, key: &Key, entry: &Entry<V>, cause: Cause) {
+        if let Some((_, gone)) = self.table.remove_if(key, |e| e.same(entry)) {
+            self.taken(&gone, cause);
+        }
+    }
+
+    fn taken(&self, entry: &Entry<V>, cause: Cause) {
+        self.bytes
+            .fetch_sub(u64::from(entry.bytes), Ordering::Relaxed);
+        let counter = match cause {
+            Cause::Expiry => &self.stats.evicted_expiry,
+            Cause::Flush => &self.stats.evicted_flush,
+        };
+        Stats::add(counter, 1);
+    }
+    /// Takes out every entry for which `doomed` is true.
+    pub(super) fn flush_if(&self, doomed: impl Fn(&V) -> bool) {
+        self.table.retain(|_, e| {
+            let keep = !doomed(&e.value);
+            if !keep {
+                self.taken(e, Cause::Flush);
+            }
+            keep
+        });
+    }
+
+    /// Entries held.
+    pub(super) fn len(&self) -> u64 {
+        self.table.len() as u64
+    }
+
+    /// Bytes of the entries and the table.
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed) + self.table.memory_used().total() as u64
+    }
+}
