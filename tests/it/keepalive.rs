@@ -417,3 +417,68 @@ async fn poc_parked_upstream_connections_outlive_upstream_idle_timeout() {
     );
     assert_eq!(still_open, 0, "parked connections outlived upstream_idle_timeout");
 }
+
+/// PoC probe: an upstream that answers its first connection's request with
+/// an unasked 101 followed by a forged response; later connections say "ok".
+#[tokio::test]
+async fn poc_unasked_101_on_local_path_never_answers_the_next_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok(Ok((mut tcp, _))) =
+            tokio::time::timeout(Duration::from_secs(30), listener.accept()).await
+        {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut first = n == 0;
+                while raw::read_head(&mut tcp).await.is_some() {
+                    let reply: &str = if std::mem::take(&mut first) {
+                        "HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\n\
+                         HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged"
+                    } else {
+                        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                    };
+                    if tcp.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let env = env_with(addr, "").await;
+    let mut send = keep_alive(&env.client()).await;
+    let first = get(&mut send, "GET", "/api/a", BOB_TOKEN).await;
+    let second = get(&mut send, "GET", "/api/b", BOB_TOKEN).await;
+    println!("POC101: first={first:?} second={second:?} accepted={}", accepted.load(Ordering::SeqCst));
+    assert_eq!(first.0, 502);
+    assert_eq!(second, (200, "ok".to_owned()));
+}
+
+/// PoC probe: an upstream that answers a POST before reading its body; the
+/// next request on the client connection must get its own answer and the
+/// POST must reach the upstream once.
+#[tokio::test]
+async fn poc_early_answer_to_a_post_never_desyncs_or_resends() {
+    let (addr, carried) = counting_upstream(Behaviour::default()).await;
+    let env = env_with(addr, "").await;
+    let mut send = keep_alive(&env.client()).await;
+    for round in 0..3 {
+        let req = Request::post(format!("/api/post{round}"))
+            .header("host", "localhost")
+            .header("authorization", format!("Bearer {BOB_TOKEN}"))
+            .body(Full::new(Bytes::from(vec![b'p'; 300_000])))
+            .expect("request");
+        send.ready().await.expect("ready");
+        let resp = tokio::time::timeout(TIMEOUT, send.send_request(req)).await.expect("in time").expect("resp");
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        let next = get(&mut send, "GET", &format!("/api/get{round}"), BOB_TOKEN).await;
+        println!("POCEARLY: post={status} {:?} next={next:?}", String::from_utf8_lossy(&body));
+        assert_eq!(next, (200, format!("answer:/api/get{round}")));
+    }
+    let all: Vec<String> = connections(&carried).into_iter().flatten().map(|(_, p)| p).collect();
+    println!("POCEARLY: upstream saw {all:?}");
+    assert_eq!(all.iter().filter(|p| p.starts_with("/api/post")).count(), 3);
+}
