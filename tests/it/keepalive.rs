@@ -343,3 +343,142 @@ async fn bytes_an_upstream_sends_beyond_its_response_never_answer_the_next_reque
         "each connection is dropped after its stray bytes"
     );
 }
+
+// ---- review-r4 PoCs ----
+
+/// An upstream that answers each request after `delay` and counts its
+/// open connections (accepted minus ended).
+async fn slow_upstream(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let open = Arc::new(AtomicUsize::new(0));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (o, a) = (open.clone(), accepted.clone());
+    tokio::spawn(async move {
+        while let Ok(Ok((tcp, _))) =
+            tokio::time::timeout(Duration::from_secs(30), listener.accept()).await
+        {
+            o.fetch_add(1, Ordering::SeqCst);
+            a.fetch_add(1, Ordering::SeqCst);
+            let o = o.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| async move {
+                    tokio::time::sleep(delay).await;
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+                o.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, open, accepted)
+}
+
+/// PoC: `limits.upstream_idle_timeout` is only looked at when a later
+/// request takes a connection; parked connections of a client connection
+/// that sends nothing more stay open (up to 8 per client connection) for
+/// as long as the client connection lives.
+#[tokio::test]
+async fn poc_parked_upstream_connections_outlive_upstream_idle_timeout() {
+    let (addr, open, accepted) = slow_upstream(Duration::from_millis(300)).await;
+    let env = env_with(addr, "limits: {upstream_idle_timeout: 200ms}\n").await;
+    let tls = env.client().http2().connect().await.expect("connect");
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let mut send = send.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = Request::get(format!("https://localhost/api/{i}"))
+                .header("authorization", format!("Bearer {BOB_TOKEN}"))
+                .body(Full::new(Bytes::new()))
+                .expect("request");
+            let resp = send.send_request(req).await.expect("response");
+            let status = resp.status().as_u16();
+            resp.into_body().collect().await.expect("body");
+            status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), 200);
+    }
+    // Ten times the idle timeout, the client connection still open.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let still_open = open.load(Ordering::SeqCst);
+    println!(
+        "POC: upstream connections dialed={} still open 2s later={} (idle timeout 200ms)",
+        accepted.load(Ordering::SeqCst),
+        still_open
+    );
+    assert_eq!(still_open, 0, "parked connections outlived upstream_idle_timeout");
+}
+
+/// PoC probe: an upstream that answers its first connection's request with
+/// an unasked 101 followed by a forged response; later connections say "ok".
+#[tokio::test]
+async fn poc_unasked_101_on_local_path_never_answers_the_next_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok(Ok((mut tcp, _))) =
+            tokio::time::timeout(Duration::from_secs(30), listener.accept()).await
+        {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut first = n == 0;
+                while raw::read_head(&mut tcp).await.is_some() {
+                    let reply: &str = if std::mem::take(&mut first) {
+                        "HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\n\
+                         HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged"
+                    } else {
+                        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                    };
+                    if tcp.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let env = env_with(addr, "").await;
+    let mut send = keep_alive(&env.client()).await;
+    let first = get(&mut send, "GET", "/api/a", BOB_TOKEN).await;
+    let second = get(&mut send, "GET", "/api/b", BOB_TOKEN).await;
+    println!("POC101: first={first:?} second={second:?} accepted={}", accepted.load(Ordering::SeqCst));
+    assert_eq!(first.0, 502);
+    assert_eq!(second, (200, "ok".to_owned()));
+}
+
+/// PoC probe: an upstream that answers a POST before reading its body; the
+/// next request on the client connection must get its own answer and the
+/// POST must reach the upstream once.
+#[tokio::test]
+async fn poc_early_answer_to_a_post_never_desyncs_or_resends() {
+    let (addr, carried) = counting_upstream(Behaviour::default()).await;
+    let env = env_with(addr, "").await;
+    let mut send = keep_alive(&env.client()).await;
+    for round in 0..3 {
+        let req = Request::post(format!("/api/post{round}"))
+            .header("host", "localhost")
+            .header("authorization", format!("Bearer {BOB_TOKEN}"))
+            .body(Full::new(Bytes::from(vec![b'p'; 300_000])))
+            .expect("request");
+        send.ready().await.expect("ready");
+        let resp = tokio::time::timeout(TIMEOUT, send.send_request(req)).await.expect("in time").expect("resp");
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        let next = get(&mut send, "GET", &format!("/api/get{round}"), BOB_TOKEN).await;
+        println!("POCEARLY: post={status} {:?} next={next:?}", String::from_utf8_lossy(&body));
+        assert_eq!(next, (200, format!("answer:/api/get{round}")));
+    }
+    let all: Vec<String> = connections(&carried).into_iter().flatten().map(|(_, p)| p).collect();
+    println!("POCEARLY: upstream saw {all:?}");
+    assert_eq!(all.iter().filter(|p| p.starts_with("/api/post")).count(), 3);
+}
