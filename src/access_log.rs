@@ -3,10 +3,10 @@
 //! in batches (at 32 KiB, or every 100 ms), so a request costs a format and
 //! a short lock instead of a `tracing` event and a channel message.
 //!
-//! The writer is the one every other log line goes through (the
-//! `tracing-appender` thread), so batches and other lines never interleave
-//! inside a line. It never blocks: a batch it has no room for is dropped
-//! and its lines counted ([`dropped`]). Lines still in the buffer are lost
+//! The writer (given to [`install`]; the binary's is a `tracing-appender`
+//! thread of its own, sharing a locked stderr with the one of the other
+//! lines, so they never interleave inside a line) never blocks: a batch it
+//! has no room for is dropped and its lines counted ([`dropped`]). Lines still in the buffer are lost
 //! only if the process is killed (at most 100 ms' worth); a graceful exit
 //! flushes them ([`Flush`]).
 //!
@@ -65,7 +65,8 @@ type Out = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
 struct Sink {
     format: LogFormat,
     buf: Mutex<Batch>,
-    out: Out,
+    /// Held while a batch is handed over: one at a time, in order.
+    out: Mutex<Out>,
 }
 
 #[derive(Default)]
@@ -76,7 +77,6 @@ struct Batch {
 
 static SINK: OnceLock<Arc<Sink>> = OnceLock::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
-static REFUSED_BATCHES: AtomicU64 = AtomicU64::new(0);
 
 /// Flushes the buffer when dropped (keep it until the log writer's guard).
 #[must_use = "dropping it flushes and stops nothing else; keep it until exit"]
@@ -101,7 +101,7 @@ pub fn install(format: LogFormat, out: impl Fn(&[u8]) -> bool + Send + Sync + 's
     let sink = Arc::new(Sink {
         format,
         buf: Mutex::new(Batch::default()),
-        out: Box::new(out),
+        out: Mutex::new(Box::new(out)),
     });
     if SINK.set(sink.clone()).is_err() {
         return Flush(None);
@@ -122,11 +122,6 @@ pub fn install(format: LogFormat, out: impl Fn(&[u8]) -> bool + Send + Sync + 's
 /// Access lines dropped because the log writer had no room for them.
 pub fn dropped() -> u64 {
     DROPPED.load(Ordering::Relaxed)
-}
-
-/// Batches the log writer had no room for (it counts each as one line).
-pub fn refused_batches() -> u64 {
-    REFUSED_BATCHES.load(Ordering::Relaxed)
 }
 
 /// Logs `line`.
@@ -158,9 +153,9 @@ impl Sink {
     }
 
     fn send(&self, batch: &Batch) {
-        if !(self.out)(&batch.bytes) {
+        let out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        if !(out)(&batch.bytes) {
             DROPPED.fetch_add(batch.lines, Ordering::Relaxed);
-            REFUSED_BATCHES.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -297,7 +292,7 @@ mod tests {
         let sink = Sink {
             format: LogFormat::Json,
             buf: Mutex::new(Batch::default()),
-            out: Box::new(|_| false),
+            out: Mutex::new(Box::new(|_| false)),
         };
         for _ in 0..3 {
             let mut b = sink.buf.lock().unwrap();

@@ -277,12 +277,11 @@ fn serve_config(path: Option<&std::path::Path>, krp: KrpFlags) -> Result<Config,
 }
 
 async fn serve(config: Config) -> Result {
-    let (_flush_on_exit, dropped, _access) = init_logging(&config.log);
+    let logging = init_logging(&config.log);
     let app = Arc::new(App::build(&config).await?);
+    let dropped = logging.dropped.clone();
     app.metrics.count_dropped_log_lines(Box::new(move || {
-        // The writer counts a dropped access batch as one line; count its lines.
-        (dropped.dropped_lines() as u64).saturating_sub(access_log::refused_batches())
-            + access_log::dropped()
+        dropped.dropped_lines() as u64 + access_log::dropped()
     }));
     let listener = TcpListener::bind(config.listen).await?;
     let stop = CancellationToken::new();
@@ -321,7 +320,7 @@ async fn serve(config: Config) -> Result {
 async fn run_demo(listen: SocketAddr, dir: PathBuf) -> Result {
     let echo = TcpListener::bind("127.0.0.1:0").await?;
     let setup = demo::setup(&dir, listen, echo.local_addr()?)?;
-    let (_flush_on_exit, _, _access) = init_logging(&setup.config.log);
+    let _logging = init_logging(&setup.config.log);
     let app = Arc::new(App::build(&setup.config).await?);
     let listener = TcpListener::bind(listen).await?;
     tokio::spawn(demo::serve_echo(echo, std::future::pending()));
@@ -341,20 +340,57 @@ async fn run_demo(listen: SocketAddr, dir: PathBuf) -> Result {
 /// and counted (`authgate_log_lines_dropped_total`), never waited for.
 const LOG_QUEUE: usize = 65_536;
 
+/// Access-line batches (up to 32 KiB each) queued for their writer thread:
+/// at most 2 MiB waits when stderr blocks; more is dropped and counted.
+const ACCESS_BATCHES: usize = 64;
+
+/// What keeps logging running; dropping it flushes, access lines first
+/// (fields drop in order).
+struct Logging {
+    _access: access_log::Flush,
+    _batches: WorkerGuard,
+    _lines: WorkerGuard,
+    /// Lines the line writer dropped.
+    dropped: ErrorCounter,
+}
+
+/// stderr behind a lock: the two writer threads each write whole lines or
+/// whole batches under it, so they never interleave inside a line.
+#[derive(Clone)]
+struct Stderr(Arc<std::sync::Mutex<std::io::BufWriter<std::io::Stderr>>>);
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf).map(|()| buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_all(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).flush()
+    }
+}
+
 /// Logging to stderr through a writer thread that writes in batches (one
 /// `write` per batch, not per line), so a request never waits on stderr;
-/// access lines reach it in batches of their own ([`access_log`]). The
-/// guards flush what is queued when dropped (the access log's first: it is
-/// declared last).
-fn init_logging(log: &LogConfig) -> (WorkerGuard, ErrorCounter, access_log::Flush) {
+/// access lines are batched on their own ([`access_log`]) and have a
+/// writer thread (and a queue bounded in bytes) of their own.
+fn init_logging(log: &LogConfig) -> Logging {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+    let stderr = Stderr(Arc::new(std::sync::Mutex::new(std::io::BufWriter::new(
+        std::io::stderr(),
+    ))));
+    let (writer, lines) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(LOG_QUEUE)
         .thread_name("authgate-log")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
+        .finish(stderr.clone());
     let dropped = writer.error_counter();
-    let batches = writer.clone();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -363,13 +399,25 @@ fn init_logging(log: &LogConfig) -> (WorkerGuard, ErrorCounter, access_log::Flus
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
-    let refused = dropped.clone();
+    let (batches, batch_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(ACCESS_BATCHES)
+        .thread_name("authgate-access-log")
+        .finish(stderr);
+    let refused = batches.error_counter();
     let access = access_log::install(log.format, move |batch| {
+        // Sends are one at a time (access_log), and only batches go
+        // through this writer: its count moves only for this one.
         let before = refused.dropped_lines();
         let _ = batches.clone().write_all(batch);
         refused.dropped_lines() == before
     });
-    (guard, dropped, access)
+    Logging {
+        _access: access,
+        _batches: batch_guard,
+        _lines: lines,
+        dropped,
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

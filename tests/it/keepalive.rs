@@ -362,10 +362,14 @@ async fn slow_upstream(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>, Arc<At
             a.fetch_add(1, Ordering::SeqCst);
             let o = o.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| async move {
-                    tokio::time::sleep(delay).await;
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
-                });
+                let svc = hyper::service::service_fn(
+                    move |_req: Request<hyper::body::Incoming>| async move {
+                        tokio::time::sleep(delay).await;
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await;
@@ -376,12 +380,13 @@ async fn slow_upstream(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>, Arc<At
     (addr, open, accepted)
 }
 
-/// PoC: `limits.upstream_idle_timeout` is only looked at when a later
-/// request takes a connection; parked connections of a client connection
-/// that sends nothing more stay open (up to 8 per client connection) for
-/// as long as the client connection lives.
+/// Review round 4: `limits.upstream_idle_timeout` was only looked at when a
+/// later request took a connection, so the parked connections of a client
+/// connection that sent nothing more stayed open (up to 8 per client
+/// connection) for as long as it lived. Now each connection's task closes
+/// it once parked for the timeout.
 #[tokio::test]
-async fn poc_parked_upstream_connections_outlive_upstream_idle_timeout() {
+async fn parked_upstream_connections_close_after_the_idle_timeout_while_the_client_is_silent() {
     let (addr, open, accepted) = slow_upstream(Duration::from_millis(300)).await;
     let env = env_with(addr, "limits: {upstream_idle_timeout: 200ms}\n").await;
     let tls = env.client().http2().connect().await.expect("connect");
@@ -410,18 +415,21 @@ async fn poc_parked_upstream_connections_outlive_upstream_idle_timeout() {
     // Ten times the idle timeout, the client connection still open.
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let still_open = open.load(Ordering::SeqCst);
-    println!(
-        "POC: upstream connections dialed={} still open 2s later={} (idle timeout 200ms)",
-        accepted.load(Ordering::SeqCst),
-        still_open
+    assert!(
+        accepted.load(Ordering::SeqCst) > 1,
+        "the streams ran at once"
     );
-    assert_eq!(still_open, 0, "parked connections outlived upstream_idle_timeout");
+    assert_eq!(
+        still_open, 0,
+        "parked connections outlived upstream_idle_timeout"
+    );
 }
 
-/// PoC probe: an upstream that answers its first connection's request with
-/// an unasked 101 followed by a forged response; later connections say "ok".
+/// An upstream that answers its first connection's request with an unasked
+/// 101 followed by a forged response: a 502, and the next request gets a
+/// fresh connection's answer, never the forged one.
 #[tokio::test]
-async fn poc_unasked_101_on_local_path_never_answers_the_next_request() {
+async fn an_unasked_101_is_a_502_and_its_trailing_bytes_never_answer_the_next_request() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -451,16 +459,16 @@ async fn poc_unasked_101_on_local_path_never_answers_the_next_request() {
     let mut send = keep_alive(&env.client()).await;
     let first = get(&mut send, "GET", "/api/a", BOB_TOKEN).await;
     let second = get(&mut send, "GET", "/api/b", BOB_TOKEN).await;
-    println!("POC101: first={first:?} second={second:?} accepted={}", accepted.load(Ordering::SeqCst));
     assert_eq!(first.0, 502);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
     assert_eq!(second, (200, "ok".to_owned()));
 }
 
-/// PoC probe: an upstream that answers a POST before reading its body; the
-/// next request on the client connection must get its own answer and the
-/// POST must reach the upstream once.
+/// An upstream that answers a POST before reading its body: the next
+/// request on the client connection gets its own answer, and each POST
+/// reaches the upstream once.
 #[tokio::test]
-async fn poc_early_answer_to_a_post_never_desyncs_or_resends() {
+async fn an_early_answer_to_a_post_never_desyncs_the_next_request_or_resends_the_post() {
     let (addr, carried) = counting_upstream(Behaviour::default()).await;
     let env = env_with(addr, "").await;
     let mut send = keep_alive(&env.client()).await;
@@ -471,14 +479,23 @@ async fn poc_early_answer_to_a_post_never_desyncs_or_resends() {
             .body(Full::new(Bytes::from(vec![b'p'; 300_000])))
             .expect("request");
         send.ready().await.expect("ready");
-        let resp = tokio::time::timeout(TIMEOUT, send.send_request(req)).await.expect("in time").expect("resp");
+        let resp = tokio::time::timeout(TIMEOUT, send.send_request(req))
+            .await
+            .expect("in time")
+            .expect("resp");
         let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        resp.into_body().collect().await.expect("body");
+        // The upstream may close mid-body after its answer; hyper's client
+        // then reports the broken write (502), as the pooled client did.
+        // Never anything else.
+        assert!(matches!(status, 200 | 502), "{status}");
         let next = get(&mut send, "GET", &format!("/api/get{round}"), BOB_TOKEN).await;
-        println!("POCEARLY: post={status} {:?} next={next:?}", String::from_utf8_lossy(&body));
         assert_eq!(next, (200, format!("answer:/api/get{round}")));
     }
-    let all: Vec<String> = connections(&carried).into_iter().flatten().map(|(_, p)| p).collect();
-    println!("POCEARLY: upstream saw {all:?}");
+    let all: Vec<String> = connections(&carried)
+        .into_iter()
+        .flatten()
+        .map(|(_, p)| p)
+        .collect();
     assert_eq!(all.iter().filter(|p| p.starts_with("/api/post")).count(), 3);
 }

@@ -18,7 +18,9 @@
 //! request that was never written on a reused connection is sent once more
 //! on a fresh one. A request that was written is never sent twice.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -39,6 +41,14 @@ type Outgoing = NoTrailers<Incoming>;
 /// one at a time; HTTP/2 streams run at once, each on its own.
 const MAX_IDLE: usize = 8;
 
+/// Idle upstream connections all client connections keep together (the
+/// pool this replaces kept 256 per upstream); beyond it a connection is
+/// closed instead of kept.
+const MAX_PARKED: usize = 1024;
+
+/// Upstream connections parked now, process-wide.
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+
 /// The idle upstream connections of one client connection.
 #[derive(Clone, Debug, Default)]
 pub struct Local(Arc<Mutex<Vec<Conn>>>);
@@ -48,14 +58,23 @@ impl Local {
     /// idle past `idle`.
     fn take(&self, to: usize, idle: Duration, now: Instant) -> Option<Conn> {
         let mut parked = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        parked.retain(|c| now.saturating_duration_since(c.parked_at) < idle);
+        parked.retain(|c| now.saturating_duration_since(c.parked_at) < idle && !c.tx.is_closed());
         let i = parked.iter().rposition(|c| c.to == to)?;
-        Some(parked.swap_remove(i))
+        let mut conn = parked.remove(i);
+        conn.unpark();
+        Some(conn)
     }
 
-    /// Keeps `conn` for a later request, the oldest making room.
+    /// Keeps `conn` for a later request, the oldest making room; closes it
+    /// instead when the process keeps [`MAX_PARKED`] already.
     fn park(&self, mut conn: Conn) {
+        if PARKED.fetch_add(1, Ordering::Relaxed) >= MAX_PARKED {
+            PARKED.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        conn.counted = true;
         conn.parked_at = Instant::now();
+        conn.idle.park(conn.parked_at);
         let mut parked = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if parked.len() >= MAX_IDLE {
             parked.remove(0);
@@ -70,9 +89,14 @@ impl Local {
     }
 }
 
-/// One HTTP/1.1 upstream connection (its task drives it).
+/// One HTTP/1.1 upstream connection (its task drives it, and closes it
+/// once it has been parked for the idle timeout).
 struct Conn {
     tx: http1::SendRequest<Outgoing>,
+    /// Since when it is parked, as its task reads it.
+    idle: Arc<Idle>,
+    /// Counted in [`PARKED`].
+    counted: bool,
     /// The [`Dialer::id`] it was dialed by.
     to: usize,
     /// Requests sent on it.
@@ -91,11 +115,65 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
+    fn unpark(&mut self) {
+        self.idle.unpark();
+        if std::mem::take(&mut self.counted) {
+            PARKED.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// Whether a parked connection can take a request now: still open, and
     /// done with the last one (a request whose body is still being written,
     /// say, holds it; such a connection is not waited for).
     fn usable(&self) -> bool {
         !self.tx.is_closed() && self.tx.is_ready()
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.unpark();
+    }
+}
+
+/// When a connection was parked (`None`: in use).
+#[derive(Debug, Default)]
+struct Idle(Mutex<Option<Instant>>);
+
+impl Idle {
+    fn park(&self, at: Instant) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+    }
+
+    fn unpark(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// How long it has been parked, if it is.
+    fn parked_for(&self, now: Instant) -> Option<Duration> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|at| now.saturating_duration_since(at))
+    }
+}
+
+/// Drives `driver` until the connection ends, or until it has been parked
+/// for `idle` (dropping it closes the socket; its sender then reads as
+/// closed and is never handed out). One timer per connection, re-armed at
+/// most once per `idle`.
+async fn drive<F: Future>(driver: F, idle: Duration, parked: Arc<Idle>) {
+    let mut driver = std::pin::pin!(driver);
+    let mut wait = idle;
+    loop {
+        tokio::select! {
+            _ = driver.as_mut() => return,
+            () = tokio::time::sleep(wait) => match parked.parked_for(Instant::now()) {
+                Some(d) if d >= idle => return,
+                Some(d) => wait = idle - d,
+                None => wait = idle,
+            },
+        }
     }
 }
 
@@ -182,13 +260,14 @@ impl Dialer {
             .handshake(TokioIo::new(io))
             .await
             .map_err(Failed::Http)?;
-        tokio::spawn(async move {
-            // Ends when the upstream closes, or once every sender is gone
-            // and the exchange under way is done.
-            let _ = driver.await;
-        });
+        let idle = Arc::new(Idle::default());
+        // Ends when the upstream closes, once every sender is gone and the
+        // exchange under way is done, or after `idle` parked.
+        tokio::spawn(drive(driver, self.idle, idle.clone()));
         Ok(Conn {
             tx,
+            idle,
+            counted: false,
             to: self.id,
             sent: 0,
             parked_at: Instant::now(),
@@ -262,6 +341,8 @@ mod tests {
         tokio::spawn(driver);
         Conn {
             tx,
+            idle: Arc::default(),
+            counted: false,
             to,
             sent: 1,
             parked_at: Instant::now(),
