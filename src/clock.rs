@@ -4,6 +4,14 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The time since the Unix epoch, to the nanosecond (0 if the clock is
+/// before it).
+pub(crate) fn since_epoch() -> std::time::Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub(crate) fn unix_now() -> i64 {
     SystemTime::now()

@@ -20,7 +20,7 @@ use super::{Error, TokenAnswer, TokenAuthenticator};
 use crate::BoxFuture;
 use crate::backend::BackendError;
 use crate::cache::{Key, KeyHasher, Kind, ReviewCache, jittered};
-use crate::clock::unix_now;
+use crate::clock::since_epoch;
 use crate::config::TokenReviewConfig;
 use crate::identity::{AuthMethod, Identity};
 use crate::kubernetes::ApiClient;
@@ -56,6 +56,7 @@ impl TokenReviewer {
                 cfg.max_entries,
                 cfg.freshness.refresh_ahead,
                 weigh,
+                Option::is_some,
             ),
             keys,
             settings: Arc::new(Settings {
@@ -161,7 +162,7 @@ async fn review(
     match outcome(&status, &s.audiences)? {
         Some(id) => {
             // Jittered first, then capped: never past the JWT's `exp`.
-            let ttl = success_ttl(jittered(s.ttl, s.jitter), jwt_expiry(token), unix_now());
+            let ttl = success_ttl(jittered(s.ttl, s.jitter), jwt_expiry(token), since_epoch());
             Ok((Some(Arc::new(id)), ttl))
         }
         None => Ok((None, jittered(s.failure_ttl, s.jitter))),
@@ -233,12 +234,16 @@ pub fn jwt_expiry(token: &str) -> Option<i64> {
     exp.as_i64().or_else(|| exp.as_f64().map(|f| f as i64))
 }
 
-/// How long to keep an accepted token: `ttl`, but never past `exp`.
-pub fn success_ttl(ttl: Duration, exp: Option<i64>, now: i64) -> Duration {
+/// How long to keep an accepted token: `ttl`, but never past `exp`;
+/// `now` is the time since the Unix epoch, to the sub-second (a whole-second
+/// clock would keep a token up to a second past its `exp`).
+pub fn success_ttl(ttl: Duration, exp: Option<i64>, now: Duration) -> Duration {
     match exp {
         None => ttl,
-        Some(exp) if exp <= now => Duration::ZERO,
-        Some(exp) => ttl.min(Duration::from_secs(exp.abs_diff(now))),
+        Some(exp) => match u64::try_from(exp) {
+            Ok(exp) => ttl.min(Duration::from_secs(exp).saturating_sub(now)),
+            Err(_) => Duration::ZERO,
+        },
     }
 }
 
@@ -275,14 +280,19 @@ mod tests {
     #[test]
     fn ttl_is_capped_by_exp_and_zero_once_expired() {
         let two_min = Duration::from_secs(120);
-        assert_eq!(success_ttl(two_min, None, 1000), two_min);
+        let at = Duration::from_secs;
+        assert_eq!(success_ttl(two_min, None, at(1000)), two_min);
+        assert_eq!(success_ttl(two_min, Some(1002), at(1000)), at(2));
+        assert_eq!(success_ttl(two_min, Some(5000), at(1000)), two_min);
+        assert_eq!(success_ttl(two_min, Some(1000), at(1000)), Duration::ZERO);
+        assert_eq!(success_ttl(two_min, Some(10), at(1000)), Duration::ZERO);
+        assert_eq!(success_ttl(two_min, Some(-1), at(1000)), Duration::ZERO);
+        // Reviewed 0.85 s into a second: kept 0.15 s, not a whole second.
+        let late = at(1000) + Duration::from_millis(850);
         assert_eq!(
-            success_ttl(two_min, Some(1002), 1000),
-            Duration::from_secs(2)
+            success_ttl(two_min, Some(1001), late),
+            Duration::from_millis(150)
         );
-        assert_eq!(success_ttl(two_min, Some(5000), 1000), two_min);
-        assert_eq!(success_ttl(two_min, Some(1000), 1000), Duration::ZERO);
-        assert_eq!(success_ttl(two_min, Some(10), 1000), Duration::ZERO);
     }
 
     fn status(auth: bool, user: Option<&str>, audiences: Option<&[&str]>) -> TokenReviewStatus {

@@ -51,6 +51,7 @@ impl AccessReviewer {
                 cfg.max_entries,
                 cfg.freshness.refresh_ahead,
                 weigh,
+                |(decision, _)| matches!(decision, Decision::Allow),
             ),
             keys,
             allow_ttl: cfg.allow_ttl,

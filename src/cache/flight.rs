@@ -77,8 +77,12 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
                     && self.current(generation, value)
                 {
                     let bytes = (self.weigh)(value);
-                    let entry =
-                        store.entry(value.clone(), *ttl, self.refresh_ahead, generation, bytes);
+                    let ahead = if (self.refreshable)(value) {
+                        self.refresh_ahead
+                    } else {
+                        0.0
+                    };
+                    let entry = store.entry(value.clone(), *ttl, ahead, generation, bytes);
                     store.insert(key, entry);
                     if refresh {
                         self.stats.refresh_stored.fetch_add(1, Ordering::Relaxed);

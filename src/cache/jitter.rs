@@ -3,14 +3,16 @@
 
 use std::time::Duration;
 
-/// `ttl` moved by up to `±fraction` of itself, by `unit` in `[0, 1)` (pure):
-/// replicas and restarts do not expire their entries together.
+/// `ttl` shortened by up to `fraction` of itself, by `unit` in `[0, 1)`
+/// (pure): replicas and restarts do not expire their entries together, and
+/// the configured TTL stays a hard bound (an operator counting on
+/// `allow_ttl` for how long a revoked permission can last gets no more).
 pub(crate) fn jitter_by(ttl: Duration, fraction: f64, unit: f64) -> Duration {
     let fraction = fraction.clamp(0.0, 0.5);
-    ttl.mul_f64(1.0 + fraction * (2.0 * unit.clamp(0.0, 1.0) - 1.0))
+    ttl.mul_f64(1.0 - fraction * unit.clamp(0.0, 1.0))
 }
 
-/// `ttl` jittered by up to `±fraction` (see [`jitter_by`]).
+/// `ttl` jittered: shortened by up to `fraction` (see [`jitter_by`]).
 pub(crate) fn jittered(ttl: Duration, fraction: f64) -> Duration {
     if fraction <= 0.0 {
         return ttl;

@@ -90,6 +90,10 @@ struct Inner<V: Clone + Send + Sync + 'static> {
     refresh_ahead: f64,
     /// Heap bytes a value holds on its own (for `authgate_cache_bytes`).
     weigh: fn(&V) -> usize,
+    /// Whether a value is refreshed ahead of its expiry: only positive
+    /// answers are (a rejection or deny just expires, so nobody can keep
+    /// one re-reviewed outside their miss budget).
+    refreshable: fn(&V) -> bool,
 }
 
 impl<V: Clone + Send + Sync + 'static> Inner<V> {
@@ -177,13 +181,20 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
     /// still coalesces concurrent lookups. No refresh-ahead (see
     /// [`ReviewCache::with_refresh_ahead`]).
     pub fn new(kind: Kind, max_entries: u64) -> Self {
-        Self::build(kind, max_entries, 0.0, |_| 0)
+        Self::build(kind, max_entries, 0.0, |_| 0, |_| false)
     }
 
     /// Like [`ReviewCache::new`], refreshing hot entries in the last
     /// `refresh_ahead` fraction of their life (0: never), and counting
-    /// `weigh(value)` heap bytes per value in [`ReviewCache::bytes`].
-    pub fn build(kind: Kind, max_entries: u64, refresh_ahead: f64, weigh: fn(&V) -> usize) -> Self {
+    /// `weigh(value)` heap bytes per value in [`ReviewCache::bytes`]; only
+    /// values `refreshable` says so of are refreshed.
+    pub fn build(
+        kind: Kind,
+        max_entries: u64,
+        refresh_ahead: f64,
+        weigh: fn(&V) -> usize,
+        refreshable: fn(&V) -> bool,
+    ) -> Self {
         let stats = Arc::new(Stats::default());
         let store = (max_entries > 0).then(|| Store::new(max_entries, stats.clone()));
         Self {
@@ -197,6 +208,7 @@ impl<V: Clone + Send + Sync + 'static> ReviewCache<V> {
                 flushes: Mutex::new(Flushes::new()),
                 refresh_ahead: refresh_ahead.clamp(0.0, 1.0),
                 weigh,
+                refreshable,
             }),
         }
     }

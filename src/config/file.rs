@@ -201,7 +201,7 @@ pub struct TokenCacheFile {
     /// background, so hot tokens never wait on an expiry. Default `0.2`;
     /// 0 turns it off.
     pub refresh_ahead: Option<f64>,
-    /// TTLs are moved by up to this fraction either way (never past a JWT's
+    /// TTLs are shortened by a random part of up to this fraction (never past a JWT's
     /// `exp`), so replicas do not expire together. Default `0.1`; 0 off.
     pub jitter: Option<f64>,
 }

@@ -276,7 +276,7 @@ pub struct Freshness {
     /// The end fraction of an entry's life in which a hit reviews it again
     /// in the background (0: never). In `[0, 0.5]`.
     pub refresh_ahead: f64,
-    /// TTLs move by up to this fraction either way (0: exact). In `[0, 0.5]`.
+    /// TTLs are shortened by up to this fraction (0: exact). In `[0, 0.5]`.
     pub jitter: f64,
 }
 

@@ -97,8 +97,10 @@ impl moka::Expiry<Key, Entry> for UntilExp {
     }
 }
 
+/// Time left until `exp`, to the sub-second (whole seconds would keep a
+/// token up to a second past it).
 fn until(exp: u64) -> Duration {
-    Duration::from_secs(exp.saturating_sub(now_secs()))
+    Duration::from_secs(exp).saturating_sub(crate::clock::since_epoch())
 }
 
 fn now_secs() -> u64 {
