@@ -27,6 +27,7 @@ mod panics;
 mod proxy;
 mod real_apiserver;
 mod reload;
+mod review_r5;
 mod secrets;
 mod token_misses;
 mod tokens;

@@ -272,3 +272,34 @@ async fn a_flood_of_one_off_keys_does_not_evict_the_keys_in_use() {
     assert!(cache.len() <= 1000, "{}", cache.len());
     assert!(cache.stats().evicted_size.load(Ordering::Relaxed) >= 9_000);
 }
+
+/// review-r5: a refresh-ahead review is never charged to `admit` (the
+/// per-client TokenReview budget), so once a (rejected) token is cached,
+/// one hit per life in its refresh window re-reviews it for free, forever.
+#[tokio::test(start_paused = true)]
+async fn r5_refresh_reviews_bypass_admit_forever() {
+    let cache = refreshing();
+    let api = Api::new(Duration::ZERO);
+    let key = [0x55u8; 32];
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let a = admitted.clone();
+    let first = cache
+        .get_or_fetch_admitted(key, move || { a.fetch_add(1, Ordering::SeqCst); true }, api.fetch())
+        .await;
+    assert!(matches!(first, Some(Ok(_))));
+    for _ in 0..10 {
+        // One hit in the last 20% of each life; the client's budget says no.
+        tokio::time::sleep(TTL.mul_f64(0.85)).await;
+        let r = cache.get_or_fetch_admitted(key, || false, api.fetch()).await;
+        assert!(matches!(r, Some(Ok(_))));
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        api.calls(),
+        admitted.load(Ordering::SeqCst),
+        "{} reviews made, {} admitted",
+        api.calls(),
+        admitted.load(Ordering::SeqCst)
+    );
+}
