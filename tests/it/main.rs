@@ -6,6 +6,7 @@
 //! their environment through `Command::env`.
 
 mod auth_mode;
+mod cache_limits;
 mod cli;
 mod corpus;
 mod corpus_auth;
@@ -27,7 +28,6 @@ mod panics;
 mod proxy;
 mod real_apiserver;
 mod reload;
-mod review_r5;
 mod secrets;
 mod token_misses;
 mod tokens;

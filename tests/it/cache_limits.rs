@@ -1,4 +1,6 @@
-//! review-r5 PoCs (caches-v2): cached answers that outlive their hard limits.
+//! Review round 5, over real sockets: a cached answer never outlives its
+//! hard limits (the configured TTL, with any jitter; a JWT's `exp`, to the
+//! sub-second).
 
 use std::time::Duration;
 
@@ -8,7 +10,11 @@ use testkit::*;
 async fn start(kube_yaml: &str) -> (FakeApi, Env) {
     let pki = Pki::new();
     let api = FakeApi::start(&pki).await;
-    api.allow(Rule::group("system:serviceaccounts").verb("get").path("/api/*"));
+    api.allow(
+        Rule::group("system:serviceaccounts")
+            .verb("get")
+            .path("/api/*"),
+    );
     let upstream = Upstream::start().await;
     let mut y = Yaml::new(&pki, upstream.addr);
     y.rest = format!(
@@ -16,32 +22,49 @@ async fn start(kube_yaml: &str) -> (FakeApi, Env) {
         api.kubeconfig.display()
     );
     let gate = Gate::start(&y.render()).await;
-    (api, Env { pki, upstream, gate })
+    (
+        api,
+        Env {
+            pki,
+            upstream,
+            gate,
+        },
+    )
 }
 
 fn unix_f64() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
+        .expect("clock after 1970")
         .as_secs_f64()
 }
 
-/// allow_ttl: 1s is not a hard limit: with the default jitter (0.1) some
-/// decisions are still served 1.01s after their review.
+/// `allow_ttl: 1s` with the largest jitter (0.5): no decision is served
+/// later than 1.01 s after its review (jitter only shortens).
 #[tokio::test]
-async fn r5_jitter_serves_a_decision_past_its_allow_ttl() {
+async fn no_decision_is_served_past_its_allow_ttl_whatever_the_jitter() {
     let (api, env) =
         start("token_review: {cache: {ttl: 1m}, max_misses_per_client: 0}\naccess_review: {cache: {allow_ttl: 1s, jitter: 0.5}}\n").await;
     let n = 40;
     let mut joins = Vec::new();
     for i in 0..n {
         let token = format!("r5-token-{i:03}");
-        api.add_token(&token, &format!("system:serviceaccount:demo:r5-{i}"), &["system:serviceaccounts"]);
+        api.add_token(
+            &token,
+            &format!("system:serviceaccount:demo:r5-{i}"),
+            &["system:serviceaccounts"],
+        );
         let c = env.client();
-        assert_eq!(c.get_with_token("/api/x", &token).await.unwrap().status, 200);
+        assert_eq!(
+            c.get_with_token("/api/x", &token).await.unwrap().status,
+            200
+        );
         joins.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(1010)).await;
-            assert_eq!(c.get_with_token("/api/x", &token).await.unwrap().status, 200);
+            assert_eq!(
+                c.get_with_token("/api/x", &token).await.unwrap().status,
+                200
+            );
         }));
     }
     let first = api.access_reviews();
@@ -58,14 +81,19 @@ async fn r5_jitter_serves_a_decision_past_its_allow_ttl() {
     );
 }
 
-/// A JWT's `exp` is whole seconds but the token TTL is computed from the
-/// floor of now: an answer reviewed at x.9s is served ~0.9s past `exp`.
+/// A JWT's `exp` is whole seconds: a token reviewed at x.85 s must not be
+/// served from the cache after `exp` (a whole-second clock kept it ~0.85 s
+/// longer); after `exp` it is reviewed again.
 #[tokio::test]
-async fn r5_token_is_served_after_its_jwt_exp() {
+async fn no_cached_token_is_served_past_its_jwt_exp() {
     let (api, env) = start("token_review: {cache: {ttl: 2m, jitter: 0}}\n").await;
     // Wait for a wall-clock second's 0.85 mark.
     let frac = unix_f64().fract();
-    let wait = if frac < 0.85 { 0.85 - frac } else { 1.85 - frac };
+    let wait = if frac < 0.85 {
+        0.85 - frac
+    } else {
+        1.85 - frac
+    };
     tokio::time::sleep(Duration::from_secs_f64(wait)).await;
     let exp = unix_f64().floor() as i64 + 2;
     let b = |s: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
@@ -74,7 +102,11 @@ async fn r5_token_is_served_after_its_jwt_exp() {
         b(r#"{"alg":"RS256","kid":"k"}"#.into()),
         b(format!(r#"{{"sub":"x","exp":{exp}}}"#))
     );
-    api.add_token(&jwt, "system:serviceaccount:demo:short", &["system:serviceaccounts"]);
+    api.add_token(
+        &jwt,
+        "system:serviceaccount:demo:short",
+        &["system:serviceaccounts"],
+    );
     let c = env.client();
     assert_eq!(c.get_with_token("/api/x", &jwt).await.unwrap().status, 200);
     assert_eq!(api.token_reviews(), 1);
