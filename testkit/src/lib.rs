@@ -110,6 +110,34 @@ impl Env {
         }
     }
 
+    /// A fake Kubernetes API (that lets ServiceAccounts `get` under
+    /// `/api/`) and a gate reviewing against it (1 s API timeout), with
+    /// `extra` added at the top level of the configuration.
+    pub async fn with_kube(extra: &str) -> (FakeApi, Self) {
+        let pki = Pki::new();
+        let api = FakeApi::start(&pki).await;
+        api.allow(
+            Rule::group("system:serviceaccounts")
+                .verb("get")
+                .path("/api/*"),
+        );
+        let upstream = Upstream::start().await;
+        let mut y = Yaml::new(&pki, upstream.addr);
+        y.rest = format!(
+            "kubernetes:\n  kubeconfig: {}\n  timeout: 1s\n{extra}",
+            api.kubeconfig.display()
+        );
+        let gate = Gate::start(&y.render()).await;
+        (
+            api,
+            Self {
+                pki,
+                upstream,
+                gate,
+            },
+        )
+    }
+
     /// A client without a certificate.
     pub fn client(&self) -> Client {
         self.gate.client(&self.pki)

@@ -7,31 +7,6 @@ use std::time::Duration;
 use base64::Engine;
 use testkit::*;
 
-async fn start(kube_yaml: &str) -> (FakeApi, Env) {
-    let pki = Pki::new();
-    let api = FakeApi::start(&pki).await;
-    api.allow(
-        Rule::group("system:serviceaccounts")
-            .verb("get")
-            .path("/api/*"),
-    );
-    let upstream = Upstream::start().await;
-    let mut y = Yaml::new(&pki, upstream.addr);
-    y.rest = format!(
-        "kubernetes:\n  kubeconfig: {}\n  timeout: 1s\n{kube_yaml}",
-        api.kubeconfig.display()
-    );
-    let gate = Gate::start(&y.render()).await;
-    (
-        api,
-        Env {
-            pki,
-            upstream,
-            gate,
-        },
-    )
-}
-
 fn unix_f64() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -44,7 +19,7 @@ fn unix_f64() -> f64 {
 #[tokio::test]
 async fn no_decision_is_served_past_its_allow_ttl_whatever_the_jitter() {
     let (api, env) =
-        start("token_review: {cache: {ttl: 1m}, max_misses_per_client: 0}\naccess_review: {cache: {allow_ttl: 1s, jitter: 0.5}}\n").await;
+        Env::with_kube("token_review: {cache: {ttl: 1m}, max_misses_per_client: 0}\naccess_review: {cache: {allow_ttl: 1s, jitter: 0.5}}\n").await;
     let n = 40;
     let mut joins = Vec::new();
     for i in 0..n {
@@ -86,7 +61,7 @@ async fn no_decision_is_served_past_its_allow_ttl_whatever_the_jitter() {
 /// longer); after `exp` it is reviewed again.
 #[tokio::test]
 async fn no_cached_token_is_served_past_its_jwt_exp() {
-    let (api, env) = start("token_review: {cache: {ttl: 2m, jitter: 0}}\n").await;
+    let (api, env) = Env::with_kube("token_review: {cache: {ttl: 2m, jitter: 0}}\n").await;
     // Wait for a wall-clock second's 0.85 mark.
     let frac = unix_f64().fract();
     let wait = if frac < 0.85 {

@@ -292,8 +292,11 @@ async fn a_response_the_client_abandoned_never_answers_its_next_request() {
     );
 }
 
-/// An upstream that sends a second, unasked response right after the first.
-async fn over_answering_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+/// An upstream that writes `reply(connection, request)` (both counted from
+/// 0) for each request head it reads; the count is of connections accepted.
+async fn scripted_upstream(
+    reply: fn(usize, usize) -> &'static str,
+) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -302,19 +305,32 @@ async fn over_answering_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
         while let Ok(Ok((mut tcp, _))) =
             tokio::time::timeout(Duration::from_secs(30), listener.accept()).await
         {
-            count.fetch_add(1, Ordering::SeqCst);
+            let conn = count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
+                let mut request = 0;
                 while raw::read_head(&mut tcp).await.is_some() {
-                    let reply = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok\
-                                 HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged";
-                    if tcp.write_all(reply.as_bytes()).await.is_err() {
+                    if tcp
+                        .write_all(reply(conn, request).as_bytes())
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
+                    request += 1;
                 }
             });
         }
     });
     (addr, accepted)
+}
+
+/// An upstream that sends a second, unasked response right after the first.
+async fn over_answering_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    scripted_upstream(|_, _| {
+        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok\
+         HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged"
+    })
+    .await
 }
 
 #[tokio::test]
@@ -420,31 +436,15 @@ async fn parked_upstream_connections_close_after_the_idle_timeout_while_the_clie
 /// fresh connection's answer, never the forged one.
 #[tokio::test]
 async fn an_unasked_101_is_a_502_and_its_trailing_bytes_never_answer_the_next_request() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok(Ok((mut tcp, _))) =
-            tokio::time::timeout(Duration::from_secs(30), listener.accept()).await
-        {
-            let n = count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut first = n == 0;
-                while raw::read_head(&mut tcp).await.is_some() {
-                    let reply: &str = if std::mem::take(&mut first) {
-                        "HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\n\
-                         HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged"
-                    } else {
-                        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
-                    };
-                    if tcp.write_all(reply.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
+    let (addr, accepted) = scripted_upstream(|conn, request| {
+        if (conn, request) == (0, 0) {
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\n\
+             HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged"
+        } else {
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
         }
-    });
+    })
+    .await;
     let env = env_with(addr, "").await;
     let mut send = keep_alive(&env.client()).await;
     let first = get(&mut send, "GET", "/api/a", BOB_TOKEN).await;

@@ -14,28 +14,8 @@ struct KubeEnv {
 }
 
 async fn start(kube_yaml: &str) -> KubeEnv {
-    let pki = Pki::new();
-    let api = FakeApi::start(&pki).await;
-    api.allow(
-        Rule::group("system:serviceaccounts")
-            .verb("get")
-            .path("/api/*"),
-    );
-    let upstream = Upstream::start().await;
-    let mut y = Yaml::new(&pki, upstream.addr);
-    y.rest = format!(
-        "kubernetes:\n  kubeconfig: {}\n  timeout: 1s\n{kube_yaml}",
-        api.kubeconfig.display()
-    );
-    let gate = Gate::start(&y.render()).await;
-    KubeEnv {
-        api,
-        env: Env {
-            pki,
-            upstream,
-            gate,
-        },
-    }
+    let (api, env) = Env::with_kube(kube_yaml).await;
+    KubeEnv { api, env }
 }
 
 fn sa_token(api: &FakeApi, n: usize) -> String {

@@ -5,31 +5,6 @@ use std::time::{Duration, Instant};
 
 use testkit::*;
 
-async fn kube_env(extra: &str) -> (FakeApi, Env) {
-    let pki = Pki::new();
-    let api = FakeApi::start(&pki).await;
-    api.allow(
-        Rule::group("system:serviceaccounts")
-            .verb("get")
-            .path("/api/*"),
-    );
-    let upstream = Upstream::start().await;
-    let mut y = Yaml::new(&pki, upstream.addr);
-    y.rest = format!(
-        "kubernetes: {{kubeconfig: {}, timeout: 1s}}\n{extra}",
-        api.kubeconfig.display()
-    );
-    let gate = Gate::start(&y.render()).await;
-    (
-        api,
-        Env {
-            pki,
-            upstream,
-            gate,
-        },
-    )
-}
-
 /// Polls `/readyz` until its status is `want` (or panics after 10 s).
 async fn wait_ready(gate: &Gate, want: u16) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -69,7 +44,7 @@ async fn healthz_is_always_ok_and_readyz_lists_every_check() {
 
 #[tokio::test]
 async fn readyz_turns_false_while_the_api_is_unreachable_and_back_when_it_returns() {
-    let (api, env) = kube_env("admin: {api_ready_window: 2s}\n").await;
+    let (api, env) = Env::with_kube("admin: {api_ready_window: 2s}\n").await;
     let body = wait_ready(&env.gate, 200).await;
     assert!(body.contains("[+]kubernetes_api ok"), "{body}");
     assert!(api.version_calls() >= 1, "readiness asks the API itself");
@@ -82,7 +57,7 @@ async fn readyz_turns_false_while_the_api_is_unreachable_and_back_when_it_return
 
 #[tokio::test]
 async fn metrics_match_the_calls_the_fake_api_counted() {
-    let (api, env) = kube_env("").await;
+    let (api, env) = Env::with_kube("").await;
     let c = env.client();
     for n in 0..3 {
         let token = format!("sa-{n}");
@@ -157,7 +132,7 @@ async fn metrics_match_the_calls_the_fake_api_counted() {
 
 #[tokio::test]
 async fn cache_flush_makes_the_next_request_call_the_api_again() {
-    let (api, env) = kube_env("").await;
+    let (api, env) = Env::with_kube("").await;
     let c = env.client();
     api.add_token(
         "t-a",
