@@ -72,7 +72,6 @@ impl Local {
             PARKED.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        conn.counted = true;
         conn.parked_at = Instant::now();
         conn.idle.park(conn.parked_at);
         let mut parked = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -95,8 +94,6 @@ struct Conn {
     tx: http1::SendRequest<Outgoing>,
     /// Since when it is parked, as its task reads it.
     idle: Arc<Idle>,
-    /// Counted in [`PARKED`].
-    counted: bool,
     /// The [`Dialer::id`] it was dialed by.
     to: usize,
     /// Requests sent on it.
@@ -117,9 +114,6 @@ impl std::fmt::Debug for Conn {
 impl Conn {
     fn unpark(&mut self) {
         self.idle.unpark();
-        if std::mem::take(&mut self.counted) {
-            PARKED.fetch_sub(1, Ordering::Relaxed);
-        }
     }
 
     /// Whether a parked connection can take a request now: still open, and
@@ -136,17 +130,30 @@ impl Drop for Conn {
     }
 }
 
-/// When a connection was parked (`None`: in use).
+/// When a connection was parked (`None`: in use), which also means it holds
+/// one of the [`PARKED`] slots. Shared with its task, so a connection that
+/// ends while parked (idle timeout, upstream close) gives its slot back at
+/// once, not when its client connection next looks.
 #[derive(Debug, Default)]
 struct Idle(Mutex<Option<Instant>>);
 
 impl Idle {
+    /// Parked at `at`, in a [`PARKED`] slot the caller has taken.
     fn park(&self, at: Instant) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
     }
 
+    /// In use again, or ended: gives its slot back (once).
     fn unpark(&self) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .is_some()
+        {
+            PARKED.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// How long it has been parked, if it is.
@@ -163,6 +170,11 @@ impl Idle {
 /// closed and is never handed out). One timer per connection, re-armed at
 /// most once per `idle`.
 async fn drive<F: Future>(driver: F, idle: Duration, parked: Arc<Idle>) {
+    run(driver, idle, &parked).await;
+    parked.unpark();
+}
+
+async fn run<F: Future>(driver: F, idle: Duration, parked: &Idle) {
     let mut driver = std::pin::pin!(driver);
     let mut wait = idle;
     loop {
@@ -267,7 +279,6 @@ impl Dialer {
         Ok(Conn {
             tx,
             idle,
-            counted: false,
             to: self.id,
             sent: 0,
             parked_at: Instant::now(),
@@ -342,7 +353,6 @@ mod tests {
         Conn {
             tx,
             idle: Arc::default(),
-            counted: false,
             to,
             sent: 1,
             parked_at: Instant::now(),
@@ -370,5 +380,45 @@ mod tests {
         let later = now + Duration::from_secs(61);
         assert!(local.take(0, Duration::from_secs(60), later).is_none());
         assert_eq!(local.idle(), 0);
+    }
+
+    /// Review round 6: a parked connection that ends (here: its upstream
+    /// goes away) gives its process-wide slot back at once. It used to hold
+    /// it until its client connection next took a connection, so silent
+    /// client connections could keep the whole cap with dead connections.
+    #[tokio::test]
+    async fn a_parked_connection_that_ends_gives_its_slot_back_at_once() {
+        let (io, peer) = tokio::io::duplex(64);
+        let (tx, driver) = http1::handshake::<_, Outgoing>(TokioIo::new(io))
+            .await
+            .unwrap();
+        let idle = Arc::new(Idle::default());
+        let task = tokio::spawn(drive(driver, Duration::from_secs(60), idle.clone()));
+        let local = Local::default();
+        local.park(Conn {
+            tx,
+            idle: idle.clone(),
+            to: 0,
+            sent: 1,
+            parked_at: Instant::now(),
+        });
+        assert!(
+            idle.parked_for(Instant::now()).is_some(),
+            "parked, in a slot"
+        );
+        drop(peer);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            idle.parked_for(Instant::now()).is_none(),
+            "its slot is given back"
+        );
+        assert_eq!(
+            local.idle(),
+            1,
+            "still listed until the client connection looks"
+        );
     }
 }
