@@ -11,6 +11,7 @@
 
 mod promtool;
 mod scrape;
+mod selectors;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

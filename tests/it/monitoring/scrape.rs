@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use testkit::*;
 
+use super::selectors::{selectors, series_labels, unmatched};
 use super::{alerts, dashboard_queries, metric_names, rule_groups};
 
 const BIN: &str = env!("CARGO_BIN_EXE_authgate");
@@ -256,4 +257,19 @@ async fn every_metric_the_rules_and_the_dashboard_read_is_in_a_real_scrape() {
         "not in the scrape:\n{}\n\nexposed: {exposed:#?}",
         missing.join("\n")
     );
+
+    // And every label matcher selects series that exist.
+    let scraped = series_labels(&body);
+    let exprs = alerts(&rule_groups()).into_iter().map(|(_, e)| e);
+    let unmatched: Vec<String> = exprs
+        .chain(dashboard_queries())
+        .flat_map(|e| selectors(&e))
+        .flat_map(|(metric, matchers)| {
+            let scraped = &scraped;
+            matchers
+                .into_iter()
+                .filter_map(move |m| unmatched(&metric, &m, scraped))
+        })
+        .collect();
+    assert!(unmatched.is_empty(), "{}", unmatched.join("\n"));
 }
