@@ -159,7 +159,24 @@ impl Metrics {
             m.register_requests(&mut r);
             m.register_tls(&mut r);
         }
+        m.initialize_alerting_series();
         m
+    }
+
+    /// Creates at 0 the series whose increase the alerts of
+    /// `deploy/monitoring` watch: a series born at 1 shows no increase, so
+    /// the first revoked handshake or failed reload would go unnoticed.
+    fn initialize_alerting_series(&self) {
+        for reason in ["revoked", "expired", "unknown_ca"] {
+            drop(
+                self.handshake_failures
+                    .get_or_create(&ReasonLabel { reason }),
+            );
+        }
+        for result in ["success", "failure"] {
+            drop(self.reloads.get_or_create(&ResultLabel { result }));
+            drop(self.upstream_reloads.get_or_create(&ResultLabel { result }));
+        }
     }
 
     fn register_requests(&self, r: &mut Registry) {
@@ -342,5 +359,25 @@ impl Collector for CacheCollector {
         let help = format!("{} cache entries held", self.name);
         entries.encode(encoder.encode_descriptor(&name, &help, None, entries.metric_type())?)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_series_alerts_watch_for_an_increase_exist_before_the_first_event() {
+        let out = Metrics::new().render();
+        for series in [
+            r#"authgate_tls_handshake_failures_total{reason="revoked"} 0"#,
+            r#"authgate_tls_handshake_failures_total{reason="expired"} 0"#,
+            r#"authgate_tls_handshake_failures_total{reason="unknown_ca"} 0"#,
+            r#"authgate_tls_reloads_total{result="failure"} 0"#,
+            r#"authgate_tls_reloads_total{result="success"} 0"#,
+            r#"authgate_upstream_tls_reloads_total{result="failure"} 0"#,
+        ] {
+            assert!(out.contains(series), "{series} missing from\n{out}");
+        }
     }
 }

@@ -25,6 +25,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod monitoring;
+
 // ── rendering ───────────────────────────────────────────────────────────────
 
 fn repo() -> PathBuf {
@@ -143,6 +145,9 @@ fn check_document(doc: &Value) -> Result<(), String> {
         "Pod" => typed::<Pod>(doc).map(drop),
         "Certificate" => certificate(doc).and_then(|c| check_certificate(&c)),
         "Issuer" | "ClusterIssuer" => issuer(doc).and_then(|i| check_issuer(&i)),
+        // Prometheus Operator CRDs (deploy/monitoring), checked structurally.
+        "ServiceMonitor" => monitoring::service_monitor(doc).map(drop),
+        "PrometheusRule" => monitoring::prometheus_rule(doc).map(drop),
         other => Err(format!(
             "{}: unknown kind {other:?} (teach tests/deploy.rs about it)",
             label(doc)

@@ -21,6 +21,7 @@ mod keepalive;
 mod krp;
 mod kubernetes;
 mod migration;
+mod monitoring;
 mod mtls;
 mod nginx;
 mod operations;
