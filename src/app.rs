@@ -371,7 +371,10 @@ fn listener(
     // Its own pools: an upstream connection is never reused across listeners.
     let upstreams = Upstreams::new(&l.routes, &config.limits)?;
     let upstream_tls = upstreams.client_tls().cloned().collect();
-    let gate = shared.gate(config, l, acceptor.clone(), metrics, upstreams);
+    let mut gate = shared.gate(config, l, acceptor.clone(), metrics, upstreams);
+    if config.listeners.len() > 1 {
+        gate = gate.for_listener(&l.name);
+    }
     let listener = Listener {
         name: l.name.clone(),
         listen: l.listen,

@@ -41,7 +41,11 @@ fn at(port: u16) -> SocketAddr {
 fn admin_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(at(port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let status = out.get(9..12)?.parse().ok()?;
@@ -180,11 +184,7 @@ async fn a_client_certificate_of_one_listeners_ca_is_refused_at_the_other_listen
     // On beta, whose client CA is B, the same certificate fails the
     // handshake: no request, no identity, nothing forwarded.
     let before = (t.up_a.count(), t.up_b.count());
-    let refused = t
-        .client_b()
-        .with_cert(&alice_a)
-        .get("/shared", &[])
-        .await;
+    let refused = t.client_b().with_cert(&alice_a).get("/shared", &[]).await;
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!((t.up_a.count(), t.up_b.count()), before);
     // Counted once the server side of the handshake has ended. Both test
@@ -209,7 +209,7 @@ async fn a_client_certificate_of_one_listeners_ca_is_refused_at_the_other_listen
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_routed_only_on_one_listener_is_404_on_the_other() {
     let t = Two::new().await;
-    let _server = t.start();
+    let mut server = t.start();
     let token = [("authorization", &*format!("Bearer {BOB_TOKEN}"))];
     let r = t.client_a().get("/only-a/x", &token).await.expect("alpha");
     assert_eq!(r.status, 200);
@@ -225,6 +225,24 @@ async fn a_path_routed_only_on_one_listener_is_404_on_the_other() {
     assert_eq!(r.status, 200);
     assert_eq!((t.up_a.count(), t.up_b.count()), (seen.0, seen.1 + 1));
     assert_eq!(t.up_b.last().path, "/shared/y");
+    // The access log names the listener of each request (lines are
+    // written in batches, at least every 100 ms).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    let mut log = String::new();
+    if let Some(mut e) = server.0.stderr.take() {
+        e.read_to_string(&mut log).expect("stderr");
+    }
+    let line = |path: &str, status: u16, listener: &str| {
+        log.lines().any(|l| {
+            l.contains(&format!("path=\"{path}\""))
+                && l.contains(&format!("status={status}"))
+                && l.ends_with(&format!("listener=\"{listener}\""))
+        })
+    };
+    assert!(line("/only-a/x", 200, "alpha"), "{log}");
+    assert!(line("/only-a/x", 404, "beta"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,11 +264,15 @@ async fn a_broken_certificate_file_of_one_listener_keeps_its_old_certificate_and
     // Alpha serves its last good certificate; beta never failed.
     assert_eq!(served_leaf(&t.client_a()).await, old_a);
     assert_eq!(served_leaf(&t.client_b()).await, old_b);
-    let beta_failed = r#"authgate_listener_tls_reload_last_failure_timestamp_seconds{listener="beta"}"#;
+    let beta_failed =
+        r#"authgate_listener_tls_reload_last_failure_timestamp_seconds{listener="beta"}"#;
     assert_eq!(metric(t.admin, beta_failed), Some(0.0));
     let (status, body) = admin_get(t.admin, "/readyz").expect("readyz");
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("[-]listener/alpha/tls_reload failed"), "{body}");
+    assert!(
+        body.contains("[-]listener/alpha/tls_reload failed"),
+        "{body}"
+    );
     assert!(body.contains("[+]listener/beta/tls_reload ok"), "{body}");
     // Beta's own rotation lands while alpha is still broken.
     t.b.issue_server(7);
@@ -304,9 +326,31 @@ async fn each_listener_has_its_own_labelled_certificate_series() {
         );
         let v = metric(t.admin, &series).unwrap_or(0.0);
         assert!(v > 0.0, "{series}: {v}");
-        let ca = format!(
-            "authgate_listener_client_ca_not_after_timestamp_seconds{{listener=\"{l}\"}}"
-        );
+        let ca =
+            format!("authgate_listener_client_ca_not_after_timestamp_seconds{{listener=\"{l}\"}}");
         assert!(metric(t.admin, &ca).unwrap_or(0.0) > 0.0, "{ca}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_loads_every_listeners_files_and_names_the_listener() {
+    let t = Two::new().await;
+    let path = t.dir.path().join("authgate.yaml");
+    std::fs::write(&path, t.yaml()).expect("write config");
+    let check = || {
+        Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .expect("run check-config")
+    };
+    let out = check();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // Beta's key no longer matches its certificate.
+    let (_, other_key) = t.b.server_pair(9);
+    std::fs::write(&t.b.server_key, other_key).expect("write beta's key");
+    let out = check();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(": listeners[1].tls.key_file: "), "{stderr}");
 }

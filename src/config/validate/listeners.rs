@@ -32,7 +32,12 @@ pub(super) fn listeners(
             identity: std::mem::take(&mut f.identity),
             routes: std::mem::take(&mut f.routes),
         };
-        return Ok(vec![listener(SHORTHAND_NAME.into(), raw, mode, verb_mapping)?]);
+        return Ok(vec![listener(
+            SHORTHAND_NAME.into(),
+            raw,
+            mode,
+            verb_mapping,
+        )?]);
     };
     refuse_mixed(f)?;
     if list.is_empty() {
@@ -111,7 +116,9 @@ fn listener(
     mode: &Mode,
     verb_mapping: VerbMapping,
 ) -> Result<ListenerConfig, Error> {
-    let tls = raw.tls.ok_or_else(|| Error::invalid("tls", "is required"))?;
+    let tls = raw
+        .tls
+        .ok_or_else(|| Error::invalid("tls", "is required"))?;
     let mut tls = tls_config(tls)?;
     let identity_rules = identity::rules(raw.identity.rules, &tls)?;
     tls.rule_ca_files = identity_rules.iter().map(|r| r.ca_file.clone()).collect();
@@ -139,9 +146,9 @@ fn listener(
 fn within(key: &str, e: Error) -> Error {
     match e {
         Error::Invalid { key: k, reason } => {
-            let own = ["tls", "identity", "routes"]
-                .iter()
-                .any(|p| k == *p || k.starts_with(&format!("{p}.")) || k.starts_with(&format!("{p}[")));
+            let own = ["tls", "identity", "routes"].iter().any(|p| {
+                k == *p || k.starts_with(&format!("{p}.")) || k.starts_with(&format!("{p}["))
+            });
             if own {
                 Error::invalid(format!("{key}.{k}"), reason)
             } else {
@@ -172,9 +179,8 @@ fn conflicts(a: SocketAddr, b: SocketAddr) -> bool {
     if a.port() == 0 || a.port() != b.port() {
         return false;
     }
-    let covers = |x: SocketAddr, y: SocketAddr| {
-        x.ip().is_unspecified() && (x.is_ipv6() || y.is_ipv4())
-    };
+    let covers =
+        |x: SocketAddr, y: SocketAddr| x.ip().is_unspecified() && (x.is_ipv6() || y.is_ipv4());
     a.ip() == b.ip() || covers(a, b) || covers(b, a)
 }
 

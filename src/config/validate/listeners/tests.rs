@@ -2,7 +2,9 @@ use super::*;
 use crate::config::Config;
 
 fn err(yaml: &str) -> String {
-    Config::from_yaml(yaml).expect_err("must be refused").to_string()
+    Config::from_yaml(yaml)
+        .expect_err("must be refused")
+        .to_string()
 }
 
 const TWO: &str = r#"
@@ -67,38 +69,62 @@ fn mixing_both_forms_names_the_shorthand_keys() {
     ] {
         let e = err(&format!("{TWO}{extra}"));
         assert!(
-            e.starts_with(&format!("listeners: cannot be combined with the top-level {keys} ")),
+            e.starts_with(&format!(
+                "listeners: cannot be combined with the top-level {keys} "
+            )),
             "{extra}: {e}"
         );
     }
 }
 
 #[test]
-fn bad_listener_lists_name_the_key() {
+fn bad_listener_names_and_addresses_name_the_key() {
     let tls = "tls: {cert_file: c, key_file: k}";
     let route = "routes: [{path_prefix: /, upstream: \"http://x:1\"}]";
     let cases = [
         ("listeners: []\n".to_owned(), "listeners: is empty"),
         (
-            format!("listeners:\n  - {{name: a, listen: \"127.0.0.1:1\", {tls}, {route}}}\n  - {{name: a, listen: \"127.0.0.1:2\", {tls}, {route}}}\n"),
+            format!(
+                "listeners:\n  - {{name: a, listen: \"127.0.0.1:1\", {tls}, {route}}}\n  - {{name: a, listen: \"127.0.0.1:2\", {tls}, {route}}}\n"
+            ),
             "listeners[1].name: \"a\" is already the name of an earlier listener",
         ),
         (
-            format!("listeners:\n  - {{listen: \"127.0.0.1:1\", {tls}, {route}}}\n  - {{name: listener-0, listen: \"127.0.0.1:2\", {tls}, {route}}}\n"),
+            format!(
+                "listeners:\n  - {{listen: \"127.0.0.1:1\", {tls}, {route}}}\n  - {{name: listener-0, listen: \"127.0.0.1:2\", {tls}, {route}}}\n"
+            ),
             "listeners[1].name: \"listener-0\" is already the name",
         ),
         (
-            format!("listeners:\n  - {{listen: \"127.0.0.1:8443\", {tls}, {route}}}\n  - {{listen: \"127.0.0.1:8443\", {tls}, {route}}}\n"),
+            format!(
+                "listeners:\n  - {{listen: \"127.0.0.1:8443\", {tls}, {route}}}\n  - {{listen: \"127.0.0.1:8443\", {tls}, {route}}}\n"
+            ),
             "listeners[1].listen: 127.0.0.1:8443 overlaps the address 127.0.0.1:8443 of listener \"listener-0\"",
         ),
         (
-            format!("listeners:\n  - {{listen: \"127.0.0.1:8443\", {tls}, {route}}}\n  - {{listen: \"0.0.0.0:8443\", {tls}, {route}}}\n"),
+            format!(
+                "listeners:\n  - {{listen: \"127.0.0.1:8443\", {tls}, {route}}}\n  - {{listen: \"0.0.0.0:8443\", {tls}, {route}}}\n"
+            ),
             "listeners[1].listen: 0.0.0.0:8443 overlaps",
         ),
         (
-            format!("listeners:\n  - {{listen: \"[::]:8443\", {tls}, {route}}}\n  - {{listen: \"127.0.0.1:8443\", {tls}, {route}}}\n"),
+            format!(
+                "listeners:\n  - {{listen: \"[::]:8443\", {tls}, {route}}}\n  - {{listen: \"127.0.0.1:8443\", {tls}, {route}}}\n"
+            ),
             "listeners[1].listen: 127.0.0.1:8443 overlaps",
         ),
+    ];
+    for (yaml, want) in cases {
+        let e = err(&yaml);
+        assert!(e.contains(want), "{yaml}\nwant {want:?}\ngot  {e:?}");
+    }
+}
+
+#[test]
+fn bad_keys_of_a_listener_name_the_listener_and_the_key() {
+    let tls = "tls: {cert_file: c, key_file: k}";
+    let route = "routes: [{path_prefix: /, upstream: \"http://x:1\"}]";
+    let cases = [
         (
             format!("listeners:\n  - {{{tls}, {route}}}\n"),
             "listeners[0].listen: is required",
@@ -120,15 +146,21 @@ fn bad_listener_lists_name_the_key() {
             "listeners[0].name: \"\" must be 1 to 63",
         ),
         (
-            format!("listeners:\n  - {{listen: \"127.0.0.1:1\", {tls}, {route}}}\n  - {{listen: \"127.0.0.1:2\", {tls}, routes: [{{path_prefix: /, upstream: \"ftp://x\"}}]}}\n"),
+            format!(
+                "listeners:\n  - {{listen: \"127.0.0.1:1\", {tls}, {route}}}\n  - {{listen: \"127.0.0.1:2\", {tls}, routes: [{{path_prefix: /, upstream: \"ftp://x\"}}]}}\n"
+            ),
             "listeners[1].routes[0].upstream: \"ftp://x\": unknown scheme",
         ),
         (
-            format!("listeners:\n  - {{listen: \"127.0.0.1:1\", tls: {{cert_file: c, key_file: k, min_version: \"1.1\"}}, {route}}}\n"),
+            format!(
+                "listeners:\n  - {{listen: \"127.0.0.1:1\", tls: {{cert_file: c, key_file: k, min_version: \"1.1\"}}, {route}}}\n"
+            ),
             "listeners[0].tls.min_version: \"1.1\" is not",
         ),
         (
-            format!("listeners:\n  - {{listen: \"127.0.0.1:1\", {tls}, identity: {{rules: []}}, {route}}}\n"),
+            format!(
+                "listeners:\n  - {{listen: \"127.0.0.1:1\", {tls}, identity: {{rules: []}}, {route}}}\n"
+            ),
             "listeners[0].identity.rules: is empty",
         ),
         (
@@ -136,7 +168,9 @@ fn bad_listener_lists_name_the_key() {
             "unknown field `bogus`",
         ),
         (
-            format!("mode: auth\nauth: {{trusted_proxies: [127.0.0.1]}}\nlisteners:\n  - {{listen: \"127.0.0.1:1\", tls: {{cert_file: c, key_file: k, client_ca_file: ca}}}}\n  - {{listen: \"127.0.0.1:2\", {tls}}}\n"),
+            format!(
+                "mode: auth\nauth: {{trusted_proxies: [127.0.0.1]}}\nlisteners:\n  - {{listen: \"127.0.0.1:1\", tls: {{cert_file: c, key_file: k, client_ca_file: ca}}}}\n  - {{listen: \"127.0.0.1:2\", {tls}}}\n"
+            ),
             "auth.trusted_proxies: needs tls.client_ca_file to verify the certificates proxies forward (in listeners[1])",
         ),
     ];
