@@ -221,8 +221,7 @@ impl App {
 
     /// Serves the first listener on `listener` until `shutdown`, then drains it.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let first = self.listeners[0].clone();
-        self.serve_listener(&first, listener, shutdown).await;
+        self.serve_listener(0, listener, shutdown).await;
     }
 
     /// Serves each listener on its socket (`bound`, in the order of
@@ -234,10 +233,10 @@ impl App {
     ) {
         let stop = CancellationToken::new();
         let mut tasks = Vec::with_capacity(bound.len());
-        for (l, tcp) in self.listeners.clone().into_iter().zip(bound) {
+        for (i, tcp) in bound.into_iter().enumerate() {
             let (app, stop) = (self.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
-                app.serve_listener(&l, tcp, stop.cancelled_owned()).await;
+                app.serve_listener(i, tcp, stop.cancelled_owned()).await;
             }));
         }
         shutdown.await;
@@ -247,25 +246,29 @@ impl App {
         }
     }
 
-    /// One listener's accept loop, with its own material, gate and
-    /// connection and handshake budgets.
-    async fn serve_listener(
-        &self,
-        l: &Listener,
-        tcp: TcpListener,
-        shutdown: impl Future<Output = ()>,
-    ) {
+    /// Listener `i`'s accept loop, with its own material, gate and
+    /// connection and handshake budgets (the first listener's being
+    /// [`App::gate`] and [`App::tls`]).
+    async fn serve_listener(&self, i: usize, tcp: TcpListener, shutdown: impl Future<Output = ()>) {
+        let Some(l) = self.listeners.get(i) else {
+            return;
+        };
+        let (gate, tls) = if i == 0 {
+            (self.gate.clone(), self.tls.clone())
+        } else {
+            (l.gate.clone(), l.tls.clone())
+        };
         if let Ok(addr) = tcp.local_addr() {
             let _ = l.bound.set(addr);
             info!(listener = %l.name, listen = %addr, "authgate serving");
         }
         let handshake = Handshake::Tls {
-            acceptor: l.tls.clone(),
+            acceptor: tls,
             profile: Profile::Main,
             metrics: Some(Box::new(self.metrics.clone())),
         };
         let limits = server::Limits::main(&self.limits);
-        server::serve(tcp, handshake, l.gate.clone(), limits, shutdown).await;
+        server::serve(tcp, handshake, gate, limits, shutdown).await;
     }
 
     /// Starts the background work (TLS reload, API probe) until `stop`.
