@@ -57,6 +57,8 @@ pub struct Line<'a> {
     pub token_cache: &'a str,
     /// What the access cache did.
     pub access_cache: &'a str,
+    /// The listener's name with several listeners; "" (and no field) with one.
+    pub listener: &'a str,
 }
 
 /// Where batches go: the log writer.
@@ -182,6 +184,11 @@ fn text(out: &mut Vec<u8>, l: &Line<'_>, now: SystemTime) {
         l.token_cache,
         l.access_cache,
     );
+    if !l.listener.is_empty() {
+        // Before the newline `writeln!` wrote.
+        out.pop();
+        let _ = writeln!(out, " listener={:?}", l.listener);
+    }
 }
 
 /// The line as `tracing`'s JSON formatter writes an event (flattened).
@@ -208,6 +215,9 @@ fn json(out: &mut Vec<u8>, l: &Line<'_>, now: SystemTime) {
     let _ = write!(out, ",\"latency_us\":{}", l.latency_us);
     s(out, "token_cache", l.token_cache);
     s(out, "access_cache", l.access_cache);
+    if !l.listener.is_empty() {
+        s(out, "listener", l.listener);
+    }
     out.extend_from_slice(b",\"target\":\"authgate::access\"}\n");
 }
 
@@ -227,6 +237,7 @@ fn via_tracing(l: &Line<'_>) {
         latency_us = l.latency_us,
         token_cache = l.token_cache,
         access_cache = l.access_cache,
+        listener = l.listener,
     );
 }
 
@@ -249,6 +260,7 @@ mod tests {
             latency_us: 57,
             token_cache: "hit",
             access_cache: "none",
+            listener: "",
         }
     }
 
@@ -284,6 +296,29 @@ mod tests {
              path=\"/a\\\"b\\nc\" route=\"/\" user=\"bob\" groups=2 auth=\"token\" status=200 \
              reason=\"allowed\" detail=\"\" latency_us=57 token_cache=\"hit\" access_cache=\"none\"\n"
         );
+    }
+
+    /// With several listeners, each line names its listener (with one, the
+    /// field is left out, so the lines are as they were).
+    #[test]
+    fn lines_name_the_listener_when_there_are_several() {
+        let mut l = line("/", "bob");
+        l.listener = "metrics";
+        let mut out = Vec::new();
+        text(&mut out, &l, SystemTime::UNIX_EPOCH);
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.ends_with(" access_cache=\"none\" listener=\"metrics\"\n"),
+            "{s}"
+        );
+        let mut out = Vec::new();
+        json(&mut out, &l, SystemTime::UNIX_EPOCH);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["listener"], "metrics");
+        let mut out = Vec::new();
+        json(&mut out, &line("/", "bob"), SystemTime::UNIX_EPOCH);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(v.get("listener").is_none(), "{v}");
     }
 
     /// A batch the writer refuses is counted line by line.

@@ -27,59 +27,37 @@ use crate::server::{self, Connections, Downstream, Handshake, Limits, Profile};
 /// One readiness check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Check {
-    /// Name.
-    pub name: &'static str,
+    /// Name (with several listeners, a listener's own checks are named
+    /// `listener/<name>/<check>`).
+    pub name: String,
     /// Passing?
     pub ok: bool,
     /// What it saw.
     pub detail: String,
 }
 
-/// Evaluates readiness at `now` (Unix seconds).
+/// Evaluates readiness at `now` (Unix seconds): ready only when every
+/// listener is bound and its material is good.
 pub fn readiness(app: &App, now: i64) -> Vec<Check> {
     let mut checks = Vec::new();
     let draining = app.health.is_draining();
     checks.push(Check {
-        name: "shutdown",
+        name: "shutdown".into(),
         ok: !draining,
         detail: if draining { "draining" } else { "serving" }.into(),
     });
-    let s = app.tls.status();
-    checks.push(expiry("serving_certificate", s.serving_not_after, now));
-    if let Some(ca) = s.client_ca_not_after {
-        checks.push(expiry("client_ca", ca, now));
-    }
-    if let Some(next) = s.crl_next_update {
-        let ok = now <= next || app.tls_config.allow_stale_crl;
-        let detail = if now <= next {
-            format!("next update in {}h", (next - now) / 3600)
+    let several = app.listeners.len() > 1;
+    for l in &app.listeners {
+        let prefix = if several {
+            format!("listener/{}/", l.name)
         } else {
-            format!("past its nextUpdate by {}h", (now - next) / 3600)
+            String::new()
         };
-        checks.push(Check {
-            name: "crl",
-            ok,
-            detail,
-        });
+        checks.extend(listener_checks(l, now).into_iter().map(|mut c| {
+            c.name.insert_str(0, &prefix);
+            c
+        }));
     }
-    // A reload that failed after the last good one: the files on disk are
-    // not what is served, and the next rotation may not land.
-    let (failed, loaded) = (
-        app.metrics.reload_last_failure.get(),
-        app.metrics.reload_last_success.get(),
-    );
-    checks.push(Check {
-        name: "tls_reload",
-        ok: failed <= loaded,
-        detail: if failed <= loaded {
-            "the files on disk are in service".into()
-        } else {
-            format!(
-                "the last reload failed {}s ago; the previous material is in service",
-                now - failed
-            )
-        },
-    });
     if let Some(k) = &app.kubernetes {
         let last = k.api.last_success();
         let window = i64::try_from(app.admin.api_ready_window.as_secs()).unwrap_or(i64::MAX);
@@ -103,7 +81,7 @@ pub fn readiness(app: &App, now: i64) -> Vec<Check> {
             )
         };
         checks.push(Check {
-            name: "kubernetes_api",
+            name: "kubernetes_api".into(),
             ok,
             detail,
         });
@@ -111,10 +89,59 @@ pub fn readiness(app: &App, now: i64) -> Vec<Check> {
     checks
 }
 
-fn expiry(name: &'static str, not_after: i64, now: i64) -> Check {
+/// One listener's checks: bound, certificates, CRLs, last reload.
+fn listener_checks(l: &crate::app::Listener, now: i64) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let bound = l.bound();
+    checks.push(Check {
+        name: "listener".into(),
+        ok: bound.is_some(),
+        detail: match bound {
+            Some(addr) => format!("{:?} accepting on {addr}", l.name),
+            None => format!("{:?} not yet accepting on {}", l.name, l.listen),
+        },
+    });
+    let s = l.tls.status();
+    checks.push(expiry("serving_certificate", s.serving_not_after, now));
+    if let Some(ca) = s.client_ca_not_after {
+        checks.push(expiry("client_ca", ca, now));
+    }
+    if let Some(next) = s.crl_next_update {
+        let ok = now <= next || l.tls_config.allow_stale_crl;
+        let detail = if now <= next {
+            format!("next update in {}h", (next - now) / 3600)
+        } else {
+            format!("past its nextUpdate by {}h", (now - next) / 3600)
+        };
+        checks.push(Check {
+            name: "crl".into(),
+            ok,
+            detail,
+        });
+    }
+    // A reload that failed after the last good one: the files on disk are
+    // not what is served, and the next rotation may not land.
+    let (_, failed) = l.reloader.last_reloads();
+    let failing = l.reloader.failing();
+    checks.push(Check {
+        name: "tls_reload".into(),
+        ok: !failing,
+        detail: if !failing {
+            "the files on disk are in service".into()
+        } else {
+            format!(
+                "the last reload failed {}s ago; the previous material is in service",
+                now - failed
+            )
+        },
+    });
+    checks
+}
+
+fn expiry(name: &str, not_after: i64, now: i64) -> Check {
     let left = not_after - now;
     Check {
-        name,
+        name: name.into(),
         ok: left > 0,
         detail: if left > 0 {
             format!("expires in {}h", left / 3600)

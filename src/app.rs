@@ -3,12 +3,14 @@
 //! here decides anything about a request; it only wires.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 use crate::authn::jwks::JwksAuthenticator;
 use crate::authn::static_tokens::StaticTokens;
@@ -19,10 +21,11 @@ use crate::authz::access_review::AccessReviewer;
 use crate::authz::static_rules::StaticRules;
 use crate::authz::{Authorizer, Authorizers};
 use crate::cache::{self, CacheSource, KeyHasher};
-use crate::config::{AdminConfig, Config, KubernetesConfig, Limits, TlsConfig};
+use crate::config::{AdminConfig, Config, KubernetesConfig, Limits, ListenerConfig, TlsConfig};
 use crate::gate::{Gate, Parts};
 use crate::kubernetes::{self, ApiClient};
 use crate::metrics::Metrics;
+use crate::metrics::listeners::ListenerCollector;
 use crate::migration::Migration;
 use crate::migration::report::IdentityCollector;
 use crate::proxy::upstream::tls::{ClientTls, Watched};
@@ -43,16 +46,39 @@ pub enum Error {
     /// The Kubernetes client.
     #[error(transparent)]
     Kubernetes(#[from] kubernetes::Error),
+    /// The TLS material or an upstream of one of several listeners.
+    #[error("listener {name:?} ({listen}): {source}")]
+    Listener {
+        /// The listener's name.
+        name: String,
+        /// Its address.
+        listen: SocketAddr,
+        /// What failed.
+        source: Box<Self>,
+    },
+    /// A listener's address could not be bound.
+    #[error("listener {name:?} cannot listen on {listen}: {source}")]
+    Bind {
+        /// The listener's name.
+        name: String,
+        /// Its address.
+        listen: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Everything the server needs at runtime.
 pub struct App {
-    /// The request pipeline.
+    /// The request pipeline (of the first listener; the admin listener's).
     pub gate: Arc<Gate>,
-    /// The TLS material for new handshakes.
+    /// The TLS material for new handshakes (of the first listener; the
+    /// admin listener's with `admin.tls`).
     pub tls: Arc<tls::Acceptor>,
     /// Reloads `tls` when its files change.
     pub reloader: Arc<Reloader>,
+    /// Every TLS listener, the first being `gate`, `tls` and `reloader`.
+    pub listeners: Vec<Arc<Listener>>,
     /// Connection and timing limits.
     pub limits: Limits,
     /// The Kubernetes backend, when configured.
@@ -63,11 +89,39 @@ pub struct App {
     pub health: Arc<Health>,
     /// Admin listener settings.
     pub admin: AdminConfig,
-    /// TLS settings (reload interval).
+    /// TLS settings (of the first listener).
     pub tls_config: TlsConfig,
     /// The client TLS of `https` upstreams loaded from files (reloaded
     /// like the serving material).
     pub upstream_tls: Vec<Arc<ClientTls>>,
+}
+
+/// One TLS listener at runtime. Its own gate holds its routes, identity
+/// rules, client-CA verifier, upstream pools and the state of its
+/// connections; its own acceptor and reloader its TLS material. Nothing of
+/// one listener is reachable from another's connections.
+pub struct Listener {
+    /// Its configured name.
+    pub name: String,
+    /// Its configured address.
+    pub listen: SocketAddr,
+    /// Its request pipeline.
+    pub gate: Arc<Gate>,
+    /// Its TLS material for new handshakes.
+    pub tls: Arc<tls::Acceptor>,
+    /// Reloads `tls` when its files change.
+    pub reloader: Arc<Reloader>,
+    /// Its TLS settings.
+    pub tls_config: TlsConfig,
+    /// Where it is accepting, once it is (readiness).
+    bound: OnceLock<SocketAddr>,
+}
+
+impl Listener {
+    /// The address it accepts on, once it does.
+    pub fn bound(&self) -> Option<SocketAddr> {
+        self.bound.get().copied()
+    }
 }
 
 /// The running Kubernetes backend: the API client and the reviewers' caches.
@@ -104,13 +158,6 @@ impl App {
     /// Loads TLS material and assembles the backends and routes of `config`.
     pub async fn build(config: &Config) -> Result<Self, Error> {
         let metrics = Metrics::new();
-        let acceptor = Arc::new(tls::Acceptor::new(tls::load(&config.tls)?));
-        let reloader = Arc::new(Reloader::new(
-            config.tls.clone(),
-            acceptor.clone(),
-            metrics.clone(),
-        ));
-
         let kube = match &config.kubernetes {
             Some(k) => Some(kube_backend(k, kubernetes::client(k).await?, &metrics)),
             None => None,
@@ -118,38 +165,121 @@ impl App {
         if let Some(jwks) = kube.as_ref().and_then(|k| k.jwks.as_ref()) {
             jwks.load().await;
         }
-        let upstreams = Upstreams::new(&config.routes, &config.limits)?;
-        let upstream_tls = upstreams.client_tls().cloned().collect();
-        let gate = gate(config, kube.as_ref(), acceptor.clone(), &metrics, upstreams);
+        let shared = Shared::new(config, kube.as_ref(), &metrics);
+        let several = config.listeners.len() > 1;
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        let mut upstream_tls = Vec::new();
+        for (i, l) in config.listeners.iter().enumerate() {
+            let (listener, tls) = listener(config, l, i == 0, &shared, &metrics).map_err(|e| {
+                if several {
+                    Error::Listener {
+                        name: l.name.clone(),
+                        listen: l.listen,
+                        source: Box::new(e),
+                    }
+                } else {
+                    e
+                }
+            })?;
+            listeners.push(Arc::new(listener));
+            upstream_tls.extend(tls);
+        }
+        let sources = listeners.iter().map(|l| l.reloader.clone() as _).collect();
+        metrics.register_collector(Box::new(ListenerCollector(sources)));
+        let first = listeners[0].clone();
         Ok(Self {
-            gate: Arc::new(gate),
-            tls: acceptor,
-            reloader,
+            gate: first.gate.clone(),
+            tls: first.tls.clone(),
+            reloader: first.reloader.clone(),
+            tls_config: first.tls_config.clone(),
+            listeners,
             limits: config.limits.clone(),
             kubernetes: kube,
             metrics,
             health: Arc::new(Health::default()),
             admin: config.admin.clone(),
-            tls_config: config.tls.clone(),
             upstream_tls,
         })
     }
 
-    /// Serves the main listener until `shutdown`, then drains it.
+    /// Binds every listener at its configured address, in order; the
+    /// error names the listener and the address.
+    pub async fn bind(&self) -> Result<Vec<TcpListener>, Error> {
+        let mut out = Vec::with_capacity(self.listeners.len());
+        for l in &self.listeners {
+            let tcp = TcpListener::bind(l.listen)
+                .await
+                .map_err(|source| Error::Bind {
+                    name: l.name.clone(),
+                    listen: l.listen,
+                    source,
+                })?;
+            out.push(tcp);
+        }
+        Ok(out)
+    }
+
+    /// Serves the first listener on `listener` until `shutdown`, then drains it.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        self.serve_listener(0, listener, shutdown).await;
+    }
+
+    /// Serves each listener on its socket (`bound`, in the order of
+    /// [`App::listeners`]) until `shutdown`, then drains them all.
+    pub async fn serve_all(
+        self: Arc<Self>,
+        bound: Vec<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::with_capacity(bound.len());
+        for (i, tcp) in bound.into_iter().enumerate() {
+            let (app, stop) = (self.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                app.serve_listener(i, tcp, stop.cancelled_owned()).await;
+            }));
+        }
+        shutdown.await;
+        stop.cancel();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Listener `i`'s accept loop, with its own material, gate and
+    /// connection and handshake budgets (the first listener's being
+    /// [`App::gate`] and [`App::tls`]).
+    async fn serve_listener(&self, i: usize, tcp: TcpListener, shutdown: impl Future<Output = ()>) {
+        let Some(l) = self.listeners.get(i) else {
+            return;
+        };
+        let (gate, tls) = if i == 0 {
+            (self.gate.clone(), self.tls.clone())
+        } else {
+            (l.gate.clone(), l.tls.clone())
+        };
+        if let Ok(addr) = tcp.local_addr() {
+            let _ = l.bound.set(addr);
+            info!(listener = %l.name, listen = %addr, "authgate serving");
+        }
         let handshake = Handshake::Tls {
-            acceptor: self.tls.clone(),
+            acceptor: tls,
             profile: Profile::Main,
             metrics: Some(Box::new(self.metrics.clone())),
         };
         let limits = server::Limits::main(&self.limits);
-        server::serve(listener, handshake, self.gate.clone(), limits, shutdown).await;
+        server::serve(tcp, handshake, gate, limits, shutdown).await;
     }
 
     /// Starts the background work (TLS reload, API probe) until `stop`.
     pub fn spawn_background(&self, stop: &CancellationToken) {
+        // Each listener's files on their own: a bad file of one keeps that
+        // listener's material in service and touches no other.
+        for l in &self.listeners {
+            let every = l.tls_config.reload_interval;
+            tokio::spawn(l.reloader.clone().run(every, stop.clone()));
+        }
         let every = self.tls_config.reload_interval;
-        tokio::spawn(self.reloader.clone().run(every, stop.clone()));
         for tls in &self.upstream_tls {
             let watched = Arc::new(Watched {
                 tls: tls.clone(),
@@ -208,10 +338,10 @@ pub fn kube_backend(k: &KubernetesConfig, client: kube::Client, metrics: &Metric
     }
 }
 
-/// The gate of `config`: static backends first, then the Kubernetes
-/// reviewers of `kube` (the apiserver's union of authenticators), sending
-/// permitted requests to `forward`. Registers the caches' and the migration
-/// report's metrics.
+/// The gate of `config`'s first listener: static backends first, then the
+/// Kubernetes reviewers of `kube` (the apiserver's union of
+/// authenticators), sending permitted requests to `forward`. Registers the
+/// caches' and the migration report's metrics.
 pub fn gate<F>(
     config: &Config,
     kube: Option<&KubeBackend>,
@@ -219,49 +349,120 @@ pub fn gate<F>(
     metrics: &Metrics,
     forward: F,
 ) -> Gate<F> {
-    let statics = &config.static_backend;
-    let mut tokens: Vec<Arc<dyn TokenAuthenticator>> = Vec::new();
-    if !statics.tokens.is_empty() {
-        tokens.push(Arc::new(StaticTokens::new(&statics.tokens)));
+    let shared = Shared::new(config, kube, metrics);
+    let first = &config.listeners[0];
+    shared.gate(config, first, tls, metrics, forward)
+}
+
+/// The first listener (`primary`) or another one of `config`, and the
+/// client TLS of its upstreams to watch.
+fn listener(
+    config: &Config,
+    l: &ListenerConfig,
+    primary: bool,
+    shared: &Shared,
+    metrics: &Metrics,
+) -> Result<(Listener, Vec<Arc<ClientTls>>), Error> {
+    let acceptor = Arc::new(tls::Acceptor::new(tls::load(&l.tls)?));
+    let reloader = Arc::new(Reloader::for_listener(
+        &l.name,
+        primary,
+        l.tls.clone(),
+        acceptor.clone(),
+        metrics.clone(),
+    ));
+    // Its own pools: an upstream connection is never reused across listeners.
+    let upstreams = Upstreams::new(&l.routes, &config.limits)?;
+    let upstream_tls = upstreams.client_tls().cloned().collect();
+    let mut gate = shared.gate(config, l, acceptor.clone(), metrics, upstreams);
+    if config.listeners.len() > 1 {
+        gate = gate.for_listener(&l.name);
     }
-    let mut authorizers: Vec<Arc<dyn Authorizer>> = Vec::new();
-    if !statics.allow.is_empty() {
-        authorizers.push(Arc::new(StaticRules::new(&statics.allow)));
-    }
-    // Bytes, evictions and refreshes of every cache, in one collector.
-    let mut caches: Vec<(&'static str, Arc<dyn CacheSource>)> = Vec::new();
-    if let Some(k) = kube {
-        if let Some(tr) = &k.token_review {
-            // With token_review.jwks, local verification takes the
-            // reviewer's place and falls back to it.
-            match &k.jwks {
-                Some(jwks) => tokens.push(jwks.clone()),
-                None => tokens.push(tr.clone()),
+    let listener = Listener {
+        name: l.name.clone(),
+        listen: l.listen,
+        gate: Arc::new(gate),
+        tls: acceptor,
+        reloader,
+        tls_config: l.tls.clone(),
+        bound: OnceLock::new(),
+    };
+    Ok((listener, upstream_tls))
+}
+
+/// What every listener's gate shares: the token backends and authorizers
+/// (so their caches and budgets are one), and the migration report.
+struct Shared {
+    tokens: Vec<Arc<dyn TokenAuthenticator>>,
+    authorizers: Vec<Arc<dyn Authorizer>>,
+    migration: Migration,
+}
+
+impl Shared {
+    /// The backends of `config` and `kube`; registers the caches' and the
+    /// migration report's metrics (once, whatever the listeners).
+    fn new(config: &Config, kube: Option<&KubeBackend>, metrics: &Metrics) -> Self {
+        let statics = &config.static_backend;
+        let mut tokens: Vec<Arc<dyn TokenAuthenticator>> = Vec::new();
+        if !statics.tokens.is_empty() {
+            tokens.push(Arc::new(StaticTokens::new(&statics.tokens)));
+        }
+        let mut authorizers: Vec<Arc<dyn Authorizer>> = Vec::new();
+        if !statics.allow.is_empty() {
+            authorizers.push(Arc::new(StaticRules::new(&statics.allow)));
+        }
+        // Bytes, evictions and refreshes of every cache, in one collector.
+        let mut caches: Vec<(&'static str, Arc<dyn CacheSource>)> = Vec::new();
+        if let Some(k) = kube {
+            if let Some(tr) = &k.token_review {
+                // With token_review.jwks, local verification takes the
+                // reviewer's place and falls back to it.
+                match &k.jwks {
+                    Some(jwks) => tokens.push(jwks.clone()),
+                    None => tokens.push(tr.clone()),
+                }
+                metrics.register_cache("token", Arc::new(tr.cache().clone()));
+                caches.push(("token", Arc::new(tr.cache().clone())));
             }
-            metrics.register_cache("token", Arc::new(tr.cache().clone()));
-            caches.push(("token", Arc::new(tr.cache().clone())));
+            if let Some(ar) = &k.access_review {
+                authorizers.push(ar.clone());
+                metrics.register_cache("access", Arc::new(ar.cache().clone()));
+                caches.push(("access", Arc::new(ar.cache().clone())));
+            }
         }
-        if let Some(ar) = &k.access_review {
-            authorizers.push(ar.clone());
-            metrics.register_cache("access", Arc::new(ar.cache().clone()));
-            caches.push(("access", Arc::new(ar.cache().clone())));
+        if !caches.is_empty() {
+            metrics.register_collector(Box::new(cache::metrics::Collector::new(caches)));
+        }
+        let migration = Migration::new(&config.migration);
+        metrics.register_collector(Box::new(IdentityCollector(migration.tracker().clone())));
+        Self {
+            tokens,
+            authorizers,
+            migration,
         }
     }
-    if !caches.is_empty() {
-        metrics.register_collector(Box::new(cache::metrics::Collector::new(caches)));
+
+    /// The gate of listener `l`: its routes, identity rules and material,
+    /// the shared backends.
+    fn gate<F>(
+        &self,
+        config: &Config,
+        l: &ListenerConfig,
+        tls: Arc<tls::Acceptor>,
+        metrics: &Metrics,
+        forward: F,
+    ) -> Gate<F> {
+        Gate::new(Parts {
+            routes: l.routes.clone(),
+            authn: Authenticator::new(CertMapper::new(&l.identity_rules), self.tokens.clone()),
+            authz: Authorizers::new(self.authorizers.clone()),
+            headers: config.headers.clone(),
+            paths: config.paths.clone(),
+            migration: self.migration.clone(),
+            mode: config.mode.clone(),
+            tls,
+            metrics: metrics.clone(),
+            forward,
+        })
     }
-    let migration = Migration::new(&config.migration);
-    metrics.register_collector(Box::new(IdentityCollector(migration.tracker().clone())));
-    Gate::new(Parts {
-        routes: config.routes.clone(),
-        authn: Authenticator::new(CertMapper::new(&config.identity_rules), tokens),
-        authz: Authorizers::new(authorizers),
-        headers: config.headers.clone(),
-        paths: config.paths.clone(),
-        migration,
-        mode: config.mode.clone(),
-        tls,
-        metrics: metrics.clone(),
-        forward,
-    })
 }

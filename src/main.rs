@@ -189,13 +189,22 @@ fn check_config(path: &std::path::Path, skip_files: bool) -> ExitCode {
         Ok(c) => c,
         Err(e) => return refuse(e.to_string()),
     };
-    if !skip_files && let Err(e) = authgate::tls::load(&config.tls) {
-        return refuse(format!("{}: {e}", tls_key(&config.tls, &e)));
-    }
-    // The CA bundles and client certificates of https upstreams, as serving
-    // loads them (each client key must match its certificate).
-    if !skip_files && let Err(e) = authgate::proxy::upstream::load_tls(&config.routes) {
-        return refuse(e.to_string());
+    let several = config.listeners.len() > 1;
+    for (i, l) in config.listeners.iter().enumerate() {
+        // `listeners[i].` before the key, with several listeners.
+        let within = if several {
+            format!("listeners[{i}].")
+        } else {
+            String::new()
+        };
+        if !skip_files && let Err(e) = authgate::tls::load(&l.tls) {
+            return refuse(format!("{within}{}: {e}", tls_key(&l.tls, &e)));
+        }
+        // The CA bundles and client certificates of https upstreams, as
+        // serving loads them (each client key must match its certificate).
+        if !skip_files && let Err(e) = authgate::proxy::upstream::load_tls(&l.routes) {
+            return refuse(format!("{within}{e}"));
+        }
     }
     let _ = writeln!(std::io::stdout(), "{}: ok", path.display());
     ExitCode::SUCCESS
@@ -283,7 +292,9 @@ async fn serve(config: Config) -> Result {
     app.metrics.count_dropped_log_lines(Box::new(move || {
         dropped.dropped_lines() as u64 + access_log::dropped()
     }));
-    let listener = TcpListener::bind(config.listen).await?;
+    // Every listener is bound before anything serves: one that cannot be
+    // fails startup, naming it.
+    let listeners = app.bind().await?;
     let stop = CancellationToken::new();
     app.spawn_background(&stop);
     if let Some(addr) = config.admin.listen {
@@ -295,7 +306,6 @@ async fn serve(config: Config) -> Result {
             stop.clone().cancelled_owned(),
         ));
     }
-    info!(listen = %listener.local_addr()?, "authgate serving");
     // Readiness turns false first; after `shutdown_delay` the listener closes
     // and in-flight requests get `shutdown_timeout` to finish.
     let health = app.health.clone();
@@ -311,7 +321,7 @@ async fn serve(config: Config) -> Result {
             tokio::time::sleep(delay).await;
         }
     };
-    app.serve(listener, shutdown).await;
+    app.serve_all(listeners, shutdown).await;
     stop.cancel();
     info!("stopped");
     Ok(())

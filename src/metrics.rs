@@ -16,6 +16,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::cache::CacheSource;
 
+pub mod listeners;
 mod route;
 
 pub use route::{AUTHS, OUTCOMES, RouteCounters, Slot};

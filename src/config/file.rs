@@ -61,6 +61,31 @@ pub struct File {
     /// How requests are described to the authorizers.
     #[serde(default)]
     pub authorization: AuthorizationFile,
+    /// Several TLS listeners, each with its own address, TLS material,
+    /// identity rules and routes. The top-level `listen`, `tls`,
+    /// `identity` and `routes` are the shorthand for one listener; the two
+    /// forms cannot be mixed.
+    pub listeners: Option<Vec<ListenerFile>>,
+}
+
+/// One entry of `listeners`: what is per listener. Everything else
+/// (backends, caches, `headers`, `paths`, `limits` (applied to each
+/// listener on its own), `admin`, `log`) is shared.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerFile {
+    /// Used in logs, metrics and errors. Default `listener-<index>`.
+    pub name: Option<String>,
+    /// Address of this TLS listener (required).
+    pub listen: Option<SocketAddr>,
+    /// Its serving certificate and client-certificate verification (required).
+    pub tls: Option<TlsFile>,
+    /// How its verified client certificates become identities.
+    #[serde(default)]
+    pub identity: IdentityFile,
+    /// Its routes; a request is routed by its own listener's only.
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
 }
 
 /// `authorization:`

@@ -67,15 +67,16 @@ impl Error {
 /// Everything authgate needs to run, validated.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// TLS listener address.
+    /// TLS listener address (of the first listener).
     pub listen: SocketAddr,
-    /// Serving certificate and client-certificate verification.
+    /// Serving certificate and client-certificate verification (of the
+    /// first listener).
     pub tls: TlsConfig,
-    /// Certificate-to-identity rules, in order.
+    /// Certificate-to-identity rules, in order (of the first listener).
     pub identity_rules: Vec<IdentityRule>,
     /// The embedded token and policy backend (empty when not configured).
     pub static_backend: StaticConfig,
-    /// Routes, in file order.
+    /// Routes, in file order (of the first listener).
     pub routes: Vec<RouteConfig>,
     /// Names of the identity headers sent upstream.
     pub headers: HeaderNames,
@@ -93,6 +94,28 @@ pub struct Config {
     pub mode: Mode,
     /// Token-to-certificate migration policy and tracking.
     pub migration: MigrationConfig,
+    /// Every TLS listener, in file order: `listeners[]`, or the one of the
+    /// shorthand form (named `main`). The first one's parts are also
+    /// `listen`, `tls`, `identity_rules` and `routes` above.
+    pub listeners: Vec<ListenerConfig>,
+}
+
+/// One TLS listener, validated: the parts that are its own. Backends,
+/// caches, headers, paths, limits (applied to each listener separately)
+/// and the admin listener are shared.
+#[derive(Clone, Debug)]
+pub struct ListenerConfig {
+    /// Its name in logs, metrics and errors (`listeners[].name`, else
+    /// `listener-<index>`; `main` for the shorthand form).
+    pub name: String,
+    /// Address.
+    pub listen: SocketAddr,
+    /// Serving certificate and client-certificate verification.
+    pub tls: TlsConfig,
+    /// Certificate-to-identity rules, in order.
+    pub identity_rules: Vec<IdentityRule>,
+    /// Routes, in file order.
+    pub routes: Vec<RouteConfig>,
 }
 
 /// What authgate does with an allowed request.

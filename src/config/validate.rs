@@ -26,30 +26,23 @@ pub fn parse_yaml(text: &str) -> Result<File, Error> {
 impl TryFrom<File> for Config {
     type Error = Error;
 
-    fn try_from(f: File) -> Result<Self, Error> {
-        let tls = f.tls.ok_or_else(|| Error::invalid("tls", "is required"))?;
-        let mode = policy::mode(f.mode.as_deref(), f.auth)?;
-        let mut tls = tls_config(tls)?;
-        let identity_rules = identity::rules(f.identity.rules, &tls)?;
-        tls.rule_ca_files = identity_rules.iter().map(|r| r.ca_file.clone()).collect();
-        if let Mode::Auth(ep) = &mode
-            && !ep.trusted_proxies.is_empty()
-            && tls.client_ca_file.is_none()
-        {
-            return Err(Error::invalid(
-                "auth.trusted_proxies",
-                "needs tls.client_ca_file to verify the certificates proxies forward",
-            ));
+    fn try_from(mut f: File) -> Result<Self, Error> {
+        if f.tls.is_none() && f.listeners.is_none() {
+            return Err(Error::invalid("tls", "is required"));
         }
-        let verb_mapping = verb_mapping(f.authorization)?;
-        let routes = routes(f.routes, &mode, verb_mapping)?;
+        let mode = policy::mode(f.mode.take().as_deref(), f.auth.take())?;
+        let verb_mapping = verb_mapping(std::mem::take(&mut f.authorization))?;
+        let listeners = listeners::listeners(&mut f, &mode, verb_mapping)?;
+        let all_routes: Vec<RouteConfig> =
+            listeners.iter().flat_map(|l| l.routes.clone()).collect();
+        let first = listeners[0].clone();
         Ok(Self {
-            listen: f.listen.unwrap_or_else(|| ([0, 0, 0, 0], 8443).into()),
-            tls,
-            identity_rules,
+            listen: first.listen,
+            tls: first.tls,
+            identity_rules: first.identity_rules,
             static_backend: static_config(f.static_backend.unwrap_or_default())?,
-            paths: paths::paths(f.paths, &routes)?,
-            routes,
+            paths: paths::paths(f.paths, &all_routes)?,
+            routes: first.routes,
             headers: headers::header_names(f.headers)?,
             limits: limits(f.limits)?,
             log: log_config(f.log)?,
@@ -57,6 +50,7 @@ impl TryFrom<File> for Config {
             admin: admin(f.admin)?,
             migration: policy::migration(f.migration)?,
             mode,
+            listeners,
         })
     }
 }
@@ -593,6 +587,7 @@ fn log_config(l: file::LogFile) -> Result<LogConfig, Error> {
 mod headers;
 mod identity;
 mod jwks;
+mod listeners;
 mod paths;
 mod policy;
 mod probe;

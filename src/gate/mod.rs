@@ -75,6 +75,8 @@ pub struct Gate<F = proxy::Upstreams> {
     /// The request series of requests that matched no route.
     no_route: crate::metrics::RouteCounters,
     forward: F,
+    /// Its listener's name in the access log, with several listeners.
+    listener: Option<Arc<str>>,
 }
 
 /// The parts a [`Gate`] is assembled from.
@@ -163,7 +165,15 @@ impl<F> Gate<F> {
             no_route: p.metrics.route_counters(""),
             metrics: p.metrics,
             forward: p.forward,
+            listener: None,
         }
+    }
+
+    /// The gate of the listener `name`, which its access lines name.
+    #[must_use]
+    pub fn for_listener(mut self, name: &str) -> Self {
+        self.listener = Some(name.into());
+        self
     }
 
     /// The migration policy and usage tracker.
@@ -216,6 +226,7 @@ impl<F> Gate<F> {
             },
             latency: start.elapsed(),
             lookups,
+            listener: self.listener.as_deref().unwrap_or(""),
         });
         resp
     }

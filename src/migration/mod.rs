@@ -19,8 +19,8 @@ use report::Tracker;
 /// The group every identity carries; never a pinning criterion.
 const AUTHENTICATED: &str = "system:authenticated";
 
-/// Pinned identities and the usage tracker.
-#[derive(Debug)]
+/// Pinned identities and the usage tracker (clones share the tracker).
+#[derive(Clone, Debug)]
 pub struct Migration {
     pinned: Option<GlobSet>,
     tracker: Arc<Tracker>,

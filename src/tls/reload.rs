@@ -10,6 +10,7 @@
 //! counted, and never stops the process.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -30,18 +31,70 @@ pub struct Reloader {
     cfg: TlsConfig,
     acceptor: Arc<Acceptor>,
     metrics: Metrics,
+    /// The listener's name, in logs and metrics.
+    listener: String,
+    /// Whether this is the first listener, whose material the unlabelled
+    /// `authgate_serving_certificate_*`/`tls_reload_last_*` gauges show.
+    primary: bool,
+    /// When this listener's material last loaded (Unix seconds).
+    last_success: AtomicI64,
+    /// When a reload of this listener last failed (0: never).
+    last_failure: AtomicI64,
+    /// The last reload failed: the files on disk are not in service.
+    failing: AtomicBool,
 }
 
 impl Reloader {
-    /// A reloader installing into `acceptor`.
+    /// A reloader installing into `acceptor`, of the only (or first) listener.
     pub fn new(cfg: TlsConfig, acceptor: Arc<Acceptor>, metrics: Metrics) -> Self {
+        Self::for_listener("main", true, cfg, acceptor, metrics)
+    }
+
+    /// A reloader of the listener `name` (`primary`: the first one).
+    pub fn for_listener(
+        name: &str,
+        primary: bool,
+        cfg: TlsConfig,
+        acceptor: Arc<Acceptor>,
+        metrics: Metrics,
+    ) -> Self {
         let r = Self {
+            last_success: AtomicI64::new(acceptor.status().loaded_at),
+            last_failure: AtomicI64::new(0),
+            failing: AtomicBool::new(false),
             cfg,
             acceptor,
             metrics,
+            listener: name.to_owned(),
+            primary,
         };
         r.publish_status();
         r
+    }
+
+    /// The listener's name.
+    pub fn listener(&self) -> &str {
+        &self.listener
+    }
+
+    /// The material in service.
+    pub fn acceptor(&self) -> &Arc<Acceptor> {
+        &self.acceptor
+    }
+
+    /// Whether the last reload that found changed files failed (what is
+    /// served is not what is on disk).
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    /// When this listener's material last loaded, and when a reload of it
+    /// last failed (0: never), in Unix seconds.
+    pub fn last_reloads(&self) -> (i64, i64) {
+        (
+            self.last_success.load(Ordering::Relaxed),
+            self.last_failure.load(Ordering::Relaxed),
+        )
     }
 
     /// Reloads when the files changed, or always with `force`. `Ok(true)`:
@@ -49,24 +102,30 @@ impl Reloader {
     pub fn reload(&self, force: bool) -> Result<bool, Error> {
         let result = self.try_reload(force);
         match &result {
-            Ok(false) => {}
+            // The files on disk are the ones in service (again).
+            Ok(false) => self.failing.store(false, Ordering::Relaxed),
             Ok(true) => {
                 let s = self.acceptor.status();
-                info!(serial = %s.serving_serial, not_after = s.serving_not_after, crls = s.crls, "TLS material reloaded");
+                info!(listener = %self.listener, serial = %s.serving_serial, not_after = s.serving_not_after, crls = s.crls, "TLS material reloaded");
                 self.metrics
                     .reloads
                     .get_or_create(&ResultLabel { result: "success" })
                     .inc();
-                self.metrics.reload_last_success.set(unix_now());
+                self.last_success.store(unix_now(), Ordering::Relaxed);
+                self.failing.store(false, Ordering::Relaxed);
                 self.publish_status();
             }
             Err(e) => {
-                warn!(error = %e, "TLS reload failed; keeping the material in service");
+                warn!(listener = %self.listener, error = %e, "TLS reload failed; keeping the material in service");
                 self.metrics
                     .reloads
                     .get_or_create(&ResultLabel { result: "failure" })
                     .inc();
-                self.metrics.reload_last_failure.set(unix_now());
+                self.last_failure.store(unix_now(), Ordering::Relaxed);
+                self.failing.store(true, Ordering::Relaxed);
+                if self.primary {
+                    self.metrics.reload_last_failure.set(unix_now());
+                }
             }
         }
         result
@@ -85,6 +144,10 @@ impl Reloader {
     }
 
     fn publish_status(&self) {
+        // Every listener's, labelled: `metrics::listeners`.
+        if !self.primary {
+            return;
+        }
         let s = self.acceptor.status();
         self.metrics.serving_cert_not_after.set(s.serving_not_after);
         if let Some(ca) = s.client_ca_not_after {
@@ -96,6 +159,20 @@ impl Reloader {
     /// Watches, polls every `interval` and listens for SIGHUP until `stop`.
     pub async fn run(self: Arc<Self>, interval: Duration, stop: CancellationToken) {
         run(self, interval, stop).await;
+    }
+}
+
+impl crate::metrics::listeners::ListenerSource for Reloader {
+    fn listener_status(&self) -> crate::metrics::listeners::ListenerStatus {
+        let s = self.acceptor.status();
+        let (last_success, last_failure) = self.last_reloads();
+        crate::metrics::listeners::ListenerStatus {
+            name: self.listener.clone(),
+            serving_not_after: s.serving_not_after,
+            client_ca_not_after: s.client_ca_not_after,
+            last_success,
+            last_failure,
+        }
     }
 }
 

@@ -20,6 +20,7 @@ mod jwks;
 mod keepalive;
 mod krp;
 mod kubernetes;
+mod listeners;
 mod migration;
 mod monitoring;
 mod mtls;
