@@ -24,7 +24,7 @@ use crate::gate::{Gate, Parts};
 use crate::kubernetes::{self, ApiClient};
 use crate::metrics::Metrics;
 use crate::migration::Migration;
-use crate::migration::report::IdentityCollector;
+use crate::migration::export::IdentityCollector;
 use crate::proxy::upstream::tls::{ClientTls, Watched};
 use crate::proxy::{self, Upstreams};
 use crate::server::{self, Handshake, Profile};

@@ -49,6 +49,8 @@ pub struct Record<'a> {
     pub latency: Duration,
     /// What the review caches did.
     pub lookups: Lookups,
+    /// Served in a dry run that, enforced, would refuse it for this reason.
+    pub would_refuse: Option<&'a str>,
 }
 
 /// Logs and counts `r`.
@@ -84,6 +86,7 @@ pub fn record(r: &Record<'_>) {
         latency_us: u64::try_from(r.latency.as_micros()).unwrap_or(u64::MAX),
         token_cache: r.lookups.token.as_str(),
         access_cache: r.lookups.access.as_str(),
+        would_refuse: r.would_refuse,
     });
 }
 

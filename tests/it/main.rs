@@ -21,6 +21,7 @@ mod keepalive;
 mod krp;
 mod kubernetes;
 mod migration;
+mod migration_dry_run;
 mod mtls;
 mod nginx;
 mod operations;
