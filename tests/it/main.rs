@@ -22,6 +22,7 @@ mod krp;
 mod kubernetes;
 mod migration;
 mod migration_dry_run;
+mod migration_fleet;
 mod mtls;
 mod nginx;
 mod operations;
