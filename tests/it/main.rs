@@ -23,6 +23,7 @@ mod kubernetes;
 mod migration;
 mod migration_dry_run;
 mod migration_fleet;
+mod migration_page;
 mod mtls;
 mod nginx;
 mod operations;

@@ -63,10 +63,20 @@ impl Replica {
         upstream: std::net::SocketAddr,
         static_and_routes: &str,
     ) -> Self {
+        Self::start_with(pki, upstream, static_and_routes, "")
+    }
+
+    /// [`Self::start`] with `migration` added under `migration:` (indented).
+    pub(crate) fn start_with(
+        pki: &Pki,
+        upstream: std::net::SocketAddr,
+        static_and_routes: &str,
+        migration: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let (port, admin) = (free_port(), free_port());
         let config = format!(
-            "listen: \"127.0.0.1:{port}\"\ntls:\n  cert_file: {}\n  key_file: {}\n  client_ca_file: {}\n{}\nadmin:\n  listen: \"127.0.0.1:{admin}\"\nmigration:\n  track_identities: true\n",
+            "listen: \"127.0.0.1:{port}\"\ntls:\n  cert_file: {}\n  key_file: {}\n  client_ca_file: {}\n{}\nadmin:\n  listen: \"127.0.0.1:{admin}\"\nmigration:\n  track_identities: true\n{migration}",
             pki.server_cert.display(),
             pki.server_key.display(),
             pki.ca_file.display(),
