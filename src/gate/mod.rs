@@ -134,9 +134,7 @@ struct Scope<'g> {
 impl<F> Gate<F> {
     /// Assembles a gate from its parts.
     pub fn new(p: Parts<F>) -> Self {
-        p.migration
-            .tracker()
-            .declare_routes(p.routes.iter().map(|r| r.path_prefix.as_str()));
+        p.migration.declare_routes(&p.routes);
         let routes = p
             .routes
             .into_iter()

@@ -311,18 +311,18 @@ async fn answer(args: &CheckArgs) -> Result<Verdict, Error> {
             )));
         }
     };
-    let now = i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs(),
-    )
-    .unwrap_or(i64::MAX);
+    let clock = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let now = i64::try_from(clock.as_secs()).unwrap_or(i64::MAX);
+    // Evaluated at this instant to the millisecond: a whole second would
+    // leave out the samples of its fraction.
+    let at_time = format!("{}.{:03}", clock.as_secs(), clock.subsec_millis());
     let client = client()?;
     let [by_method, by_identity] = queries(&args.route, args.quiet_for);
     let get = |q: String| {
         let url = format!(
-            "{base}/api/v1/query?query={}&time={now}",
+            "{base}/api/v1/query?query={}&time={at_time}",
             utf8_percent_encode(&q, NON_ALPHANUMERIC)
         );
         query(&client, url, &at, args.timeout)

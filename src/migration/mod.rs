@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use globset::{GlobSet, GlobSetBuilder};
 
-use crate::config::MigrationConfig;
+use crate::config::{MigrationConfig, RouteConfig};
 use crate::identity::Identity;
 use report::Tracker;
 
@@ -47,6 +47,12 @@ pub struct Migration {
 impl Migration {
     /// From the validated `migration:` settings.
     pub fn new(cfg: &MigrationConfig) -> Self {
+        for g in &cfg.mtls_required_dry_run {
+            tracing::warn!(
+                glob = g.glob(),
+                "migration.mtls_required entry with enforce: false: its tokens are served, and only counted"
+            );
+        }
         Self {
             pinned: pin_set(&cfg.mtls_required),
             dry_run: pin_set(&cfg.mtls_required_dry_run),
@@ -64,6 +70,19 @@ impl Migration {
         } else {
             Pin::No
         }
+    }
+
+    /// Gives each route its series before its first request, and warns of
+    /// the routes whose closing to tokens is only a dry run.
+    pub fn declare_routes(&self, routes: &[RouteConfig]) {
+        for r in routes.iter().filter(|r| !r.auth.enforce) {
+            tracing::warn!(
+                route = r.path_prefix.as_str(),
+                "routes[].auth with enforce: false: tokens are served on this route, and only counted"
+            );
+        }
+        self.tracker
+            .declare_routes(routes.iter().map(|r| r.path_prefix.as_str()));
     }
 
     /// The usage tracker (report and metric).

@@ -140,11 +140,7 @@ pub fn render(report: &Report) -> String {
 }
 
 fn share(out: &mut String, id: &str, what: &str, part: u64, whole: u64) {
-    let pct = if whole == 0 {
-        0
-    } else {
-        part.saturating_mul(100) / whole
-    };
+    let pct = part.saturating_mul(100).checked_div(whole).unwrap_or(0);
     let _ = writeln!(
         out,
         "<p>{what}: <progress max=\"100\" value=\"{pct}\"></progress> \

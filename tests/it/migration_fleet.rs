@@ -253,6 +253,32 @@ pub(crate) fn have(binary: &str, require: &str) -> bool {
 
 const CONFIG: &str = "static:\n  tokens:\n    - {token: bob-token-7f3a9c, user: bob}\n    - {token: carol-token-51be02, user: carol}\n  allow:\n    - {group: \"system:authenticated\", verbs: [get], paths: [\"/**\"]}\nroutes:\n  - {path_prefix: /, upstream: \"{UP}\"}\n  - {path_prefix: /legacy, upstream: \"{UP}\"}\n  - {path_prefix: /quiet, upstream: \"{UP}\"}\n  - {path_prefix: /closing, upstream: \"{UP}\", auth: {methods: [mtls], enforce: false}}\n";
 
+/// `check` off the async runtime.
+async fn check_async(url: &str, route: &'static str, window: &'static str) -> Output {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || check(&url, route, window))
+        .await
+        .expect("check task")
+}
+
+/// Tokens on /legacy: bob through one replica, carol through the other; on
+/// /quiet only a certificate; bob's token on the dry-run route.
+async fn workload(pki: &Pki, a: &Replica, b: &Replica) {
+    let alice = pki.client("alice", &ClientOpts::cn("alice", &["dev"]));
+    for (replica, token) in [(a, BOB_TOKEN), (b, CAROL_TOKEN)] {
+        let r = replica.client(pki).get_with_token("/legacy/x", token).await;
+        assert_eq!(r.expect("legacy").status, 200);
+        let r = replica
+            .client(pki)
+            .with_cert(&alice)
+            .get("/quiet/x", &[])
+            .await;
+        assert_eq!(r.expect("quiet").status, 200);
+    }
+    let r = a.client(pki).get_with_token("/closing/x", BOB_TOKEN).await;
+    assert_eq!(r.expect("closing").status, 200, "a dry run serves");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn migration_check_answers_from_prometheus_scraping_two_replicas() {
     if !have(PROMETHEUS, "AUTHGATE_REQUIRE_PROMETHEUS") {
@@ -262,30 +288,7 @@ async fn migration_check_answers_from_prometheus_scraping_two_replicas() {
     let upstream = Upstream::start().await;
     let a = Replica::start(&pki, upstream.addr, CONFIG);
     let b = Replica::start(&pki, upstream.addr, CONFIG);
-    // Tokens on /legacy: bob through one replica, carol through the other;
-    // on /quiet only a certificate; bob's token on the dry-run route.
-    let alice = pki.client("alice", &ClientOpts::cn("alice", &["dev"]));
-    for (replica, token) in [(&a, BOB_TOKEN), (&b, CAROL_TOKEN)] {
-        let r = replica
-            .client(&pki)
-            .get_with_token("/legacy/x", token)
-            .await
-            .expect("legacy");
-        assert_eq!(r.status, 200);
-        let r = replica
-            .client(&pki)
-            .with_cert(&alice)
-            .get("/quiet/x", &[])
-            .await
-            .expect("quiet");
-        assert_eq!(r.status, 200);
-    }
-    let r = a
-        .client(&pki)
-        .get_with_token("/closing/x", BOB_TOKEN)
-        .await
-        .expect("closing");
-    assert_eq!(r.status, 200, "a dry run serves");
+    workload(&pki, &a, &b).await;
     let last_token = Instant::now();
 
     let prom = Prometheus::start(&[a.admin, b.admin]);
@@ -305,25 +308,19 @@ async fn migration_check_answers_from_prometheus_scraping_two_replicas() {
     );
 
     let url = prom.url();
-    let out = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || check(&url, "/legacy", "7d")
-    })
-    .await
-    .expect("check");
+    let out = check_async(&url, "/legacy", "7d").await;
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let names: Vec<&str> = stdout
+    let mut names: Vec<&str> = stdout
         .lines()
         .skip(2)
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    let mut sorted = names.clone();
-    sorted.sort_unstable();
-    assert_eq!(sorted, ["bob", "carol"], "{t}");
+    names.sort_unstable();
+    assert_eq!(names, ["bob", "carol"], "{t}");
     assert!(
-        stdout.lines().nth(2).is_some_and(|l| l.contains("Z")),
+        stdout.lines().nth(2).is_some_and(|l| l.ends_with('Z')),
         "{t}"
     );
 
@@ -332,10 +329,7 @@ async fn migration_check_answers_from_prometheus_scraping_two_replicas() {
         ("/closing", "7d", 1, "bob"),
         ("/nope", "7d", 2, "no authgate replica"),
     ] {
-        let url = url.clone();
-        let out = tokio::task::spawn_blocking(move || check(&url, route, window))
-            .await
-            .expect("check");
+        let out = check_async(&url, route, window).await;
         let t = text(&out);
         assert_eq!(out.status.code(), Some(code), "{route}: {t}");
         assert!(t.contains(says), "{route}: {t}");
@@ -343,29 +337,18 @@ async fn migration_check_answers_from_prometheus_scraping_two_replicas() {
 
     // The tokens are older than a short window: quiet (the gauges still
     // carry their time, so this is the window at work, not missing data).
-    let wait = Duration::from_secs(4).saturating_sub(last_token.elapsed());
-    tokio::time::sleep(wait).await;
-    let out = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || check(&url, "/legacy", "3s")
-    })
-    .await
-    .expect("check");
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(last_token.elapsed())).await;
+    let out = check_async(&url, "/legacy", "3s").await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     // Something that is not Prometheus answers: no answer, exit 2.
-    let not_prometheus = format!("http://{}", upstream.addr);
-    let out = tokio::task::spawn_blocking(move || check(&not_prometheus, "/legacy", "7d"))
-        .await
-        .expect("check");
+    let out = check_async(&format!("http://{}", upstream.addr), "/legacy", "7d").await;
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
     assert!(t.contains("no answer") && out.stdout.is_empty(), "{t}");
     // Prometheus gone: exit 2.
     drop(prom);
-    let out = tokio::task::spawn_blocking(move || check(&url, "/legacy", "7d"))
-        .await
-        .expect("check");
+    let out = check_async(&url, "/legacy", "7d").await;
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
     assert!(t.contains("cannot reach Prometheus"), "{t}");

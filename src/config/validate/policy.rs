@@ -181,7 +181,8 @@ pub(super) fn route_auth(key: &str, a: Option<RouteAuthFile>) -> Result<RouteAut
     // A dry run shadows closing a route to tokens, the one lever of a
     // token-to-mTLS move; anything else it would shadow is not a refusal
     // the same request set could be replayed against.
-    if !enforce && !(mtls && token == TokenPolicy::Forbidden) {
+    let closed = mtls && token == TokenPolicy::Forbidden;
+    if !enforce && !closed {
         return Err(Error::invalid(
             format!("{key}.enforce"),
             "false has no effect: only a route closed to tokens (methods: [mtls] or token: forbidden) can be dry-run",
@@ -336,7 +337,7 @@ mod tests {
         });
         assert_eq!(dry(Some(&["mtls"]), None), closed);
         assert_eq!(dry(None, Some("forbidden")), closed);
-        let lax = closed.clone().map(RouteAuth::in_force);
+        let lax = closed.map(RouteAuth::in_force);
         assert_eq!(lax, Ok(RouteAuth::default()));
         for (methods, token) in [
             (None, None),
