@@ -59,6 +59,9 @@ pub struct Line<'a> {
     pub access_cache: &'a str,
     /// The listener's name with several listeners; "" (and no field) with one.
     pub listener: &'a str,
+    /// Served in a dry run (`dry_run=true`) that, enforced, would refuse it
+    /// for this reason; the fields are left out otherwise.
+    pub would_refuse: Option<&'a str>,
 }
 
 /// Where batches go: the log writer.
@@ -168,7 +171,7 @@ fn text(out: &mut Vec<u8>, l: &Line<'_>, now: SystemTime) {
         out,
         "{}  INFO authgate::access: peer={} method={} path={:?} route={:?} user={:?} \
          groups={} auth={:?} status={} reason={:?} detail={:?} latency_us={} \
-         token_cache={:?} access_cache={:?}",
+         token_cache={:?} access_cache={:?}{}",
         humantime::format_rfc3339_micros(now),
         l.peer,
         l.method,
@@ -183,6 +186,9 @@ fn text(out: &mut Vec<u8>, l: &Line<'_>, now: SystemTime) {
         l.latency_us,
         l.token_cache,
         l.access_cache,
+        l.would_refuse
+            .map(|r| format!(" dry_run=true would_refuse={r:?}"))
+            .unwrap_or_default(),
     );
     if !l.listener.is_empty() {
         // Before the newline `writeln!` wrote.
@@ -218,10 +224,35 @@ fn json(out: &mut Vec<u8>, l: &Line<'_>, now: SystemTime) {
     if !l.listener.is_empty() {
         s(out, "listener", l.listener);
     }
+    if let Some(r) = l.would_refuse {
+        out.extend_from_slice(b",\"dry_run\":true");
+        s(out, "would_refuse", r);
+    }
     out.extend_from_slice(b",\"target\":\"authgate::access\"}\n");
 }
 
 fn via_tracing(l: &Line<'_>) {
+    if let Some(would_refuse) = l.would_refuse {
+        tracing::info!(
+            target: "authgate::access",
+            peer = %l.peer,
+            method = %l.method,
+            path = l.path,
+            route = l.route,
+            user = l.user,
+            groups = l.groups,
+            auth = l.auth,
+            status = l.status,
+            reason = l.reason,
+            detail = l.detail,
+            latency_us = l.latency_us,
+            token_cache = l.token_cache,
+            access_cache = l.access_cache,
+            dry_run = true,
+            would_refuse,
+        );
+        return;
+    }
     tracing::info!(
         target: "authgate::access",
         peer = %l.peer,
@@ -261,6 +292,7 @@ mod tests {
             token_cache: "hit",
             access_cache: "none",
             listener: "",
+            would_refuse: None,
         }
     }
 
@@ -319,6 +351,28 @@ mod tests {
         json(&mut out, &line("/", "bob"), SystemTime::UNIX_EPOCH);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert!(v.get("listener").is_none(), "{v}");
+    }
+
+    #[test]
+    fn a_dry_run_line_says_so_and_why() {
+        let mut l = line("/x", "bob");
+        l.would_refuse = Some("token_forbidden");
+        let mut out = Vec::new();
+        text(&mut out, &l, SystemTime::UNIX_EPOCH);
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.ends_with(" dry_run=true would_refuse=\"token_forbidden\"\n"),
+            "{s}"
+        );
+        let mut out = Vec::new();
+        json(&mut out, &l, SystemTime::UNIX_EPOCH);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["dry_run"], true);
+        assert_eq!(v["would_refuse"], "token_forbidden");
+        let mut out = Vec::new();
+        json(&mut out, &line("/x", "bob"), SystemTime::UNIX_EPOCH);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(v.get("dry_run").is_none());
     }
 
     /// A batch the writer refuses is counted line by line.

@@ -270,21 +270,26 @@ async fn guard(
     }
 }
 
-/// The migration report: JSON, or a plain-text table with `?format=text`
-/// or `Accept: text/plain`.
+/// The migration report: JSON, a plain-text table with `?format=text`
+/// or `Accept: text/plain`, or the HTML page with `?format=html` or an
+/// `Accept` naming `text/html` (a browser).
 fn migration(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, gate::Error> {
     let report = app.gate.migration().tracker().report();
-    let text_wanted = req
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv == "format=text"))
-        || req
-            .headers()
-            .get(http::header::ACCEPT)
-            .and_then(|a| a.to_str().ok())
-            .is_some_and(|a| a.starts_with("text/plain"));
-    if text_wanted {
+    let format = |f: &str| {
+        req.uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.strip_prefix("format=") == Some(f)))
+    };
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .unwrap_or("");
+    if format("text") || accept.starts_with("text/plain") {
         return Ok(body::text(StatusCode::OK, report.to_text()));
+    }
+    if format("html") || accept.contains("text/html") {
+        return Ok(crate::migration::page::response(&report));
     }
     let json = serde_json::to_string_pretty(&report)
         .map_err(|_| gate::Error::Internal("the migration report could not be encoded"))?;

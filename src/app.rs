@@ -27,7 +27,7 @@ use crate::kubernetes::{self, ApiClient};
 use crate::metrics::Metrics;
 use crate::metrics::listeners::ListenerCollector;
 use crate::migration::Migration;
-use crate::migration::report::IdentityCollector;
+use crate::migration::export::IdentityCollector;
 use crate::proxy::upstream::tls::{ClientTls, Watched};
 use crate::proxy::{self, Upstreams};
 use crate::server::{self, Handshake, Profile};

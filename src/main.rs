@@ -63,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// The token-to-mTLS migration, fleet-wide.
+    Migration {
+        #[command(subcommand)]
+        command: MigrationCommand,
+    },
     /// Run a self-contained demo: dev PKI, static backend, echo upstream.
     Demo {
         /// TLS listen address.
@@ -72,6 +77,13 @@ enum Command {
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum MigrationCommand {
+    /// Ask Prometheus whether closing a route to bearer tokens would refuse
+    /// anyone seen in a window: exit 0 nobody, 1 someone (listed), 2 no answer.
+    Check(authgate::migration::check::CheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -128,6 +140,9 @@ fn main() -> ExitCode {
         } => return check_config(&config, skip_files),
         Command::CheckConfig { config: None, .. } => return ExitCode::from(2),
         Command::Certs { command } => certs(command),
+        Command::Migration {
+            command: MigrationCommand::Check(args),
+        } => return migration_check(&args),
         Command::Serve { config, krp } => match serve_config(config.as_deref(), *krp) {
             Ok(config) => runtime().and_then(|rt| rt.block_on(serve(config))),
             Err(e) => {
@@ -164,6 +179,21 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         tokio::runtime::Builder::new_multi_thread()
     };
     Ok(b.enable_all().build()?)
+}
+
+fn migration_check(args: &authgate::migration::check::CheckArgs) -> ExitCode {
+    use authgate::migration::check;
+    let out = match runtime() {
+        Ok(rt) => rt.block_on(check::run(args)),
+        Err(e) => check::Outcome {
+            code: check::EXIT_ERROR,
+            stdout: String::new(),
+            stderr: format!("authgate: {e}\n"),
+        },
+    };
+    let _ = std::io::stdout().write_all(out.stdout.as_bytes());
+    let _ = std::io::stderr().write_all(out.stderr.as_bytes());
+    ExitCode::from(out.code)
 }
 
 fn print_defaults() -> ExitCode {

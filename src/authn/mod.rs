@@ -203,10 +203,12 @@ mod tests {
         let mtls_only = RouteAuth {
             mtls: true,
             token: TokenPolicy::Forbidden,
+            enforce: true,
         };
         let token_only = RouteAuth {
             mtls: false,
             token: TokenPolicy::Allowed,
+            enforce: true,
         };
         let user = |r: Result<Arc<Identity>, Error>| r.map(|id| id.user.clone());
         // mTLS-only: the certificate serves, a token alone is refused unasked.

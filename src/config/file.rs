@@ -120,15 +120,37 @@ pub struct AuthEndpointFile {
 #[serde(deny_unknown_fields)]
 pub struct MigrationFile {
     /// User or group globs that must authenticate with a client certificate;
-    /// their bearer tokens are refused everywhere.
+    /// their bearer tokens are refused everywhere. An entry is a glob, or
+    /// `{glob: G, enforce: false}` to dry-run it.
     #[serde(default)]
-    pub mtls_required: Vec<String>,
+    pub mtls_required: Vec<PinFile>,
     /// Label `authgate_identity_requests_total` with the identity.
     #[serde(default)]
     pub track_identities: bool,
     /// Identities tracked by name (report and metric); later ones count as
     /// `other`. Default 1000.
     pub max_identities: Option<usize>,
+}
+
+/// One `migration.mtls_required` entry: a glob, or a glob with `enforce`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PinFile {
+    /// A glob, enforced.
+    Glob(String),
+    /// `{glob: G, enforce: false}`.
+    Entry(PinEntryFile),
+}
+
+/// `migration.mtls_required[]` in its long form.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinEntryFile {
+    /// User or group glob.
+    pub glob: String,
+    /// Refuse the matching identities' tokens. Default `true`; `false`
+    /// serves them and counts each in `authgate_would_refuse_total`.
+    pub enforce: Option<bool>,
 }
 
 /// `admin:`
@@ -443,6 +465,10 @@ pub struct RouteAuthFile {
     /// `allowed` (default), `deprecated` (served with a `Warning`) or
     /// `forbidden` (401).
     pub token: Option<String>,
+    /// Refuse tokens as `methods`/`token` say. Default `true`; `false`
+    /// (only on a route closed to tokens) serves them as `allowed` and
+    /// counts each in `authgate_would_refuse_total`.
+    pub enforce: Option<bool>,
 }
 
 /// `routes[].resource`: the SubjectAccessReview resource attributes of a route.

@@ -160,6 +160,25 @@ pub struct RouteAuth {
     /// Bearer tokens: allowed, deprecated or forbidden (forbidden when
     /// `methods` leaves out `token`).
     pub token: TokenPolicy,
+    /// `false`: a dry run. The route reads credentials as [`Self::in_force`]
+    /// says, and what `token` would refuse is only counted.
+    pub enforce: bool,
+}
+
+impl RouteAuth {
+    /// The methods the authenticator reads: these, or in a dry run (only
+    /// allowed on a route closed to tokens) tokens as well.
+    pub fn in_force(self) -> Self {
+        if self.enforce {
+            self
+        } else {
+            Self {
+                mtls: self.mtls,
+                token: TokenPolicy::Allowed,
+                enforce: true,
+            }
+        }
+    }
 }
 
 impl Default for RouteAuth {
@@ -167,6 +186,7 @@ impl Default for RouteAuth {
         Self {
             mtls: true,
             token: TokenPolicy::Allowed,
+            enforce: true,
         }
     }
 }
@@ -176,6 +196,9 @@ impl Default for RouteAuth {
 pub struct MigrationConfig {
     /// User or group globs pinned to client certificates.
     pub mtls_required: Vec<Glob>,
+    /// `mtls_required` entries with `enforce: false`: their tokens are
+    /// served and counted as would-refuse.
+    pub mtls_required_dry_run: Vec<Glob>,
     /// Label the identity metric with the identity.
     pub track_identities: bool,
     /// Identities tracked by name; the rest are `other`.
@@ -186,6 +209,7 @@ impl Default for MigrationConfig {
     fn default() -> Self {
         Self {
             mtls_required: Vec::new(),
+            mtls_required_dry_run: Vec::new(),
             track_identities: false,
             max_identities: 1000,
         }

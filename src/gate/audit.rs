@@ -51,6 +51,8 @@ pub struct Record<'a> {
     pub lookups: Lookups,
     /// The listener's name, with several listeners ("" with one).
     pub listener: &'a str,
+    /// Served in a dry run that, enforced, would refuse it for this reason.
+    pub would_refuse: Option<&'a str>,
 }
 
 /// Logs and counts `r`.
@@ -87,6 +89,7 @@ pub fn record(r: &Record<'_>) {
         token_cache: r.lookups.token.as_str(),
         access_cache: r.lookups.access.as_str(),
         listener: r.listener,
+        would_refuse: r.would_refuse,
     });
 }
 

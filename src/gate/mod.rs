@@ -110,6 +110,8 @@ struct Trail<'g> {
     identity: Option<Arc<Identity>>,
     /// `mode: auth`: the method and path being checked.
     original: Option<(Method, String)>,
+    /// Served in a dry run that, enforced, would refuse it for this reason.
+    would_refuse: Option<&'static str>,
 }
 
 /// Where a request is going, before anyone is asked who sends it.
@@ -134,6 +136,7 @@ struct Scope<'g> {
 impl<F> Gate<F> {
     /// Assembles a gate from its parts.
     pub fn new(p: Parts<F>) -> Self {
+        p.migration.declare_routes(&p.routes);
         let routes = p
             .routes
             .into_iter()
@@ -227,6 +230,7 @@ impl<F> Gate<F> {
             latency: start.elapsed(),
             lookups,
             listener: self.listener.as_deref().unwrap_or(""),
+            would_refuse: trail.would_refuse,
         });
         resp
     }
@@ -449,22 +453,25 @@ impl<F> Gate<F> {
         attrs: &Attributes,
         trail: &mut Trail<'_>,
     ) -> Result<Permit, Error> {
+        // A dry-run route reads what it read before it was closed to tokens.
         let id = self
             .authn
-            .authenticate(cert, headers, scope.auth, conn.peer.ip())
+            .authenticate(cert, headers, scope.auth.in_force(), conn.peer.ip())
             .await?;
         trail.identity = Some(id.clone());
-        let pinned = self.migration.is_pinned(&id);
+        let pin = self.migration.pin(&id);
         if scope.track {
             self.migration.tracker().record(
                 &id.user,
                 id.method,
                 scope.prefix,
-                pinned,
+                pin,
                 clock::unix_now(),
             );
         }
-        let notice = policy::admit(scope.auth, &id, pinned)?;
+        // The levers' refusal is computed whether they are enforced or not;
+        // `enforce` decides, there and only there.
+        let (notice, would_refuse) = policy::admit(scope.auth, &id, pin).enforce()?;
         if notice == Notice::TokenDeprecated {
             self.metrics
                 .deprecated_tokens
@@ -473,10 +480,23 @@ impl<F> Gate<F> {
                 })
                 .inc();
         }
-        Ok(self
+        let permit = self
             .authz
             .authorize(scope.route, &id, notice, attrs)
-            .await?)
+            .await?;
+        // Served only because of a dry run: counted (once authorized, so that
+        // exactly the requests enforcing would stop are) and logged.
+        if let Some(e) = would_refuse {
+            let reason = Error::from(e).refusal().reason;
+            self.migration.tracker().would_refuse(
+                &id.user,
+                scope.route_label(),
+                reason.as_str(),
+                scope.track,
+            );
+            trail.would_refuse = Some(reason.as_str());
+        }
+        Ok(permit)
     }
 }
 
@@ -494,6 +514,15 @@ impl<F: Forward<Incoming> + 'static> Connections for Gate<F> {
 }
 
 impl<'g> Scope<'g> {
+    /// The route label of the migration metrics.
+    fn route_label(&self) -> &'g str {
+        if self.route == RouteId::ADMIN {
+            crate::migration::report::ADMIN_ROUTE
+        } else {
+            self.prefix
+        }
+    }
+
     fn of(route: &'g Route) -> Self {
         Self {
             route: route.id,

@@ -6,53 +6,102 @@
 //! The decisions here are pure; the only state is the bounded usage
 //! [`report::Tracker`].
 
+pub mod check;
+pub mod export;
+pub mod page;
 pub mod report;
+pub mod text;
+pub mod when;
 
 use std::sync::Arc;
 
 use globset::{GlobSet, GlobSetBuilder};
 
-use crate::config::MigrationConfig;
+use crate::config::{MigrationConfig, RouteConfig};
 use crate::identity::Identity;
 use report::Tracker;
 
 /// The group every identity carries; never a pinning criterion.
 const AUTHENTICATED: &str = "system:authenticated";
 
+/// Whether an identity is pinned to client certificates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pin {
+    /// No `migration.mtls_required` entry matches it.
+    No,
+    /// Only `enforce: false` entries match: its tokens are served, and
+    /// counted as would-refuse.
+    DryRun,
+    /// An enforced entry matches: its tokens are refused.
+    Enforced,
+}
+
 /// Pinned identities and the usage tracker (clones share the tracker).
 #[derive(Clone, Debug)]
 pub struct Migration {
     pinned: Option<GlobSet>,
+    dry_run: Option<GlobSet>,
     tracker: Arc<Tracker>,
 }
 
 impl Migration {
     /// From the validated `migration:` settings.
     pub fn new(cfg: &MigrationConfig) -> Self {
-        let pinned = (!cfg.mtls_required.is_empty()).then(|| {
-            let mut b = GlobSetBuilder::new();
-            for g in &cfg.mtls_required {
-                b.add(g.clone());
-            }
-            // Every glob compiled during validation. Should the set still not
-            // build, pin everyone: a pinned token is refused, never admitted.
-            b.build().unwrap_or_else(|_| pin_everyone())
-        });
+        for g in &cfg.mtls_required_dry_run {
+            tracing::warn!(
+                glob = g.glob(),
+                "migration.mtls_required entry with enforce: false: its tokens are served, and only counted"
+            );
+        }
         Self {
-            pinned,
+            pinned: pin_set(&cfg.mtls_required),
+            dry_run: pin_set(&cfg.mtls_required_dry_run),
             tracker: Arc::new(Tracker::new(cfg.max_identities, cfg.track_identities)),
         }
     }
 
-    /// Whether `id` must authenticate with a client certificate.
-    pub fn is_pinned(&self, id: &Identity) -> bool {
-        self.pinned.as_ref().is_some_and(|set| pinned(set, id))
+    /// Whether `id` must authenticate with a client certificate, or only
+    /// would under a dry-run entry. An enforced entry wins.
+    pub fn pin(&self, id: &Identity) -> Pin {
+        if self.pinned.as_ref().is_some_and(|set| pinned(set, id)) {
+            Pin::Enforced
+        } else if self.dry_run.as_ref().is_some_and(|set| pinned(set, id)) {
+            Pin::DryRun
+        } else {
+            Pin::No
+        }
+    }
+
+    /// Gives each route its series before its first request, and warns of
+    /// the routes whose closing to tokens is only a dry run.
+    pub fn declare_routes(&self, routes: &[RouteConfig]) {
+        for r in routes.iter().filter(|r| !r.auth.enforce) {
+            tracing::warn!(
+                route = r.path_prefix.as_str(),
+                "routes[].auth with enforce: false: tokens are served on this route, and only counted"
+            );
+        }
+        self.tracker
+            .declare_routes(routes.iter().map(|r| r.path_prefix.as_str()));
     }
 
     /// The usage tracker (report and metric).
     pub fn tracker(&self) -> &Arc<Tracker> {
         &self.tracker
     }
+}
+
+fn pin_set(globs: &[globset::Glob]) -> Option<GlobSet> {
+    (!globs.is_empty()).then(|| {
+        let mut b = GlobSetBuilder::new();
+        for g in globs {
+            b.add(g.clone());
+        }
+        // Every glob compiled during validation. Should the set still not
+        // build, pin everyone: a pinned token is refused (or, in a dry run,
+        // counted), never admitted unseen.
+        b.build().unwrap_or_else(|_| pin_everyone())
+    })
 }
 
 fn pin_everyone() -> GlobSet {

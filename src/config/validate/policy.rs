@@ -5,7 +5,7 @@ use globset::Glob;
 use http::HeaderName;
 
 use super::{glob, probe};
-use crate::config::file::{AuthEndpointFile, MigrationFile, RouteAuthFile};
+use crate::config::file::{AuthEndpointFile, MigrationFile, PinFile, RouteAuthFile};
 use crate::config::{AuthEndpoint, Error, MigrationConfig, Mode, RouteAuth, TokenPolicy, defaults};
 use crate::identity::AUTHENTICATED_GROUP;
 use crate::routes::normalize_prefix;
@@ -172,32 +172,58 @@ pub(super) fn route_auth(key: &str, a: Option<RouteAuthFile>) -> Result<RouteAut
             "forbidden leaves the route with no method (methods is [token])",
         ));
     }
+    let token = if token {
+        policy
+    } else {
+        TokenPolicy::Forbidden
+    };
+    let enforce = a.enforce.unwrap_or(true);
+    // A dry run shadows closing a route to tokens, the one lever of a
+    // token-to-mTLS move; anything else it would shadow is not a refusal
+    // the same request set could be replayed against.
+    let closed = mtls && token == TokenPolicy::Forbidden;
+    if !enforce && !closed {
+        return Err(Error::invalid(
+            format!("{key}.enforce"),
+            "false has no effect: only a route closed to tokens (methods: [mtls] or token: forbidden) can be dry-run",
+        ));
+    }
     Ok(RouteAuth {
         mtls,
-        token: if token {
-            policy
-        } else {
-            TokenPolicy::Forbidden
-        },
+        token,
+        enforce,
     })
 }
 
 pub(super) fn migration(m: MigrationFile) -> Result<MigrationConfig, Error> {
-    let mtls_required = m
+    let pins = m
         .mtls_required
         .iter()
         .enumerate()
-        .map(|(i, g)| {
-            let key = format!("migration.mtls_required[{i}]");
+        .map(|(i, p)| {
+            let (g, enforce, key) = match p {
+                PinFile::Glob(g) => (g, true, format!("migration.mtls_required[{i}]")),
+                PinFile::Entry(e) => (
+                    &e.glob,
+                    e.enforce.unwrap_or(true),
+                    format!("migration.mtls_required[{i}].glob"),
+                ),
+            };
             if g.is_empty() {
                 return Err(Error::invalid(key, "must not be empty"));
             }
             let glob = glob(&key, g, false)?;
             refuse_pinning_everyone(&key, &glob)?;
-            Ok(glob)
+            Ok((glob, enforce))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if mtls_required.len() > 1 && probe::pins_all(&mtls_required, &probe::identities()) {
+    // Dry-run entries obey the same rules: switching one to enforce must
+    // not be what pins everyone.
+    let all: Vec<Glob> = pins.iter().map(|(g, _)| g.clone()).collect();
+    let (enforced, dry_run): (Vec<_>, Vec<_>) = pins.into_iter().partition(|(_, e)| *e);
+    let mtls_required: Vec<Glob> = enforced.into_iter().map(|(g, _)| g).collect();
+    let mtls_required_dry_run: Vec<Glob> = dry_run.into_iter().map(|(g, _)| g).collect();
+    if all.len() > 1 && probe::pins_all(&all, &probe::identities()) {
         return Err(Error::invalid(
             "migration.mtls_required",
             "together the globs match every identity; name users or groups",
@@ -214,6 +240,7 @@ pub(super) fn migration(m: MigrationFile) -> Result<MigrationConfig, Error> {
     }
     Ok(MigrationConfig {
         mtls_required,
+        mtls_required_dry_run,
         track_identities: m.track_identities,
         max_identities,
     })
@@ -244,6 +271,7 @@ mod tests {
         let f = RouteAuthFile {
             methods: methods.map(|m| m.iter().map(|s| (*s).to_owned()).collect()),
             token: token.map(str::to_owned),
+            enforce: None,
         };
         route_auth("routes[0].auth", Some(f)).map_err(|e| e.to_string())
     }
@@ -251,7 +279,13 @@ mod tests {
     #[test]
     fn route_auth_combinations() {
         use TokenPolicy::*;
-        let ok = |mtls, token| Ok(RouteAuth { mtls, token });
+        let ok = |mtls, token| {
+            Ok(RouteAuth {
+                mtls,
+                token,
+                enforce: true,
+            })
+        };
         assert_eq!(auth(None, None), ok(true, Allowed));
         assert_eq!(auth(None, Some("deprecated")), ok(true, Deprecated));
         assert_eq!(auth(None, Some("forbidden")), ok(true, Forbidden));
@@ -287,6 +321,54 @@ mod tests {
     }
 
     #[test]
+    fn only_a_route_closed_to_tokens_can_be_dry_run() {
+        let dry = |methods: Option<&[&str]>, token: Option<&str>| {
+            let f = RouteAuthFile {
+                methods: methods.map(|m| m.iter().map(|s| (*s).to_owned()).collect()),
+                token: token.map(str::to_owned),
+                enforce: Some(false),
+            };
+            route_auth("routes[0].auth", Some(f)).map_err(|e| e.to_string())
+        };
+        let closed = Ok(RouteAuth {
+            mtls: true,
+            token: TokenPolicy::Forbidden,
+            enforce: false,
+        });
+        assert_eq!(dry(Some(&["mtls"]), None), closed);
+        assert_eq!(dry(None, Some("forbidden")), closed);
+        let lax = closed.map(RouteAuth::in_force);
+        assert_eq!(lax, Ok(RouteAuth::default()));
+        for (methods, token) in [
+            (None, None),
+            (None, Some("deprecated")),
+            (Some(&["token"][..]), None),
+        ] {
+            let got = dry(methods, token).unwrap_err();
+            assert!(
+                got.starts_with("routes[0].auth.enforce: false has no effect"),
+                "{got}"
+            );
+        }
+    }
+
+    #[test]
+    fn dry_run_pins_are_kept_apart_and_checked_like_the_others() {
+        let yaml = "mtls_required: [alice, {glob: \"team-*\", enforce: false}, {glob: bob}]\n";
+        let f: MigrationFile = serde_saphyr::from_str(yaml).unwrap();
+        let m = migration(f).unwrap();
+        let globs = |v: &[Glob]| v.iter().map(|g| g.glob().to_owned()).collect::<Vec<_>>();
+        assert_eq!(globs(&m.mtls_required), ["alice", "bob"]);
+        assert_eq!(globs(&m.mtls_required_dry_run), ["team-*"]);
+        let f: MigrationFile =
+            serde_saphyr::from_str("mtls_required: [{glob: \"*\", enforce: false}]\n").unwrap();
+        assert_eq!(
+            migration(f).unwrap_err().to_string(),
+            "migration.mtls_required[0].glob: \"*\" matches every identity; name users or groups"
+        );
+    }
+
+    #[test]
     fn mode_and_auth_endpoint() {
         assert!(matches!(mode(None, None), Ok(Mode::Proxy)));
         let Ok(Mode::Auth(a)) = mode(Some("auth"), None) else {
@@ -318,7 +400,7 @@ mod tests {
     fn migration_refuses_globs_that_pin_everyone() {
         let m = |g: &str| {
             migration(MigrationFile {
-                mtls_required: vec![g.into()],
+                mtls_required: vec![PinFile::Glob(g.into())],
                 ..Default::default()
             })
             .map(|c| c.mtls_required.len())
