@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::authn::issuers::Issuers;
 use crate::authn::jwks::JwksAuthenticator;
 use crate::authn::static_tokens::StaticTokens;
 use crate::authn::token_review::TokenReviewer;
@@ -43,6 +44,9 @@ pub enum Error {
     /// The Kubernetes client.
     #[error(transparent)]
     Kubernetes(#[from] kubernetes::Error),
+    /// An external issuer's client (`authentication.jwt[]`).
+    #[error("{0}")]
+    Issuers(String),
 }
 
 /// Everything the server needs at runtime.
@@ -118,9 +122,13 @@ impl App {
         if let Some(jwks) = kube.as_ref().and_then(|k| k.jwks.as_ref()) {
             jwks.load().await;
         }
+        let issuers = Issuers::start(&config.issuers, &metrics)
+            .await
+            .map_err(Error::Issuers)?;
         let upstreams = Upstreams::new(&config.routes, &config.limits)?;
         let upstream_tls = upstreams.client_tls().cloned().collect();
-        let gate = gate(config, kube.as_ref(), acceptor.clone(), &metrics, upstreams);
+        let parts = (kube.as_ref(), issuers);
+        let gate = gate_with(config, parts, acceptor.clone(), &metrics, upstreams);
         Ok(Self {
             gate: Arc::new(gate),
             tls: acceptor,
@@ -219,10 +227,31 @@ pub fn gate<F>(
     metrics: &Metrics,
     forward: F,
 ) -> Gate<F> {
+    // External issuers need their keys fetched first ([`App::build`]).
+    debug_assert!(
+        config.issuers.is_empty(),
+        "use App::build for authentication.jwt"
+    );
+    gate_with(config, (kube, None), tls, metrics, forward)
+}
+
+/// [`gate`], with the started external issuers of `authentication.jwt[]`:
+/// asked after the static tokens and before the Kubernetes reviewers, so
+/// a token of theirs never reaches TokenReview.
+fn gate_with<F>(
+    config: &Config,
+    (kube, issuers): (Option<&KubeBackend>, Option<Arc<Issuers>>),
+    tls: Arc<tls::Acceptor>,
+    metrics: &Metrics,
+    forward: F,
+) -> Gate<F> {
     let statics = &config.static_backend;
     let mut tokens: Vec<Arc<dyn TokenAuthenticator>> = Vec::new();
     if !statics.tokens.is_empty() {
         tokens.push(Arc::new(StaticTokens::new(&statics.tokens)));
+    }
+    if let Some(issuers) = issuers {
+        tokens.push(issuers);
     }
     let mut authorizers: Vec<Arc<dyn Authorizer>> = Vec::new();
     if !statics.allow.is_empty() {

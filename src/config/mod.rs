@@ -8,7 +8,9 @@
 
 pub mod defaults;
 pub mod file;
+pub mod issuers;
 pub mod krp;
+pub mod krp_oidc;
 mod validate;
 
 use std::net::SocketAddr;
@@ -93,6 +95,8 @@ pub struct Config {
     pub mode: Mode,
     /// Token-to-certificate migration policy and tracking.
     pub migration: MigrationConfig,
+    /// External JWT issuers (`authentication.jwt[]`), verified here only.
+    pub issuers: Vec<issuers::IssuerConfig>,
 }
 
 /// What authgate does with an allowed request.

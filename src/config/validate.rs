@@ -43,6 +43,12 @@ impl TryFrom<File> for Config {
         }
         let verb_mapping = verb_mapping(f.authorization)?;
         let routes = routes(f.routes, &mode, verb_mapping)?;
+        let kubernetes = kubernetes(f.kubernetes, f.token_review, f.access_review)?;
+        let cluster_issuer = kubernetes.as_ref().and_then(|k| {
+            let jwks = k.token_review.as_ref()?.jwks.as_ref()?;
+            jwks.issuer.as_deref()
+        });
+        let issuers = issuers::issuers(f.authentication, cluster_issuer)?;
         Ok(Self {
             listen: f.listen.unwrap_or_else(|| ([0, 0, 0, 0], 8443).into()),
             tls,
@@ -53,7 +59,8 @@ impl TryFrom<File> for Config {
             headers: headers::header_names(f.headers)?,
             limits: limits(f.limits)?,
             log: log_config(f.log)?,
-            kubernetes: kubernetes(f.kubernetes, f.token_review, f.access_review)?,
+            kubernetes,
+            issuers,
             admin: admin(f.admin)?,
             migration: policy::migration(f.migration)?,
             mode,
@@ -592,6 +599,7 @@ fn log_config(l: file::LogFile) -> Result<LogConfig, Error> {
 
 mod headers;
 mod identity;
+mod issuers;
 mod jwks;
 mod paths;
 mod policy;
