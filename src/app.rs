@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::authn::issuers::Issuers;
 use crate::authn::jwks::JwksAuthenticator;
 use crate::authn::static_tokens::StaticTokens;
 use crate::authn::token_review::TokenReviewer;
@@ -66,6 +67,9 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// An external issuer's client (`authentication.jwt[]`).
+    #[error("{0}")]
+    Issuers(String),
 }
 
 /// Everything the server needs at runtime.
@@ -165,7 +169,10 @@ impl App {
         if let Some(jwks) = kube.as_ref().and_then(|k| k.jwks.as_ref()) {
             jwks.load().await;
         }
-        let shared = Shared::new(config, kube.as_ref(), &metrics);
+        let issuers = Issuers::start(&config.issuers, &metrics)
+            .await
+            .map_err(Error::Issuers)?;
+        let shared = Shared::new(config, (kube.as_ref(), issuers), &metrics);
         let several = config.listeners.len() > 1;
         let mut listeners = Vec::with_capacity(config.listeners.len());
         let mut upstream_tls = Vec::new();
@@ -349,7 +356,12 @@ pub fn gate<F>(
     metrics: &Metrics,
     forward: F,
 ) -> Gate<F> {
-    let shared = Shared::new(config, kube, metrics);
+    // External issuers need their keys fetched first ([`App::build`]).
+    debug_assert!(
+        config.issuers.is_empty(),
+        "use App::build for authentication.jwt"
+    );
+    let shared = Shared::new(config, (kube, None), metrics);
     let first = &config.listeners[0];
     shared.gate(config, first, tls, metrics, forward)
 }
@@ -399,13 +411,23 @@ struct Shared {
 }
 
 impl Shared {
-    /// The backends of `config` and `kube`; registers the caches' and the
-    /// migration report's metrics (once, whatever the listeners).
-    fn new(config: &Config, kube: Option<&KubeBackend>, metrics: &Metrics) -> Self {
+    /// The backends of `config`, the started external issuers of
+    /// `authentication.jwt[]` and `kube`, in that order (the apiserver's
+    /// union of authenticators: an issuer's token never reaches
+    /// TokenReview); registers the caches' and the migration report's
+    /// metrics (once, whatever the listeners).
+    fn new(
+        config: &Config,
+        (kube, issuers): (Option<&KubeBackend>, Option<Arc<Issuers>>),
+        metrics: &Metrics,
+    ) -> Self {
         let statics = &config.static_backend;
         let mut tokens: Vec<Arc<dyn TokenAuthenticator>> = Vec::new();
         if !statics.tokens.is_empty() {
             tokens.push(Arc::new(StaticTokens::new(&statics.tokens)));
+        }
+        if let Some(issuers) = issuers {
+            tokens.push(issuers);
         }
         let mut authorizers: Vec<Arc<dyn Authorizer>> = Vec::new();
         if !statics.allow.is_empty() {

@@ -6,6 +6,7 @@
 //! authenticators. The result goes to [`crate::authz`].
 
 pub mod bearer;
+pub mod issuers;
 pub mod jwks;
 pub mod misses;
 pub mod policy;

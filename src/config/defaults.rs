@@ -76,6 +76,9 @@ pub const JWKS_REFRESH: Duration = Duration::from_secs(60);
 pub const JWKS_REVALIDATE_AFTER: Duration = Duration::from_secs(60);
 /// `token_review.jwks.review_bad_signatures`: kube-apiserver refuses them.
 pub const JWKS_REVIEW_BAD_SIGNATURES: bool = false;
+/// `authentication.refresh`: an external issuer's keys, as often as the
+/// cluster's.
+pub const ISSUER_REFRESH: Duration = Duration::from_secs(60);
 
 /// `access_review.cache.max_entries`.
 pub const ACCESS_CACHE_ENTRIES: u64 = 10_000;
@@ -144,6 +147,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("token_review.jwks.refresh", "60s"),
     ("token_review.jwks.revalidate_after", "60s"),
     ("token_review.jwks.review_bad_signatures", "false"),
+    ("authentication.refresh", "60s"),
     ("access_review.cache.max_entries", "10000"),
     ("access_review.cache.allow_ttl", "5m"),
     ("access_review.cache.deny_ttl", "30s"),
@@ -192,6 +196,7 @@ mod tests {
             ("token_review.cache.failure_ttl", TOKEN_FAILURE_TTL),
             ("token_review.jwks.refresh", JWKS_REFRESH),
             ("token_review.jwks.revalidate_after", JWKS_REVALIDATE_AFTER),
+            ("authentication.refresh", ISSUER_REFRESH),
             ("access_review.cache.allow_ttl", ALLOW_TTL),
             ("access_review.cache.deny_ttl", DENY_TTL),
             ("tls.reload_interval", TLS_RELOAD_INTERVAL),

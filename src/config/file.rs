@@ -3,6 +3,8 @@
 //! Every type here mirrors the file one-to-one and rejects unknown keys; defaults
 //! and cross-field checks live in [`super::Config`]'s conversion, never here.
 
+pub mod authn;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,6 +63,9 @@ pub struct File {
     /// How requests are described to the authorizers.
     #[serde(default)]
     pub authorization: AuthorizationFile,
+    /// External JWT issuers (kube-apiserver's structured authentication).
+    #[serde(default)]
+    pub authentication: authn::AuthenticationFile,
     /// Several TLS listeners, each with its own address, TLS material,
     /// identity rules and routes. The top-level `listen`, `tls`,
     /// `identity` and `routes` are the shorthand for one listener; the two

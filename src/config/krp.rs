@@ -22,10 +22,6 @@ use super::{Error, VerbMapping};
 
 /// kube-rbac-proxy flags that authgate refuses, with the reason.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    (
-        "--oidc-",
-        "OIDC token validation is not supported; tokens are checked with TokenReview",
-    ),
     ("--insecure-listen-address", "authgate serves TLS only"),
     (
         "--tls-cipher-suites",
@@ -137,6 +133,9 @@ pub struct KrpFlags {
     /// klog flag, accepted and ignored (authgate always logs to stderr).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", hide = true)]
     pub logtostderr: Option<bool>,
+    /// `--oidc-*`: one `authentication.jwt[]` issuer ([`super::krp_oidc`]).
+    #[command(flatten)]
+    pub oidc: super::krp_oidc::KrpOidcFlags,
 }
 
 impl KrpFlags {
@@ -153,6 +152,7 @@ impl KrpFlags {
 
     /// Applies the flags to `f` (flags win).
     pub fn apply(self, mut f: File) -> Result<File, Error> {
+        self.oidc.apply(&mut f)?;
         if !self.any() {
             return Ok(f);
         }

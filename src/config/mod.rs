@@ -8,7 +8,9 @@
 
 pub mod defaults;
 pub mod file;
+pub mod issuers;
 pub mod krp;
+pub mod krp_oidc;
 mod validate;
 
 use std::net::SocketAddr;
@@ -94,6 +96,8 @@ pub struct Config {
     pub mode: Mode,
     /// Token-to-certificate migration policy and tracking.
     pub migration: MigrationConfig,
+    /// External JWT issuers (`authentication.jwt[]`), verified here only.
+    pub issuers: Vec<issuers::IssuerConfig>,
     /// Every TLS listener, in file order: `listeners[]`, or the one of the
     /// shorthand form (named `main`). The first one's parts are also
     /// `listen`, `tls`, `identity_rules` and `routes` above.

@@ -36,6 +36,12 @@ impl TryFrom<File> for Config {
         let all_routes: Vec<RouteConfig> =
             listeners.iter().flat_map(|l| l.routes.clone()).collect();
         let first = listeners[0].clone();
+        let kubernetes = kubernetes(f.kubernetes, f.token_review, f.access_review)?;
+        let cluster_issuer = kubernetes.as_ref().and_then(|k| {
+            let jwks = k.token_review.as_ref()?.jwks.as_ref()?;
+            jwks.issuer.as_deref()
+        });
+        let issuers = issuers::issuers(f.authentication, cluster_issuer)?;
         Ok(Self {
             listen: first.listen,
             tls: first.tls,
@@ -46,7 +52,8 @@ impl TryFrom<File> for Config {
             headers: headers::header_names(f.headers)?,
             limits: limits(f.limits)?,
             log: log_config(f.log)?,
-            kubernetes: kubernetes(f.kubernetes, f.token_review, f.access_review)?,
+            kubernetes,
+            issuers,
             admin: admin(f.admin)?,
             migration: policy::migration(f.migration)?,
             mode,
@@ -586,6 +593,7 @@ fn log_config(l: file::LogFile) -> Result<LogConfig, Error> {
 
 mod headers;
 mod identity;
+mod issuers;
 mod jwks;
 mod listeners;
 mod paths;

@@ -132,10 +132,6 @@ async fn a_typical_kube_rbac_proxy_sidecar_argument_list_works_unchanged() {
 fn kube_rbac_proxy_flags_authgate_lacks_are_refused_by_name() {
     let cases = [
         (
-            "--oidc-issuer=https://issuer",
-            "--oidc-issuer is not supported",
-        ),
-        (
             "--insecure-listen-address=0.0.0.0:8080",
             "--insecure-listen-address is not supported",
         ),

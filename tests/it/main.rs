@@ -16,6 +16,7 @@ mod corpus_tls;
 mod deploy;
 mod fake_api_selftest;
 mod handshakes;
+mod issuers;
 mod jwks;
 mod keepalive;
 mod krp;

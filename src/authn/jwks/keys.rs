@@ -13,12 +13,16 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::claims::{self, Claims};
 use crate::identity::Identity;
 
 /// Clock skew allowed on `exp` and `nbf`, as kube-apiserver allows.
 pub const LEEWAY_SECS: u64 = 60;
+
+/// The algorithms authgate verifies (the ring provider of [`super::crypto`]).
+pub const ALGORITHMS: &[Algorithm] = &[Algorithm::RS256, Algorithm::ES256];
 
 /// Keys read from one JWKS document at most.
 const MAX_KEYS: usize = 256;
@@ -92,24 +96,51 @@ impl KeySet {
     /// The usable keys of `doc`, requiring `issuer` and one of `audiences`
     /// (the issuer itself when empty, kube-apiserver's default API audience).
     pub fn new(doc: &JwksDocument, issuer: String, audiences: &[String]) -> Self {
-        let keys = doc
-            .keys
-            .iter()
-            .take(MAX_KEYS)
-            .filter_map(usable_key)
-            .collect();
         let audiences = if audiences.is_empty() {
             std::slice::from_ref(&issuer)
         } else {
             audiences
         };
+        let required = ["exp", "iss", "aud", "sub"];
+        let audiences = audiences.to_vec();
+        Self::build(doc, issuer, &audiences, &required, ALGORITHMS)
+    }
+
+    /// The keys of an external issuer's `doc` whose algorithm is among
+    /// `algorithms`, requiring `issuer`, one of `audiences` (never empty:
+    /// the configuration requires one) and `exp` (`sub` is not required:
+    /// the username may come from another claim).
+    pub fn for_issuer(
+        doc: &JwksDocument,
+        issuer: String,
+        audiences: &[String],
+        algorithms: &[Algorithm],
+    ) -> Self {
+        let required = ["exp", "iss", "aud"];
+        Self::build(doc, issuer, audiences, &required, algorithms)
+    }
+
+    fn build(
+        doc: &JwksDocument,
+        issuer: String,
+        audiences: &[String],
+        required: &[&str],
+        algorithms: &[Algorithm],
+    ) -> Self {
+        let keys = doc
+            .keys
+            .iter()
+            .take(MAX_KEYS)
+            .filter_map(usable_key)
+            .filter(|(_, (alg, _))| algorithms.contains(alg))
+            .collect();
         let validation = |alg| {
             let mut v = Validation::new(alg);
             v.leeway = LEEWAY_SECS;
             v.validate_exp = true;
             v.validate_nbf = true;
             v.validate_aud = true;
-            v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            v.set_required_spec_claims(required);
             v.set_issuer(&[&issuer]);
             v.set_audience(audiences);
             v
@@ -150,13 +181,21 @@ impl KeySet {
     /// Verifies `token` and maps it to its ServiceAccount identity, with its
     /// `exp`.
     pub fn verify(&self, token: &str) -> Verified {
+        let claims: Claims = self.decode(token)?;
+        let id = claims::identity(&claims).map_err(|_| rejected("claims"))?;
+        Ok((id, claims.exp))
+    }
+
+    /// Checks `token`'s header, signature, `iss`, `aud`, `exp` and `nbf`
+    /// against this set, and parses its claims as `T`.
+    pub fn decode<T: DeserializeOwned>(&self, token: &str) -> Result<T, Failure> {
         if !super::crypto::install() {
             return Err(rejected("no_provider"));
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| rejected("malformed"))?;
         let kid = header.kid.as_deref().ok_or_else(|| rejected("no_kid"))?;
         let (alg, key) = self.keys.get(kid).ok_or(Failure::UnknownKid)?;
-        // Under one of the cluster's keys, claiming its issuer: a signature
+        // Under one of the set's keys, claiming its issuer: a signature
         // that cannot verify is a forgery, not another authenticator's token.
         let forged = |otherwise| {
             if unverified_issuer(token).as_deref() == Some(self.issuer.as_str()) {
@@ -174,12 +213,11 @@ impl KeySet {
         };
         // jsonwebtoken checks the signature before any claim.
         let data =
-            jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| match e.kind() {
+            jsonwebtoken::decode::<T>(token, key, validation).map_err(|e| match e.kind() {
                 ErrorKind::InvalidSignature => forged("bad_signature"),
                 kind => rejected(reason(kind)),
             })?;
-        let id = claims::identity(&data.claims).map_err(|_| rejected("claims"))?;
-        Ok((id, data.claims.exp))
+        Ok(data.claims)
     }
 }
 
@@ -188,8 +226,9 @@ pub fn kid(token: &str) -> Option<String> {
     jsonwebtoken::decode_header(token).ok()?.kid
 }
 
-/// The `iss` claim of `token`, read without verifying anything.
-fn unverified_issuer(token: &str) -> Option<String> {
+/// The `iss` claim of `token`, read without verifying anything (to choose
+/// whose keys may verify it, never to trust it).
+pub fn unverified_issuer(token: &str) -> Option<String> {
     use base64::Engine;
     #[derive(Deserialize)]
     struct Iss {

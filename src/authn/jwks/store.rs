@@ -10,6 +10,11 @@
 //! ([`super::schedule`]), retried every minute after a failure; for a token
 //! naming an unknown `kid`, at most once per [`ON_DEMAND_EVERY`]; and after a
 //! cache flush, before the next token is verified ([`KeyStore::mark_stale`]).
+//!
+//! Where the keys come from is a [`KeySource`]: the API server for the
+//! cluster's keys ([`ApiSource`]), an external issuer's discovery document
+//! for `authentication.jwt[]` ([`crate::authn::issuers`]). The refresh,
+//! rotation and on-demand budget are the same for both.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,8 +28,70 @@ use tracing::{info, warn};
 use super::keys::{self, Discovery, JwksDocument, KeySet};
 use super::schedule;
 use super::stats::Stats;
+use crate::BoxFuture;
 use crate::backend::BackendError;
 use crate::kubernetes::{ApiClient, DISCOVERY_BACKEND, JWKS_BACKEND};
+
+/// One fetch of a key set: the keys, and the JWKS response's `max-age`.
+pub type Fetched = Result<(KeySet, Option<Duration>), BackendError>;
+
+/// Where a [`KeyStore`] fetches its keys (the I/O of a refresh).
+pub trait KeySource: Send + Sync {
+    /// The issuer it is configured for, if known before a fetch (logs).
+    fn issuer(&self) -> Option<&str>;
+    /// Fetches the discovery document and the JWKS, as a verify-ready set.
+    fn fetch(&self) -> BoxFuture<'_, Fetched>;
+}
+
+/// What a [`KeyStore`] reports about its refreshes.
+pub trait RefreshStats: Send + Sync {
+    /// One fetch, successful or not.
+    fn refresh(&self, ok: bool);
+    /// The number of usable keys now held.
+    fn keys(&self, n: usize);
+}
+
+impl RefreshStats for Stats {
+    fn refresh(&self, ok: bool) {
+        Self::refresh(self, ok);
+    }
+
+    fn keys(&self, n: usize) {
+        Self::keys(self, n);
+    }
+}
+
+/// The cluster's keys, read from the API server.
+pub struct ApiSource {
+    api: Arc<ApiClient>,
+    issuer: Option<String>,
+    audiences: Vec<String>,
+}
+
+impl KeySource for ApiSource {
+    fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    fn fetch(&self) -> BoxFuture<'_, Fetched> {
+        Box::pin(async move {
+            let discovery: Discovery = self.api.get_json(DISCOVERY_BACKEND, DISCOVERY_PATH).await?;
+            let issuer =
+                keys::issuer(&discovery.issuer, self.issuer.as_deref()).map_err(|detail| {
+                    BackendError::BadResponse {
+                        backend: DISCOVERY_BACKEND,
+                        detail,
+                    }
+                })?;
+            let (doc, headers): (JwksDocument, _) = self
+                .api
+                .get_json_with_headers(JWKS_BACKEND, JWKS_PATH)
+                .await?;
+            let max_age = schedule::max_age(&headers);
+            Ok((KeySet::new(&doc, issuer, &self.audiences), max_age))
+        })
+    }
+}
 
 /// Unknown `kid`s cause at most one refresh per this interval.
 pub const ON_DEMAND_EVERY: Duration = Duration::from_secs(60);
@@ -34,9 +101,7 @@ const JWKS_PATH: &str = "/openid/v1/jwks";
 
 /// The current key set and how to fetch the next one.
 pub struct KeyStore {
-    api: Arc<ApiClient>,
-    issuer: Option<String>,
-    audiences: Vec<String>,
+    source: Box<dyn KeySource>,
     current: ArcSwapOption<KeySet>,
     /// The last successful fetch and the `Cache-Control` lifetime it gave.
     loaded_at: Mutex<Option<(Instant, Option<Duration>)>>,
@@ -48,13 +113,13 @@ pub struct KeyStore {
     answered: AtomicU64,
     /// Serialises refreshes; holds the time of the last on-demand one.
     on_demand: tokio::sync::Mutex<Option<Instant>>,
-    stats: Stats,
+    stats: Arc<dyn RefreshStats>,
 }
 
 impl std::fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyStore")
-            .field("issuer", &self.issuer)
+            .field("issuer", &self.source.issuer())
             .finish_non_exhaustive()
     }
 }
@@ -67,10 +132,18 @@ impl KeyStore {
         audiences: Vec<String>,
         stats: Stats,
     ) -> Self {
-        Self {
+        let source = ApiSource {
             api,
             issuer,
             audiences,
+        };
+        Self::from_source(Box::new(source), Arc::new(stats))
+    }
+
+    /// A store with no keys yet, fetching from `source`.
+    pub fn from_source(source: Box<dyn KeySource>, stats: Arc<dyn RefreshStats>) -> Self {
+        Self {
+            source,
             current: ArcSwapOption::empty(),
             loaded_at: Mutex::new(None),
             first_seen: Mutex::new(HashMap::new()),
@@ -172,7 +245,7 @@ impl KeyStore {
                 info!(
                     keys = set.len(),
                     issuer = set.issuer(),
-                    "loaded the ServiceAccount token keys (JWKS)"
+                    "loaded the token signing keys (JWKS)"
                 );
                 self.stats.refresh(true);
                 self.stats.keys(set.len());
@@ -193,6 +266,7 @@ impl KeyStore {
                 let kept = self.keys().map_or(0, |k| k.len());
                 warn!(
                     error = %e,
+                    issuer = self.source.issuer().unwrap_or("(discovered)"),
                     kept_keys = kept,
                     "JWKS refresh failed; keeping the last good key set"
                 );
@@ -202,20 +276,8 @@ impl KeyStore {
         }
     }
 
-    async fn fetch(&self) -> Result<(KeySet, Option<Duration>), BackendError> {
-        let discovery: Discovery = self.api.get_json(DISCOVERY_BACKEND, DISCOVERY_PATH).await?;
-        let issuer = keys::issuer(&discovery.issuer, self.issuer.as_deref()).map_err(|detail| {
-            BackendError::BadResponse {
-                backend: DISCOVERY_BACKEND,
-                detail,
-            }
-        })?;
-        let (doc, headers): (JwksDocument, _) = self
-            .api
-            .get_json_with_headers(JWKS_BACKEND, JWKS_PATH)
-            .await?;
-        let max_age = schedule::max_age(&headers);
-        Ok((KeySet::new(&doc, issuer, &self.audiences), max_age))
+    async fn fetch(&self) -> Fetched {
+        self.source.fetch().await
     }
 }
 

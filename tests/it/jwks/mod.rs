@@ -24,14 +24,16 @@ const AUDIENCE: &str = "https://authgate.test";
 /// The namespace whose ServiceAccounts the test config allows on /api/**.
 const NS: &str = "monitoring";
 
-/// The cluster's signing keys: RSA (RS256) and P-256 (ES256).
-struct Keys {
-    rsa: RsaKeyPair,
+/// The cluster's signing keys: RSA (RS256) and P-256 (ES256). The
+/// `issuers` tests sign with them too (as a foreign key, or as an issuer's
+/// RSA key).
+pub(crate) struct Keys {
+    pub(crate) rsa: RsaKeyPair,
     ec: EcdsaKeyPair,
 }
 
 /// Generated once per test binary (ring cannot generate RSA keys; openssl can).
-fn keys() -> &'static Keys {
+pub(crate) fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
         let out = std::process::Command::new("openssl")
@@ -60,13 +62,13 @@ fn keys() -> &'static Keys {
 
 /// Which key signs, and under which `kid` the header names it.
 #[derive(Clone, Copy)]
-enum Key {
+pub(crate) enum Key {
     Rsa,
     Ec,
 }
 
 impl Keys {
-    fn jwks(&self) -> Value {
+    pub(crate) fn jwks(&self) -> Value {
         let rsa = RsaPublicKeyComponents::<Vec<u8>>::from(self.rsa.public());
         let p = self.ec.public_key().as_ref();
         json!({"keys": [
@@ -78,7 +80,7 @@ impl Keys {
     }
 
     /// A JWT over `claims`, signed by `key`, naming `kid`.
-    fn sign(&self, key: Key, kid: &str, claims: &Value) -> String {
+    pub(crate) fn sign(&self, key: Key, kid: &str, claims: &Value) -> String {
         let alg = match key {
             Key::Rsa => "RS256",
             Key::Ec => "ES256",
