@@ -18,24 +18,15 @@ use super::file::{
     AllowFile, File, HumanDuration, KubernetesFile, ResourceAttributesFile, ResourceRuleFile,
     RouteFile, TlsFile,
 };
+use super::krp_flags::{self, CompatFlags};
 use super::{Error, VerbMapping};
 
-/// kube-rbac-proxy flags that authgate refuses, with the reason.
-const UNSUPPORTED: &[(&str, &str)] = &[
-    (
-        "--oidc-",
-        "OIDC token validation is not supported; tokens are checked with TokenReview",
-    ),
-    ("--insecure-listen-address", "authgate serves TLS only"),
-    (
-        "--tls-cipher-suites",
-        "rustls offers only modern cipher suites and is not configurable here",
-    ),
-    (
-        "--http2-",
-        "HTTP/2 limits are fixed (250 streams, header list = limits.max_header_bytes)",
-    ),
-];
+/// kube-rbac-proxy flags that authgate refuses, with the reason (the
+/// others are in [`krp_flags::REFUSED`]).
+const UNSUPPORTED: &[(&str, &str)] = &[(
+    "--oidc-",
+    "OIDC token validation is not supported; tokens are checked with TokenReview",
+)];
 
 /// Refuses kube-rbac-proxy flags that authgate does not implement, naming
 /// each; `Ok` when there are none.
@@ -48,7 +39,9 @@ pub fn refuse_unsupported<S: AsRef<str>>(args: &[S]) -> Result<(), String> {
             UNSUPPORTED
                 .iter()
                 .find(|(prefix, _)| flag.starts_with(prefix))
-                .map(|(_, why)| format!("kube-rbac-proxy flag {flag} is not supported: {why}"))
+                .map(|(_, why)| *why)
+                .or_else(|| krp_flags::refusal(flag))
+                .map(|why| format!("kube-rbac-proxy flag {flag} is not supported: {why}"))
         })
         .collect();
     if refused.is_empty() {
@@ -132,11 +125,11 @@ pub struct KrpFlags {
     #[arg(long, value_name = "N")]
     pub kube_api_burst: Option<u32>,
     /// klog verbosity: 0-3 info, 4+ debug.
-    #[arg(long, value_name = "LEVEL")]
+    #[arg(long, short = 'v', value_name = "LEVEL")]
     pub v: Option<u8>,
-    /// klog flag, accepted and ignored (authgate always logs to stderr).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", hide = true)]
-    pub logtostderr: Option<bool>,
+    /// The ignored klog flags, `--http2-disable`, `--tls-cipher-suites`.
+    #[command(flatten)]
+    pub compat: CompatFlags,
 }
 
 impl KrpFlags {
@@ -199,12 +192,11 @@ impl KrpFlags {
         if !self.ignore_paths.is_empty() {
             f.paths.unauthenticated = self.ignore_paths;
         }
-        if let Some(port) = self.proxy_endpoints_port {
-            f.admin.listen = Some(format!("0.0.0.0:{port}"));
-        }
+        krp_flags::admin_listener(&mut f.admin, f.listen, self.proxy_endpoints_port)?;
         if let Some(v) = self.v {
             f.log.level = Some(if v >= 4 { "debug" } else { "info" }.to_owned());
         }
+        self.compat.apply(&mut f)?;
         Ok(f)
     }
 
@@ -232,22 +224,7 @@ impl KrpFlags {
             &self.tls_private_key_file,
         ) {
             (Some(t), _, _) => t,
-            (None, Some(cert), Some(key)) => TlsFile {
-                cert_file: cert.clone(),
-                key_file: key.clone(),
-                client_ca_file: None,
-                crl_files: vec![],
-                allow_unknown_revocation: false,
-                allow_stale_crl: None,
-                min_version: None,
-                reload_interval: None,
-            },
-            (None, _, _) => {
-                return Err(Error::invalid(
-                    "--tls-cert-file",
-                    "authgate serves TLS only: give --tls-cert-file and --tls-private-key-file",
-                ));
-            }
+            (None, cert, key) => krp_flags::tls_file(cert.as_ref(), key.as_ref())?,
         };
         f.tls = Some(TlsFile {
             cert_file: self.tls_cert_file.clone().unwrap_or(tls.cert_file),

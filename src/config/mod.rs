@@ -9,6 +9,7 @@
 pub mod defaults;
 pub mod file;
 pub mod krp;
+pub mod krp_flags;
 mod validate;
 
 use std::net::SocketAddr;
@@ -320,6 +321,10 @@ pub struct TlsConfig {
     /// `identity.rules[i].ca_file`, by rule: loaded, checked and reloaded
     /// with the other TLS files.
     pub rule_ca_files: Vec<Option<PathBuf>>,
+    /// Offer HTTP/2 in ALPN (`tls.http2`).
+    pub http2: bool,
+    /// A generated serving pair used instead of `cert_file`/`key_file`.
+    pub self_signed: Option<std::sync::Arc<crate::pki::SelfSigned>>,
 }
 
 /// A TLS protocol version floor.
