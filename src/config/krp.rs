@@ -133,7 +133,8 @@ pub struct KrpFlags {
 }
 
 impl KrpFlags {
-    /// Whether any kube-rbac-proxy flag was given.
+    /// Whether any kube-rbac-proxy flag was given, logging flags aside
+    /// (none may be dropped: `--allow-paths` next to `--config` narrows it).
     pub fn any(&self) -> bool {
         self.secure_listen_address.is_some()
             || self.upstream.is_some()
@@ -142,10 +143,30 @@ impl KrpFlags {
             || self.client_ca_file.is_some()
             || self.config_file.is_some()
             || self.kubeconfig.is_some()
+            || self.tls_min_version.is_some()
+            || self.tls_reload_interval.is_some()
+            || !self.auth_token_audiences.is_empty()
+            || self.auth_header_fields_enabled.is_some()
+            || self.auth_header_user_field_name.is_some()
+            || self.auth_header_groups_field_name.is_some()
+            || self.auth_header_groups_field_separator.is_some()
+            || !self.allow_paths.is_empty()
+            || !self.ignore_paths.is_empty()
+            || self.upstream_ca_file.is_some()
+            || self.upstream_force_h2c.is_some()
+            || self.upstream_client_cert_file.is_some()
+            || self.upstream_client_key_file.is_some()
+            || self.proxy_endpoints_port.is_some()
+            || self.kube_api_qps.is_some()
+            || self.kube_api_burst.is_some()
+            || self.compat.any()
     }
 
     /// Applies the flags to `f` (flags win).
     pub fn apply(self, mut f: File) -> Result<File, Error> {
+        if let Some(v) = self.v {
+            f.log.level = Some(if v >= 4 { "debug" } else { "info" }.to_owned());
+        }
         if !self.any() {
             return Ok(f);
         }
@@ -193,9 +214,6 @@ impl KrpFlags {
             f.paths.unauthenticated = self.ignore_paths;
         }
         krp_flags::admin_listener(&mut f.admin, f.listen, self.proxy_endpoints_port)?;
-        if let Some(v) = self.v {
-            f.log.level = Some(if v >= 4 { "debug" } else { "info" }.to_owned());
-        }
         self.compat.apply(&mut f)?;
         Ok(f)
     }

@@ -247,6 +247,11 @@ pub fn check_cipher_suites(list: &[String], tls13_only: bool) -> Result<Vec<Stri
 }
 
 impl CompatFlags {
+    /// Whether a flag that changes serving was given (not a logging flag).
+    pub fn any(&self) -> bool {
+        self.http2_disable.is_some() || !self.tls_cipher_suites.is_empty()
+    }
+
     /// The ignored logging flags that were given, by name.
     pub fn ignored(&self) -> Vec<&'static str> {
         [

@@ -287,3 +287,48 @@ fn without_tls_files_a_self_signed_certificate_is_generated_in_memory() {
         "--tls-private-key-file: is needed with --tls-cert-file"
     );
 }
+
+#[test]
+fn no_kube_rbac_proxy_flag_is_dropped_next_to_a_config_file() {
+    // A file that alone serves everything; each flag narrows or changes it,
+    // and must not be ignored just because no "main" flag came with it.
+    let file = || {
+        crate::config::parse_yaml(
+            "tls: {cert_file: c, key_file: k}\nroutes: [{path_prefix: /, upstream: \"http://127.0.0.1:1\"}]\n",
+        )
+        .unwrap()
+    };
+    let c = Config::try_from(
+        parse(&["--allow-paths=/metrics"])
+            .unwrap()
+            .apply(file())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(!c.paths.allow.is_empty(), "--allow-paths applied");
+    let c = Config::try_from(parse(&["--http2-disable"]).unwrap().apply(file()).unwrap()).unwrap();
+    assert!(!c.tls.http2, "--http2-disable applied");
+    let e = parse(&["--tls-cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"])
+        .unwrap()
+        .apply(file())
+        .unwrap_err();
+    assert!(e.to_string().starts_with("--tls-cipher-suites"), "{e}");
+    let c = Config::try_from(
+        parse(&["--auth-token-audiences=a"])
+            .unwrap()
+            .apply(file())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(c.kubernetes.unwrap().token_review.unwrap().audiences, ["a"]);
+    // Logging flags alone change nothing else in the file.
+    let c = Config::try_from(
+        parse(&["--v=4", "--logtostderr"])
+            .unwrap()
+            .apply(file())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(c.log.level, "debug");
+    assert_eq!(c.admin.listen, Some("127.0.0.1:9090".parse().unwrap()));
+}
