@@ -265,7 +265,7 @@ pub struct TlsFile {
     /// `cert_file`/`key_file` (kube-rbac-proxy flags without
     /// `--tls-cert-file`); never read from YAML.
     #[serde(skip)]
-    pub self_signed: Option<crate::pki::SelfSigned>,
+    pub self_signed: Option<super::self_signed::SelfSigned>,
 }
 
 /// `identity:`

@@ -14,6 +14,7 @@ use clap::Args;
 
 use super::Error;
 use super::file::{AdminFile, File, TlsFile};
+use super::self_signed;
 
 /// Every flag of kube-rbac-proxy v0.21 (its `options.go`, the klog flags
 /// it disables in `deprecated.go`, and the global `-v`, `--vmodule`,
@@ -320,8 +321,8 @@ pub fn tls_file(cert: Option<&PathBuf>, key: Option<&PathBuf>) -> Result<TlsFile
     let (cert_file, key_file, self_signed) = match (cert, key) {
         (Some(c), Some(k)) => (c.clone(), k.clone(), None),
         (None, None) => {
-            let host = crate::pki::host_name();
-            let pair = crate::pki::self_signed_serving(host.as_deref()).map_err(|e| {
+            let host = self_signed::host_name();
+            let pair = self_signed::generate(host.as_deref()).map_err(|e| {
                 Error::invalid(
                     "--tls-cert-file",
                     format!("unset, and a self-signed certificate could not be made: {e}"),

@@ -10,6 +10,7 @@ pub mod defaults;
 pub mod file;
 pub mod krp;
 pub mod krp_flags;
+pub mod self_signed;
 mod validate;
 
 use std::net::SocketAddr;
@@ -324,7 +325,7 @@ pub struct TlsConfig {
     /// Offer HTTP/2 in ALPN (`tls.http2`).
     pub http2: bool,
     /// A generated serving pair used instead of `cert_file`/`key_file`.
-    pub self_signed: Option<std::sync::Arc<crate::pki::SelfSigned>>,
+    pub self_signed: Option<std::sync::Arc<self_signed::SelfSigned>>,
 }
 
 /// A TLS protocol version floor.
