@@ -7,7 +7,10 @@
 //! kube-rbac-proxy always reviews tokens and access with the API. Flags for
 //! features authgate does not have are refused by name. `--upstream-force-h2c`
 //! makes the route an `h2c://` upstream; `--upstream-client-cert-file` and
-//! `--upstream-client-key-file` are its client certificate.
+//! `--upstream-client-key-file` are its client certificate. The rest of
+//! kube-rbac-proxy's flags (logging flags it ignores, `--http2-disable`,
+//! `--tls-cipher-suites`, refusals, the self-signed certificate, the admin
+//! listener) are in [`super::krp_flags`].
 
 use std::path::PathBuf;
 
