@@ -16,4 +16,7 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /authgate /authgate
 USER 65532:65532
 EXPOSE 8443 9090
-ENTRYPOINT ["/authgate", "serve", "--config", "/etc/authgate/config.yaml"]
+# A pod's `args:` replace CMD: a kube-rbac-proxy sidecar that changes only its
+# image keeps its own args (kube-rbac-proxy's flags) and reads no config file.
+ENTRYPOINT ["/authgate", "serve"]
+CMD ["--config", "/etc/authgate/config.yaml"]

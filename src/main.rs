@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use authgate::app::App;
 use authgate::config::krp::{self, KrpFlags};
+use authgate::config::krp_flags;
 use authgate::config::{self, Config, LogConfig, LogFormat};
 use authgate::{access_log, admin, demo, pki};
 use clap::{Parser, Subcommand};
@@ -143,13 +144,16 @@ fn main() -> ExitCode {
         Command::Migration {
             command: MigrationCommand::Check(args),
         } => return migration_check(&args),
-        Command::Serve { config, krp } => match serve_config(config.as_deref(), *krp) {
-            Ok(config) => runtime().and_then(|rt| rt.block_on(serve(config))),
-            Err(e) => {
-                let _ = writeln!(std::io::stderr(), "authgate: {e}");
-                return ExitCode::from(2);
+        Command::Serve { config, krp } => {
+            let warnings = krp.compat.warnings();
+            match serve_config(config.as_deref(), *krp) {
+                Ok(config) => runtime().and_then(|rt| rt.block_on(serve(config, warnings))),
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "authgate: {e}");
+                    return ExitCode::from(2);
+                }
             }
-        },
+        }
         Command::Demo { listen, dir } => {
             runtime().and_then(|rt| rt.block_on(run_demo(listen, dir)))
         }
@@ -315,8 +319,16 @@ fn serve_config(path: Option<&std::path::Path>, krp: KrpFlags) -> Result<Config,
     Config::try_from(krp.apply(file)?)
 }
 
-async fn serve(config: Config) -> Result {
+async fn serve(config: Config, warnings: Vec<String>) -> Result {
     let logging = init_logging(&config.log);
+    // kube-rbac-proxy flags: one line for the ignored ones, one for a
+    // generated serving certificate.
+    for w in warnings
+        .into_iter()
+        .chain(krp_flags::self_signed_warning(&config.tls))
+    {
+        tracing::warn!("{w}");
+    }
     let app = Arc::new(App::build(&config).await?);
     let dropped = logging.dropped.clone();
     app.metrics.count_dropped_log_lines(Box::new(move || {

@@ -109,6 +109,8 @@ pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(24 * 3600);
 pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// `tls.allow_stale_crl`.
 pub const ALLOW_STALE_CRL: bool = false;
+/// `tls.http2`.
+pub const TLS_HTTP2: bool = true;
 /// `headers.strip_steering`.
 pub const STRIP_STEERING: bool = true;
 /// `paths.allow_matrix_params`.
@@ -165,6 +167,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("limits.max_connection_age", "24h"),
     ("authorization.verb_mapping", "kube-apiserver"),
     ("tls.allow_stale_crl", "false"),
+    ("tls.http2", "true"),
 ];
 
 #[cfg(test)]
@@ -249,6 +252,7 @@ mod tests {
         );
         assert_eq!(get("authorization.verb_mapping"), VERB_MAPPING);
         assert_eq!(get("tls.allow_stale_crl"), ALLOW_STALE_CRL.to_string());
+        assert_eq!(get("tls.http2"), TLS_HTTP2.to_string());
         assert_eq!(
             get("token_review.jwks.review_bad_signatures"),
             JWKS_REVIEW_BAD_SIGNATURES.to_string()

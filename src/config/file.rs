@@ -310,6 +310,14 @@ pub struct TlsFile {
     pub min_version: Option<String>,
     /// How often the files are re-read when no change event arrives. Default `30s`.
     pub reload_interval: Option<HumanDuration>,
+    /// Offer HTTP/2 (ALPN `h2`). Default `true`; `false` serves HTTP/1.1
+    /// only (kube-rbac-proxy's `--http2-disable`).
+    pub http2: Option<bool>,
+    /// A serving certificate generated at startup, used instead of
+    /// `cert_file`/`key_file` (kube-rbac-proxy flags without
+    /// `--tls-cert-file`); never read from YAML.
+    #[serde(skip)]
+    pub self_signed: Option<super::self_signed::SelfSigned>,
 }
 
 /// `identity:`

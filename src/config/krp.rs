@@ -7,7 +7,10 @@
 //! kube-rbac-proxy always reviews tokens and access with the API. Flags for
 //! features authgate does not have are refused by name. `--upstream-force-h2c`
 //! makes the route an `h2c://` upstream; `--upstream-client-cert-file` and
-//! `--upstream-client-key-file` are its client certificate.
+//! `--upstream-client-key-file` are its client certificate. The rest of
+//! kube-rbac-proxy's flags (logging flags it ignores, `--http2-disable`,
+//! `--tls-cipher-suites`, refusals, the self-signed certificate, the admin
+//! listener) are in [`super::krp_flags`].
 
 use std::path::PathBuf;
 
@@ -18,20 +21,9 @@ use super::file::{
     AllowFile, File, HumanDuration, KubernetesFile, ResourceAttributesFile, ResourceRuleFile,
     RouteFile, TlsFile,
 };
+use super::krp_flags::{self, CompatFlags};
 use super::{Error, VerbMapping};
 
-/// kube-rbac-proxy flags that authgate refuses, with the reason.
-const UNSUPPORTED: &[(&str, &str)] = &[
-    ("--insecure-listen-address", "authgate serves TLS only"),
-    (
-        "--tls-cipher-suites",
-        "rustls offers only modern cipher suites and is not configurable here",
-    ),
-    (
-        "--http2-",
-        "HTTP/2 limits are fixed (250 streams, header list = limits.max_header_bytes)",
-    ),
-];
 
 /// Refuses kube-rbac-proxy flags that authgate does not implement, naming
 /// each; `Ok` when there are none.
@@ -41,10 +33,8 @@ pub fn refuse_unsupported<S: AsRef<str>>(args: &[S]) -> Result<(), String> {
         .filter_map(|a| {
             let a = a.as_ref();
             let flag = a.split('=').next().unwrap_or(a);
-            UNSUPPORTED
-                .iter()
-                .find(|(prefix, _)| flag.starts_with(prefix))
-                .map(|(_, why)| format!("kube-rbac-proxy flag {flag} is not supported: {why}"))
+            krp_flags::refusal(flag)
+                .map(|why| format!("kube-rbac-proxy flag {flag} is not supported: {why}"))
         })
         .collect();
     if refused.is_empty() {
@@ -128,18 +118,19 @@ pub struct KrpFlags {
     #[arg(long, value_name = "N")]
     pub kube_api_burst: Option<u32>,
     /// klog verbosity: 0-3 info, 4+ debug.
-    #[arg(long, value_name = "LEVEL")]
+    #[arg(long, short = 'v', value_name = "LEVEL")]
     pub v: Option<u8>,
-    /// klog flag, accepted and ignored (authgate always logs to stderr).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", hide = true)]
-    pub logtostderr: Option<bool>,
     /// `--oidc-*`: one `authentication.jwt[]` issuer ([`super::krp_oidc`]).
     #[command(flatten)]
     pub oidc: super::krp_oidc::KrpOidcFlags,
+    /// The ignored klog flags, `--http2-disable`, `--tls-cipher-suites`.
+    #[command(flatten)]
+    pub compat: CompatFlags,
 }
 
 impl KrpFlags {
-    /// Whether any kube-rbac-proxy flag was given.
+    /// Whether any kube-rbac-proxy flag was given, logging flags aside
+    /// (none may be dropped: `--allow-paths` next to `--config` narrows it).
     pub fn any(&self) -> bool {
         self.secure_listen_address.is_some()
             || self.upstream.is_some()
@@ -148,11 +139,32 @@ impl KrpFlags {
             || self.client_ca_file.is_some()
             || self.config_file.is_some()
             || self.kubeconfig.is_some()
+            || self.tls_min_version.is_some()
+            || self.tls_reload_interval.is_some()
+            || !self.auth_token_audiences.is_empty()
+            || self.auth_header_fields_enabled.is_some()
+            || self.auth_header_user_field_name.is_some()
+            || self.auth_header_groups_field_name.is_some()
+            || self.auth_header_groups_field_separator.is_some()
+            || !self.allow_paths.is_empty()
+            || !self.ignore_paths.is_empty()
+            || self.upstream_ca_file.is_some()
+            || self.upstream_force_h2c.is_some()
+            || self.upstream_client_cert_file.is_some()
+            || self.upstream_client_key_file.is_some()
+            || self.proxy_endpoints_port.is_some()
+            || self.kube_api_qps.is_some()
+            || self.kube_api_burst.is_some()
+            || self.compat.any()
+            || self.oidc.any()
     }
 
     /// Applies the flags to `f` (flags win).
     pub fn apply(self, mut f: File) -> Result<File, Error> {
         self.oidc.apply(&mut f)?;
+        if let Some(v) = self.v {
+            f.log.level = Some(if v >= 4 { "debug" } else { "info" }.to_owned());
+        }
         if !self.any() {
             return Ok(f);
         }
@@ -199,12 +211,8 @@ impl KrpFlags {
         if !self.ignore_paths.is_empty() {
             f.paths.unauthenticated = self.ignore_paths;
         }
-        if let Some(port) = self.proxy_endpoints_port {
-            f.admin.listen = Some(format!("0.0.0.0:{port}"));
-        }
-        if let Some(v) = self.v {
-            f.log.level = Some(if v >= 4 { "debug" } else { "info" }.to_owned());
-        }
+        krp_flags::admin_listener(&mut f.admin, f.listen, self.proxy_endpoints_port)?;
+        self.compat.apply(&mut f)?;
         Ok(f)
     }
 
@@ -232,22 +240,7 @@ impl KrpFlags {
             &self.tls_private_key_file,
         ) {
             (Some(t), _, _) => t,
-            (None, Some(cert), Some(key)) => TlsFile {
-                cert_file: cert.clone(),
-                key_file: key.clone(),
-                client_ca_file: None,
-                crl_files: vec![],
-                allow_unknown_revocation: false,
-                allow_stale_crl: None,
-                min_version: None,
-                reload_interval: None,
-            },
-            (None, _, _) => {
-                return Err(Error::invalid(
-                    "--tls-cert-file",
-                    "authgate serves TLS only: give --tls-cert-file and --tls-private-key-file",
-                ));
-            }
+            (None, cert, key) => krp_flags::tls_file(cert.as_ref(), key.as_ref())?,
         };
         f.tls = Some(TlsFile {
             cert_file: self.tls_cert_file.clone().unwrap_or(tls.cert_file),

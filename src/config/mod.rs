@@ -11,6 +11,8 @@ pub mod file;
 pub mod issuers;
 pub mod krp;
 pub mod krp_oidc;
+pub mod krp_flags;
+pub mod self_signed;
 mod validate;
 
 use std::net::SocketAddr;
@@ -371,6 +373,10 @@ pub struct TlsConfig {
     /// `identity.rules[i].ca_file`, by rule: loaded, checked and reloaded
     /// with the other TLS files.
     pub rule_ca_files: Vec<Option<PathBuf>>,
+    /// Offer HTTP/2 in ALPN (`tls.http2`).
+    pub http2: bool,
+    /// A generated serving pair used instead of `cert_file`/`key_file`.
+    pub self_signed: Option<std::sync::Arc<self_signed::SelfSigned>>,
 }
 
 /// A TLS protocol version floor.

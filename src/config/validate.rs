@@ -306,6 +306,8 @@ fn tls_config(t: file::TlsFile) -> Result<TlsConfig, Error> {
             defaults::TLS_RELOAD_INTERVAL,
         )?,
         rule_ca_files: Vec::new(),
+        http2: t.http2.unwrap_or(defaults::TLS_HTTP2),
+        self_signed: t.self_signed.map(std::sync::Arc::new),
     })
 }
 

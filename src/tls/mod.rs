@@ -104,7 +104,11 @@ pub struct Material {
 
 /// The files of `cfg`, in a fixed order.
 fn files(cfg: &TlsConfig) -> Vec<&Path> {
-    let mut f = vec![cfg.cert_file.as_path(), cfg.key_file.as_path()];
+    let mut f = Vec::new();
+    // A generated pair is in memory: nothing to read or watch for it.
+    if cfg.self_signed.is_none() {
+        f.extend([cfg.cert_file.as_path(), cfg.key_file.as_path()]);
+    }
     f.extend(cfg.client_ca_file.as_deref());
     f.extend(cfg.crl_files.iter().map(PathBuf::as_path));
     f.extend(cfg.rule_ca_files.iter().flatten().map(PathBuf::as_path));
@@ -129,6 +133,13 @@ pub fn directories(cfg: &TlsConfig) -> Vec<PathBuf> {
 fn read_all(cfg: &TlsConfig) -> Result<(Vec<Vec<u8>>, [u8; 32]), Error> {
     let mut h = Sha256::new();
     let mut contents = Vec::new();
+    if let Some(pair) = &cfg.self_signed {
+        for bytes in [pair.cert_pem.as_bytes(), pair.key_pem.as_bytes()] {
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+            contents.push(bytes.to_vec());
+        }
+    }
     for path in files(cfg) {
         let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
         h.update((bytes.len() as u64).to_be_bytes());
@@ -203,7 +214,11 @@ pub fn load(cfg: &TlsConfig) -> Result<Material, Error> {
             }
         };
     let mut config = builder.with_cert_resolver(Arc::new(FixedCert(Arc::new(certified))));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = if cfg.http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     // Session tickets (stateless resumption, so more than the session
     // cache's 256 clients resume) under a key of this material's own: like
     // the session cache, a reload drops every ticket issued before it, and a
