@@ -7,6 +7,7 @@ use globset::{Glob, GlobBuilder};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
+use super::defaults;
 use super::file::{self, File};
 use super::{
     AccessReviewConfig, AdminAccess, AdminConfig, AllowRule, Config, Error, Freshness,
@@ -14,7 +15,6 @@ use super::{
     StaticConfig, StaticToken, Subject, TlsConfig, TlsVersion, TokenReviewConfig, UpstreamTarget,
     VerbMapping,
 };
-use super::{ResourceAttributes, defaults};
 use crate::routes::normalize_prefix;
 
 /// Parses YAML into the file shape; unknown keys and wrong types are errors
@@ -43,6 +43,8 @@ impl TryFrom<File> for Config {
         }
         let verb_mapping = verb_mapping(f.authorization)?;
         let routes = routes(f.routes, &mode, verb_mapping)?;
+        let headers = headers::header_names(f.headers)?;
+        rewrites::check_headers(&routes, &headers)?;
         Ok(Self {
             listen: f.listen.unwrap_or_else(|| ([0, 0, 0, 0], 8443).into()),
             tls,
@@ -50,7 +52,7 @@ impl TryFrom<File> for Config {
             static_backend: static_config(f.static_backend.unwrap_or_default())?,
             paths: paths::paths(f.paths, &routes)?,
             routes,
-            headers: headers::header_names(f.headers)?,
+            headers,
             limits: limits(f.limits)?,
             log: log_config(f.log)?,
             kubernetes: kubernetes(f.kubernetes, f.token_review, f.access_review)?,
@@ -442,7 +444,8 @@ fn routes(
             Mode::Auth(_) => Ok(vec![RouteConfig {
                 path_prefix: "/".into(),
                 upstream: None,
-                resource: None,
+                resources: Vec::new(),
+                rewrites: None,
                 auth: RouteAuth::default(),
                 upgrades: upgrades("routes", None)?,
                 upgrades_on_public_paths: false,
@@ -495,17 +498,13 @@ fn routes(
                 _ if h2c => Vec::new(),
                 list => upgrades(&format!("{key}.upgrades"), list)?,
             };
+            let (resources, rewrites) =
+                rewrites::route_checks(&key, r.resource, r.rewrites, mode)?;
             Ok(RouteConfig {
                 path_prefix,
                 upstream,
-                resource: r.resource.map(|a| ResourceAttributes {
-                    namespace: a.namespace.unwrap_or_default(),
-                    group: a.group.unwrap_or_default(),
-                    version: a.version.unwrap_or_default(),
-                    resource: a.resource,
-                    subresource: a.subresource.unwrap_or_default(),
-                    name: a.name.unwrap_or_default(),
-                }),
+                resources,
+                rewrites,
                 auth: policy::route_auth(&format!("{key}.auth"), r.auth)?,
                 upgrades,
                 upgrades_on_public_paths: r
@@ -596,6 +595,7 @@ mod jwks;
 mod paths;
 mod policy;
 mod probe;
+mod rewrites;
 mod secrets;
 #[cfg(test)]
 mod tests;
