@@ -9,7 +9,11 @@
 
 use http::Method;
 
-use crate::config::{ResourceAttributes, RouteConfig, VerbMapping};
+use http::HeaderMap;
+use http::uri::PathAndQuery;
+
+use super::rewrite::{self, Refused, Values};
+use crate::config::{ResourceAttributes, ResourceCheck, RouteConfig, VerbMapping};
 
 /// What is being accessed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -65,11 +69,109 @@ pub fn verb(method: &Method) -> String {
     non_resource_verb(VerbMapping::default(), method)
 }
 
-/// The attributes of a request on `route`: its resource when it has one
-/// (with the resource verb), otherwise the normalised path (with the verb
-/// the route's `verb_mapping` gives).
+/// What a request on a route must be allowed, and what to forward.
+#[derive(Debug)]
+pub struct Bound {
+    /// Every check; all must allow.
+    pub checks: Vec<Attributes>,
+    values: Values,
+}
+
+/// The checks of a request on `route`: its resources (each rewrite value
+/// in each templated one) or its path.
+pub fn bind(
+    route: &RouteConfig,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Bound, Refused> {
+    let values = match &route.rewrites {
+        Some(rw) => rewrite::values(rw, query, headers)?,
+        None => Values::default(),
+    };
+    let checks = checks(route, method, path, &values)?;
+    Ok(Bound { checks, values })
+}
+
+impl Bound {
+    /// The path-and-query to forward, with the rewrite parameter and header
+    /// consumed ([`rewrite::consume`]).
+    pub fn consume(
+        &self,
+        route: &RouteConfig,
+        pq: PathAndQuery,
+        headers: &mut HeaderMap,
+    ) -> Result<PathAndQuery, Refused> {
+        rewrite::consume(route, &self.values, pq, headers)
+    }
+}
+
+/// Every check of a request on `route`, all of which must allow: each of
+/// its resources (with the resource verb, or the check's own), each
+/// templated one once per rewrite value, duplicates dropped; or, when it has
+/// none, the normalised path (with the verb the route's `verb_mapping`
+/// gives). Never empty.
+pub fn checks(
+    route: &RouteConfig,
+    method: &Method,
+    path: &str,
+    values: &Values,
+) -> Result<Vec<Attributes>, Refused> {
+    if route.resources.is_empty() {
+        return Ok(vec![attributes(None, route.verb_mapping, method, path)]);
+    }
+    let all = values.all();
+    let mut out: Vec<Attributes> = Vec::new();
+    for check in &route.resources {
+        let verb = check.verb.clone().unwrap_or_else(|| resource_verb(method));
+        let rendered = if check.templates.is_empty() {
+            vec![check.attributes.clone()]
+        } else {
+            all.iter()
+                .map(|v| render(check, v, values))
+                .collect::<Result<_, _>>()?
+        };
+        for r in rendered {
+            let a = Attributes {
+                verb: verb.clone(),
+                target: Target::Resource(r),
+            };
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `check` with `value` in its templated fields, each of which must then be
+/// valid as the apiserver validates that field.
+fn render(
+    check: &ResourceCheck,
+    value: &str,
+    values: &Values,
+) -> Result<ResourceAttributes, Refused> {
+    let mut r = check.attributes.clone();
+    for (field, template) in &check.templates {
+        let v = template.render(value);
+        if !field.accepts(&v) {
+            return Err(Refused::Invalid {
+                from: values.source_of(value),
+                field: field.key(),
+                rule: field.rule(),
+            });
+        }
+        *field.get_mut(&mut r) = v;
+    }
+    Ok(r)
+}
+
+/// The first check of a request on a route without rewrites (tests).
+#[cfg(test)]
 pub fn for_route(route: &RouteConfig, method: &Method, path: &str) -> Attributes {
-    attributes(route.resource.as_ref(), route.verb_mapping, method, path)
+    let mut c = checks(route, method, path, &Values::default()).expect("no rewrites");
+    c.remove(0)
 }
 
 /// [`for_route`] for a route with the default verb mapping.
@@ -110,7 +212,8 @@ mod tests {
         let route = |verb_mapping| RouteConfig {
             path_prefix: "/".into(),
             upstream: None,
-            resource: None,
+            resources: vec![],
+            rewrites: None,
             auth: crate::config::RouteAuth::default(),
             verb_mapping,
             upgrades: vec![],

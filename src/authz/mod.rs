@@ -6,6 +6,7 @@
 pub mod access_review;
 pub mod attributes;
 pub mod permit;
+pub mod rewrite;
 pub mod static_rules;
 
 use std::sync::Arc;
@@ -109,10 +110,40 @@ impl Authorizers {
         notice: Notice,
         attrs: &Attributes,
     ) -> Result<Permit, Error> {
+        self.authorize_all(route, id, notice, std::slice::from_ref(attrs))
+            .await
+    }
+
+    /// A permit for `route` only when every check is allowed, each decided
+    /// (and cached) on its own, in order; the first refusal decides, and
+    /// no check is no permit.
+    pub async fn authorize_all(
+        &self,
+        route: RouteId,
+        id: &Arc<Identity>,
+        notice: Notice,
+        checks: &[Attributes],
+    ) -> Result<Permit, Error> {
+        if checks.is_empty() {
+            return Err(Error::Denied {
+                user: id.user.clone(),
+                verb: String::new(),
+                target: "nothing (no check)".into(),
+                reason: String::new(),
+            });
+        }
+        for attrs in checks {
+            self.decide(id, attrs).await?;
+        }
+        Ok(Permit::granted(route, id.clone(), notice))
+    }
+
+    /// `Ok` when some authorizer allows `attrs` before any denies.
+    async fn decide(&self, id: &Arc<Identity>, attrs: &Attributes) -> Result<(), Error> {
         let mut reason = String::new();
         for a in &self.chain {
             match a.authorize(id, attrs).await? {
-                Decision::Allow => return Ok(Permit::granted(route, id.clone(), notice)),
+                Decision::Allow => return Ok(()),
                 Decision::Deny(why) => {
                     reason = why.to_string();
                     break;

@@ -163,6 +163,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("paths.allow_matrix_params", "false"),
     ("routes[].upgrades", "[websocket, SPDY/3.1]"),
     ("routes[].upgrades_on_public_paths", "false"),
+    ("routes[].rewrites.consume", "pin"),
     ("limits.tunnel_idle_timeout", "1h"),
     ("limits.max_connection_age", "24h"),
     ("authorization.verb_mapping", "kube-apiserver"),

@@ -12,6 +12,11 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
+pub use super::file_rewrites::{OneOrMany, RewritesFile};
+
+/// `routes[].resource`: one check, or a list whose checks must all allow.
+pub type ResourcesFile = OneOrMany<ResourceAttributesFile>;
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -456,8 +461,11 @@ pub struct RouteFile {
     pub upstream_client_cert_file: Option<PathBuf>,
     /// PEM key of `upstream_client_cert_file`.
     pub upstream_client_key_file: Option<PathBuf>,
-    /// Resource attributes to authorize instead of the request path.
-    pub resource: Option<ResourceAttributesFile>,
+    /// Resource attributes to authorize instead of the request path: one
+    /// object, or a list whose checks must all allow.
+    pub resource: Option<ResourcesFile>,
+    /// Fill `{{ .Value }}` in `resource` from a query parameter or header.
+    pub rewrites: Option<RewritesFile>,
     /// Which credentials the route accepts.
     pub auth: Option<RouteAuthFile>,
     /// Protocols a request may upgrade to (`Upgrade:`), case-insensitive.
@@ -500,6 +508,9 @@ pub struct ResourceAttributesFile {
     pub subresource: Option<String>,
     /// Object name.
     pub name: Option<String>,
+    /// The verb checked whatever the method. Default: the method's
+    /// Kubernetes verb (GET `get`, POST `create`, ...).
+    pub verb: Option<String>,
 }
 
 /// `headers:`

@@ -254,20 +254,25 @@ impl KrpFlags {
     }
 
     fn apply_route(&self, f: &mut File) -> Result<(), Error> {
-        let krp = match &self.config_file {
+        let mut krp = match &self.config_file {
             Some(path) => Some(read_krp_file(path)?),
             None => None,
         };
         if let Some(upstream) = &self.upstream {
             let upstream = self.upstream_url(upstream.trim_end_matches('/'))?;
             let resource = krp.as_ref().and_then(|k| k.resource_attributes());
+            let rewrites = krp.as_mut().and_then(|k| k.authorization.rewrites.take());
+            let rewrites = rewrites
+                .map(|r| r.translate(resource.is_some()))
+                .transpose()?;
             f.routes = vec![RouteFile {
                 path_prefix: "/".into(),
                 upstream: Some(upstream),
                 upstream_ca_file: self.upstream_ca_file.clone(),
                 upstream_client_cert_file: self.upstream_client_cert_file.clone(),
                 upstream_client_key_file: self.upstream_client_key_file.clone(),
-                resource,
+                resource: resource.map(Into::into),
+                rewrites,
                 auth: None,
                 upgrades: None,
                 upgrades_on_public_paths: None,
@@ -333,6 +338,7 @@ struct KrpFile {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct KrpAuthorization {
     resource_attributes: Option<KrpResourceAttributes>,
+    rewrites: Option<super::krp_rewrites::KrpRewrites>,
     #[serde(default, rename = "static")]
     static_rules: Vec<KrpStatic>,
 }
@@ -389,6 +395,7 @@ impl KrpFile {
             resource: r.resource.clone().unwrap_or_default(),
             subresource: r.subresource.clone(),
             name: r.name.clone(),
+            verb: None,
         })
     }
 

@@ -8,10 +8,13 @@
 
 pub mod defaults;
 pub mod file;
+mod file_rewrites;
 pub mod issuers;
 pub mod krp;
-pub mod krp_oidc;
 pub mod krp_flags;
+pub mod krp_oidc;
+mod krp_rewrites;
+pub mod rewrites;
 pub mod self_signed;
 mod validate;
 
@@ -23,6 +26,7 @@ use globset::Glob;
 use http::HeaderName;
 use http::uri::Authority;
 
+pub use rewrites::{Consume, ResourceCheck, Rewrites};
 pub use validate::parse_yaml;
 
 /// Reads and parses a YAML file (not yet validated).
@@ -508,8 +512,11 @@ pub struct RouteConfig {
     pub path_prefix: String,
     /// Where requests go and how; `None` only with `mode: auth`.
     pub upstream: Option<UpstreamConfig>,
-    /// Resource attributes authorized instead of the path.
-    pub resource: Option<ResourceAttributes>,
+    /// Resource checks authorized instead of the path; all must allow
+    /// (empty: the path is authorized).
+    pub resources: Vec<ResourceCheck>,
+    /// Where `{{ .Value }}` of templated checks comes from.
+    pub rewrites: Option<Rewrites>,
     /// Which credentials the route accepts.
     pub auth: RouteAuth,
     /// Protocols a request may upgrade to, lower-case.

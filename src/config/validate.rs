@@ -7,6 +7,7 @@ use globset::{Glob, GlobBuilder};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
+use super::defaults;
 use super::file::{self, File};
 use super::{
     AccessReviewConfig, AdminAccess, AdminConfig, AllowRule, Config, Error, Freshness,
@@ -14,7 +15,6 @@ use super::{
     StaticConfig, StaticToken, Subject, TlsConfig, TlsVersion, TokenReviewConfig, UpstreamTarget,
     VerbMapping,
 };
-use super::{ResourceAttributes, defaults};
 use crate::routes::normalize_prefix;
 
 /// Parses YAML into the file shape; unknown keys and wrong types are errors
@@ -42,6 +42,8 @@ impl TryFrom<File> for Config {
             jwks.issuer.as_deref()
         });
         let issuers = issuers::issuers(f.authentication, cluster_issuer)?;
+        let headers = headers::header_names(f.headers)?;
+        rewrites::check_headers(&all_routes, &headers)?;
         Ok(Self {
             listen: first.listen,
             tls: first.tls,
@@ -49,7 +51,7 @@ impl TryFrom<File> for Config {
             static_backend: static_config(f.static_backend.unwrap_or_default())?,
             paths: paths::paths(f.paths, &all_routes)?,
             routes: first.routes,
-            headers: headers::header_names(f.headers)?,
+            headers,
             limits: limits(f.limits)?,
             log: log_config(f.log)?,
             kubernetes,
@@ -445,7 +447,8 @@ fn routes(
             Mode::Auth(_) => Ok(vec![RouteConfig {
                 path_prefix: "/".into(),
                 upstream: None,
-                resource: None,
+                resources: Vec::new(),
+                rewrites: None,
                 auth: RouteAuth::default(),
                 upgrades: upgrades("routes", None)?,
                 upgrades_on_public_paths: false,
@@ -498,17 +501,13 @@ fn routes(
                 _ if h2c => Vec::new(),
                 list => upgrades(&format!("{key}.upgrades"), list)?,
             };
+            let (resources, rewrites) =
+                rewrites::route_checks(&key, r.resource, r.rewrites, mode)?;
             Ok(RouteConfig {
                 path_prefix,
                 upstream,
-                resource: r.resource.map(|a| ResourceAttributes {
-                    namespace: a.namespace.unwrap_or_default(),
-                    group: a.group.unwrap_or_default(),
-                    version: a.version.unwrap_or_default(),
-                    resource: a.resource,
-                    subresource: a.subresource.unwrap_or_default(),
-                    name: a.name.unwrap_or_default(),
-                }),
+                resources,
+                rewrites,
                 auth: policy::route_auth(&format!("{key}.auth"), r.auth)?,
                 upgrades,
                 upgrades_on_public_paths: r
@@ -601,6 +600,7 @@ mod listeners;
 mod paths;
 mod policy;
 mod probe;
+mod rewrites;
 mod secrets;
 #[cfg(test)]
 mod tests;

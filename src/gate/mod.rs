@@ -29,9 +29,9 @@ use rustls_pki_types::CertificateDer;
 
 use crate::authn::policy::{self, Notice};
 use crate::authn::{self, Authenticator, CertIdentity};
-use crate::authz::Authorizers;
 use crate::authz::attributes::{self, Attributes, Target as AuthzTarget};
 use crate::authz::permit::{self, Permit};
+use crate::authz::{Authorizers, rewrite};
 use crate::body::{self, Body};
 use crate::config::{AuthEndpoint, HeaderNames, Mode, PathRules, RouteAuth, RouteConfig};
 use crate::identity::{AuthMethod, Identity};
@@ -261,7 +261,8 @@ impl<F> Gate<F> {
             conn.downstream.close();
             return Err(e);
         }
-        self.admit(conn, conn.cert.as_ref(), headers, scope, &attrs, &mut trail)
+        let checks = std::slice::from_ref(&attrs);
+        self.admit(conn, conn.cert.as_ref(), headers, scope, checks, &mut trail)
             .await
     }
 
@@ -290,20 +291,30 @@ impl<F> Gate<F> {
             proxy::upgrade::allowed(&route.config, protocol, public)
                 .map_err(|why| Error::BadRequest(why.to_string()))?;
         }
-        let permit = match target {
-            Target::Public(route) => Permit::public(route.id),
+        let (permit, path_and_query) = match target {
+            Target::Public(route) => (Permit::public(route.id), path_and_query),
             Target::Guarded(route) => {
-                // 2-3. Who is asking, may they use this credential here, may they do this?
-                let attrs = attributes::for_route(&route.config, req.method(), &path);
-                self.admit(
-                    conn,
-                    conn.cert.as_ref(),
-                    req.headers(),
-                    Scope::of(route),
-                    &attrs,
-                    trail,
-                )
-                .await?
+                // 2-3. What must be allowed (every resource check, every
+                //      rewrite value), who is asking, may they use this
+                //      credential here, may they do all of it?
+                let (method, query) = (req.method(), req.uri().query());
+                let bound = attributes::bind(&route.config, method, &path, query, req.headers())
+                    .map_err(|e| Error::BadRequest(e.to_string()))?;
+                let permit = self
+                    .admit(
+                        conn,
+                        conn.cert.as_ref(),
+                        req.headers(),
+                        Scope::of(route),
+                        &bound.checks,
+                        trail,
+                    )
+                    .await?;
+                // The upstream gets the rewrite values that were authorized.
+                let pq = bound
+                    .consume(&route.config, path_and_query, req.headers_mut())
+                    .map_err(|e| Error::BadRequest(e.to_string()))?;
+                (permit, pq)
             }
         };
 
@@ -390,14 +401,21 @@ impl<F> Gate<F> {
         };
 
         // 3. The same admission as in proxy mode, for the original request.
-        let attrs = attributes::for_route(&route.config, &original.method, &original.path);
+        // (Validation keeps rewrites out of `mode: auth`: no values here.)
+        let checks = attributes::checks(
+            &route.config,
+            &original.method,
+            &original.path,
+            &rewrite::Values::default(),
+        )
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
         let permit = self
             .admit(
                 conn,
                 cert.as_ref(),
                 req.headers(),
                 Scope::of(route),
-                &attrs,
+                &checks,
                 trail,
             )
             .await?;
@@ -450,7 +468,7 @@ impl<F> Gate<F> {
         cert: Option<&CertIdentity>,
         headers: &HeaderMap,
         scope: Scope<'_>,
-        attrs: &Attributes,
+        checks: &[Attributes],
         trail: &mut Trail<'_>,
     ) -> Result<Permit, Error> {
         // A dry-run route reads what it read before it was closed to tokens.
@@ -482,7 +500,7 @@ impl<F> Gate<F> {
         }
         let permit = self
             .authz
-            .authorize(scope.route, &id, notice, attrs)
+            .authorize_all(scope.route, &id, notice, checks)
             .await?;
         // Served only because of a dry run: counted (once authorized, so that
         // exactly the requests enforcing would stop are) and logged.

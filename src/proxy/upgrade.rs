@@ -267,7 +267,8 @@ mod tests {
         RouteConfig {
             path_prefix: "/".into(),
             upstream: None,
-            resource: None,
+            resources: vec![],
+            rewrites: None,
             auth: RouteAuth::default(),
             upgrades: upgrades.iter().map(|s| s.to_ascii_lowercase()).collect(),
             upgrades_on_public_paths: public,

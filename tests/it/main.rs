@@ -34,6 +34,7 @@ mod panics;
 mod proxy;
 mod real_apiserver;
 mod reload;
+mod rewrites;
 mod secrets;
 mod token_misses;
 mod tokens;

@@ -145,6 +145,7 @@ mod tests {
             upstream_client_cert_file: None,
             upstream_client_key_file: None,
             resource: None,
+            rewrites: None,
             auth: None,
             upgrades: None,
             upgrades_on_public_paths: None,

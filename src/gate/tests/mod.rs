@@ -7,6 +7,7 @@
 mod admission;
 mod auth_mode;
 mod lookalikes;
+mod param_rewrites;
 mod refusals;
 mod rewrite;
 mod token_misses;

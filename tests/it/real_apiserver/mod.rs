@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use testkit::*;
 
 mod krp;
+mod rewrites;
 
 const BIN: &str = env!("CARGO_BIN_EXE_authgate");
 const AUDIENCE: &str = "https://authgate.e2e";

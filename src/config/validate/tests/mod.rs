@@ -58,7 +58,7 @@ log: {format: json, level: debug}
     assert_eq!(c.tls.min_version, TlsVersion::Tls13);
     assert_eq!(c.identity_rules.len(), 3);
     assert_eq!(c.routes[0].path_prefix, "/api");
-    assert_eq!(c.routes[0].resource.as_ref().unwrap().subresource, "proxy");
+    assert_eq!(c.routes[0].resources[0].attributes.subresource, "proxy");
     assert_eq!(c.headers.user, "x-user");
     assert_eq!(c.headers.extra_prefix, "x-extra-");
     assert_eq!(c.limits.handshake_timeout, Duration::from_millis(1500));
@@ -182,6 +182,7 @@ fn unknown_keys_and_bad_types_report_line_and_column() {
     assert!(got.contains("line 4"), "{got}");
 }
 
+mod rewrites;
 mod rules;
 mod secrets;
 mod trust;
