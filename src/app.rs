@@ -20,6 +20,7 @@ use crate::authz::static_rules::StaticRules;
 use crate::authz::{Authorizer, Authorizers};
 use crate::cache::{self, CacheSource, KeyHasher};
 use crate::config::{AdminConfig, Config, KubernetesConfig, Limits, TlsConfig};
+use crate::fleet::{self, Fleet};
 use crate::gate::{Gate, Parts};
 use crate::kubernetes::{self, ApiClient};
 use crate::metrics::Metrics;
@@ -43,6 +44,9 @@ pub enum Error {
     /// The Kubernetes client.
     #[error(transparent)]
     Kubernetes(#[from] kubernetes::Error),
+    /// The revocation object's namespace.
+    #[error(transparent)]
+    Fleet(#[from] fleet::Error),
 }
 
 /// Everything the server needs at runtime.
@@ -68,6 +72,8 @@ pub struct App {
     /// The client TLS of `https` upstreams loaded from files (reloaded
     /// like the serving material).
     pub upstream_tls: Vec<Arc<ClientTls>>,
+    /// The watch of the fleet's revocation object, when configured.
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 /// The running Kubernetes backend: the API client and the reviewers' caches.
@@ -111,9 +117,22 @@ impl App {
             metrics.clone(),
         ));
 
-        let kube = match &config.kubernetes {
-            Some(k) => Some(kube_backend(k, kubernetes::client(k).await?, &metrics)),
-            None => None,
+        let (kube, fleet) = match &config.kubernetes {
+            Some(k) => {
+                let client = kubernetes::client(k).await?;
+                let backend = kube_backend(k, client.clone(), &metrics);
+                let fleet = match &config.fleet {
+                    Some(f) => Some(Arc::new(Fleet::new(
+                        f,
+                        client,
+                        k.timeout,
+                        flusher(&backend),
+                    )?)),
+                    None => None,
+                };
+                (Some(backend), fleet)
+            }
+            None => (None, None),
         };
         if let Some(jwks) = kube.as_ref().and_then(|k| k.jwks.as_ref()) {
             jwks.load().await;
@@ -132,6 +151,7 @@ impl App {
             admin: config.admin.clone(),
             tls_config: config.tls.clone(),
             upstream_tls,
+            fleet,
         })
     }
 
@@ -164,6 +184,9 @@ impl App {
                 tokio::spawn(jwks.clone().run(stop.clone()));
             }
         }
+        if let Some(fleet) = &self.fleet {
+            tokio::spawn(fleet.clone().run(stop.clone()));
+        }
     }
 
     /// Empties the review caches: all entries, or those about `user`.
@@ -180,6 +203,27 @@ impl App {
             }
         }
     }
+}
+
+/// Flushes the caches of `k` (what [`App::flush_caches`] does), for the
+/// fleet's watch.
+fn flusher(k: &KubeBackend) -> fleet::Flusher {
+    let (tr, jwks, ar) = (
+        k.token_review.clone(),
+        k.jwks.clone(),
+        k.access_review.clone(),
+    );
+    Box::new(move |user| {
+        if let Some(tr) = &tr {
+            tr.flush(user);
+        }
+        if let Some(jwks) = &jwks {
+            jwks.flush(user);
+        }
+        if let Some(ar) = &ar {
+            ar.flush(user);
+        }
+    })
 }
 
 /// The reviewers of `k`, sharing one API client and one key hasher.

@@ -93,6 +93,20 @@ pub struct Config {
     pub mode: Mode,
     /// Token-to-certificate migration policy and tracking.
     pub migration: MigrationConfig,
+    /// Fleet-wide revocation, when configured.
+    pub fleet: Option<FleetConfig>,
+}
+
+/// `fleet:` validated.
+#[derive(Clone, Debug)]
+pub struct FleetConfig {
+    /// The revocation ConfigMap's namespace; `None`: the pod's, found at
+    /// start.
+    pub namespace: Option<String>,
+    /// The revocation ConfigMap's name.
+    pub name: String,
+    /// The `timeoutSeconds` of each watch call.
+    pub watch_timeout: Duration,
 }
 
 /// What authgate does with an allowed request.

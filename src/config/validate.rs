@@ -43,6 +43,7 @@ impl TryFrom<File> for Config {
         }
         let verb_mapping = verb_mapping(f.authorization)?;
         let routes = routes(f.routes, &mode, verb_mapping)?;
+        let fleet = fleet::fleet(f.fleet, f.kubernetes.is_some())?;
         Ok(Self {
             listen: f.listen.unwrap_or_else(|| ([0, 0, 0, 0], 8443).into()),
             tls,
@@ -57,6 +58,7 @@ impl TryFrom<File> for Config {
             admin: admin(f.admin)?,
             migration: policy::migration(f.migration)?,
             mode,
+            fleet,
         })
     }
 }
@@ -590,6 +592,7 @@ fn log_config(l: file::LogFile) -> Result<LogConfig, Error> {
     })
 }
 
+mod fleet;
 mod headers;
 mod identity;
 mod jwks;

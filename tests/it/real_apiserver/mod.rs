@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use testkit::*;
 
+mod fleet;
+
 const BIN: &str = env!("CARGO_BIN_EXE_authgate");
 const AUDIENCE: &str = "https://authgate.e2e";
 
