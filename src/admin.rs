@@ -86,6 +86,14 @@ pub fn readiness(app: &App, now: i64) -> Vec<Check> {
             detail,
         });
     }
+    if let Some(fleet) = &app.fleet {
+        let (ok, detail) = fleet.check(now);
+        checks.push(Check {
+            name: "fleet_revocation",
+            ok,
+            detail,
+        });
+    }
     checks
 }
 
@@ -219,7 +227,7 @@ async fn respond_to(
         }
         (&Method::POST, "/cache/flush") => {
             guard(app, conn, req.headers(), path, "create").await?;
-            flush(app, req.uri().query())?
+            flush(app, req.uri().query()).await?
         }
         _ => return Err(gate::Error::NoRoute(path.to_owned())),
     })
@@ -300,15 +308,30 @@ fn migration(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, gate:
     ))
 }
 
-fn flush(app: &App, query: Option<&str>) -> Result<Response<Body>, gate::Error> {
+/// Flushes this replica's caches at once and, with `fleet`, adds the flush
+/// to the revocation object so every replica applies it; if that write
+/// fails the answer is a 503 saying the flush is local only.
+async fn flush(app: &App, query: Option<&str>) -> Result<Response<Body>, gate::Error> {
     let user = flush_user(query)?;
     app.flush_caches(user.as_deref());
     info!(
         user = user.as_deref().unwrap_or("*"),
         "review caches flushed"
     );
-    let json =
+    let mut json =
         serde_json::json!({"flushed": user.as_deref().map_or("all", |_| "user"), "user": user});
+    if let Some(fleet) = &app.fleet {
+        match fleet.request_flush(user.as_deref()).await {
+            Ok(_) => json["fleet"] = fleet.object().into(),
+            Err(e) => {
+                tracing::warn!(object = %fleet.object(), error = %e, "the flush could not be written to the revocation object");
+                return Err(gate::Error::FleetFlush(format!(
+                    "flushed on this replica only: the revocation object {} could not be updated: {e}",
+                    fleet.object()
+                )));
+            }
+        }
+    }
     Ok(body::with_type(
         StatusCode::OK,
         json.to_string(),

@@ -23,6 +23,7 @@ use crate::authz::static_rules::StaticRules;
 use crate::authz::{Authorizer, Authorizers};
 use crate::cache::{self, CacheSource, KeyHasher};
 use crate::config::{AdminConfig, Config, KubernetesConfig, Limits, ListenerConfig, TlsConfig};
+use crate::fleet::{self, Fleet};
 use crate::gate::{Gate, Parts};
 use crate::kubernetes::{self, ApiClient};
 use crate::metrics::Metrics;
@@ -70,6 +71,9 @@ pub enum Error {
     /// An external issuer's client (`authentication.jwt[]`).
     #[error("{0}")]
     Issuers(String),
+    /// The revocation object's namespace.
+    #[error(transparent)]
+    Fleet(#[from] fleet::Error),
 }
 
 /// Everything the server needs at runtime.
@@ -98,6 +102,8 @@ pub struct App {
     /// The client TLS of `https` upstreams loaded from files (reloaded
     /// like the serving material).
     pub upstream_tls: Vec<Arc<ClientTls>>,
+    /// The watch of the fleet's revocation object, when configured.
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 /// One TLS listener at runtime. Its own gate holds its routes, identity
@@ -162,9 +168,22 @@ impl App {
     /// Loads TLS material and assembles the backends and routes of `config`.
     pub async fn build(config: &Config) -> Result<Self, Error> {
         let metrics = Metrics::new();
-        let kube = match &config.kubernetes {
-            Some(k) => Some(kube_backend(k, kubernetes::client(k).await?, &metrics)),
-            None => None,
+        let (kube, fleet) = match &config.kubernetes {
+            Some(k) => {
+                let client = kubernetes::client(k).await?;
+                let backend = kube_backend(k, client.clone(), &metrics);
+                let fleet = match &config.fleet {
+                    Some(f) => Some(Arc::new(Fleet::new(
+                        f,
+                        client,
+                        k.timeout,
+                        flusher(&backend),
+                    )?)),
+                    None => None,
+                };
+                (Some(backend), fleet)
+            }
+            None => (None, None),
         };
         if let Some(jwks) = kube.as_ref().and_then(|k| k.jwks.as_ref()) {
             jwks.load().await;
@@ -206,6 +225,7 @@ impl App {
             health: Arc::new(Health::default()),
             admin: config.admin.clone(),
             upstream_tls,
+            fleet,
         })
     }
 
@@ -301,6 +321,9 @@ impl App {
                 tokio::spawn(jwks.clone().run(stop.clone()));
             }
         }
+        if let Some(fleet) = &self.fleet {
+            tokio::spawn(fleet.clone().run(stop.clone()));
+        }
     }
 
     /// Empties the review caches: all entries, or those about `user`.
@@ -317,6 +340,27 @@ impl App {
             }
         }
     }
+}
+
+/// Flushes the caches of `k` (what [`App::flush_caches`] does), for the
+/// fleet's watch.
+fn flusher(k: &KubeBackend) -> fleet::Flusher {
+    let (tr, jwks, ar) = (
+        k.token_review.clone(),
+        k.jwks.clone(),
+        k.access_review.clone(),
+    );
+    Box::new(move |user| {
+        if let Some(tr) = &tr {
+            tr.flush(user);
+        }
+        if let Some(jwks) = &jwks {
+            jwks.flush(user);
+        }
+        if let Some(ar) = &ar {
+            ar.flush(user);
+        }
+    })
 }
 
 /// The reviewers of `k`, sharing one API client and one key hasher.

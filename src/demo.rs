@@ -31,12 +31,20 @@ pub struct Setup {
 }
 
 /// Creates (or reuses) the dev PKI and demo token under `dir` and returns the
-/// demo configuration for `listen` and an echo upstream at `upstream`.
+/// demo configuration for `listen`, an echo upstream at `upstream` and the
+/// admin listener (plain HTTP, loopback clients only) at `admin`.
 pub fn setup(
     dir: &Path,
     listen: SocketAddr,
     upstream: SocketAddr,
+    admin: SocketAddr,
 ) -> Result<Setup, Box<dyn std::error::Error>> {
+    if !admin.ip().is_loopback() {
+        return Err(format!(
+            "--admin-listen {admin}: the demo's admin listener must be on loopback"
+        )
+        .into());
+    }
     pki::init(dir)?;
     let client = |name: &str, cn: Option<&str>, orgs: &[&str], uris: &[&str]| ClientSpec {
         name: name.into(),
@@ -79,7 +87,8 @@ static:
     - {{group: admins, verbs: ["*"], paths: ["/admin", "/admin/**"]}}
 routes:
   - {{path_prefix: /, upstream: "http://{upstream}"}}
-admin: {{listen: "off"}}
+admin: {{listen: "{admin}"}}
+migration: {{track_identities: true}}
 "#
     );
     let config = Config::from_yaml(&yaml)?;
@@ -134,6 +143,34 @@ pub fn curl_commands(dir: &Path, listen: SocketAddr) -> Vec<(&'static str, Strin
         (
             "alice on /admin -> 403",
             format!("{base} --cert {d}/alice.crt --key {d}/alice.key {url}/admin"),
+        ),
+    ]
+}
+
+/// The admin commands the demo prints (migration report and page, metrics,
+/// a flush), each with what it should show.
+pub fn admin_commands(admin: SocketAddr) -> Vec<(&'static str, String)> {
+    let url = format!("http://{admin}");
+    vec![
+        (
+            "migration report: who uses tokens, who certificates -> 200",
+            format!("curl -sS '{url}/migration?format=text'"),
+        ),
+        (
+            "the same as JSON -> 200",
+            format!("curl -sS {url}/migration"),
+        ),
+        (
+            "the migration page (or open the URL in a browser) -> 200",
+            format!("curl -sS -H 'Accept: text/html' {url}/migration"),
+        ),
+        (
+            "Prometheus metrics -> 200",
+            format!("curl -sS {url}/metrics"),
+        ),
+        (
+            "revoke bob's cached reviews (with fleet: on every replica) -> 200",
+            format!("curl -sS -X POST '{url}/cache/flush?user=bob'"),
         ),
     ]
 }

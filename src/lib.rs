@@ -57,6 +57,7 @@ pub(crate) mod kubernetes;
 // Operations around the path.
 pub mod access_log;
 pub mod admin;
+pub mod fleet;
 pub mod migration;
 
 // Wiring and tools.

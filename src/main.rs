@@ -69,6 +69,28 @@ enum Command {
         #[command(subcommand)]
         command: MigrationCommand,
     },
+    /// Revoke cached credentials on every replica: add a flush (of USER, or
+    /// of everything) to the fleet's revocation ConfigMap.
+    Flush {
+        /// Flush only this user's cache entries.
+        #[arg(long)]
+        user: Option<String>,
+        /// Kubeconfig (default: KUBECONFIG, ~/.kube/config, in-cluster).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// The ConfigMap's namespace (default: the config file's, else the
+        /// kubeconfig context's).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// The ConfigMap's name (default: the config file's, else
+        /// authgate-revocation).
+        #[arg(long)]
+        name: Option<String>,
+        /// An authgate config file: its fleet.revocation_object and
+        /// kubernetes.kubeconfig.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Run a self-contained demo: dev PKI, static backend, echo upstream.
     Demo {
         /// TLS listen address.
@@ -77,6 +99,10 @@ enum Command {
         /// Where the dev PKI and demo token are written.
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
+        /// Admin listener (health, metrics, migration report, cache flush);
+        /// loopback only.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: SocketAddr,
     },
 }
 
@@ -154,9 +180,27 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Demo { listen, dir } => {
-            runtime().and_then(|rt| rt.block_on(run_demo(listen, dir)))
+        Command::Flush {
+            user,
+            kubeconfig,
+            namespace,
+            name,
+            config,
+        } => {
+            let args = authgate::fleet::cli::FlushArgs {
+                user,
+                kubeconfig,
+                namespace,
+                name,
+                config,
+            };
+            runtime().and_then(|rt| rt.block_on(flush(args)))
         }
+        Command::Demo {
+            listen,
+            dir,
+            admin_listen,
+        } => runtime().and_then(|rt| rt.block_on(run_demo(listen, dir, admin_listen))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -369,17 +413,36 @@ async fn serve(config: Config, warnings: Vec<String>) -> Result {
     Ok(())
 }
 
-async fn run_demo(listen: SocketAddr, dir: PathBuf) -> Result {
+async fn flush(args: authgate::fleet::cli::FlushArgs) -> Result {
+    let done = authgate::fleet::cli::flush(args).await?;
+    writeln!(std::io::stdout(), "{done}")?;
+    Ok(())
+}
+
+async fn run_demo(listen: SocketAddr, dir: PathBuf, admin_listen: SocketAddr) -> Result {
     let echo = TcpListener::bind("127.0.0.1:0").await?;
-    let setup = demo::setup(&dir, listen, echo.local_addr()?)?;
+    let setup = demo::setup(&dir, listen, echo.local_addr()?, admin_listen)?;
     let _logging = init_logging(&setup.config.log);
     let app = Arc::new(App::build(&setup.config).await?);
     let listener = TcpListener::bind(listen).await?;
+    let admin_listener = TcpListener::bind(admin_listen).await?;
     tokio::spawn(demo::serve_echo(echo, std::future::pending()));
+    tokio::spawn(admin::serve(
+        admin_listener,
+        app.clone(),
+        std::future::pending(),
+    ));
     let mut out = std::io::stdout();
     writeln!(out, "authgate demo listening on https://{listen}")?;
     writeln!(out, "config: {}/demo.yaml; try:\n", dir.display())?;
     for (what, cmd) in demo::curl_commands(&dir, listen) {
+        writeln!(out, "# {what}\n{cmd}\n")?;
+    }
+    writeln!(
+        out,
+        "admin listener on http://{admin_listen} (loopback only); the migration features:\n"
+    )?;
+    for (what, cmd) in demo::admin_commands(admin_listen) {
         writeln!(out, "# {what}\n{cmd}\n")?;
     }
     writeln!(out, "Ctrl-C stops the demo.")?;

@@ -48,6 +48,12 @@ pub const SHUTDOWN_DELAY: Duration = Duration::ZERO;
 pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 /// `admin.api_ready_window`.
 pub const API_READY_WINDOW: Duration = Duration::from_secs(30);
+/// `fleet.revocation_object.name`: the ConfigMap deploy/base ships.
+pub const FLEET_REVOCATION_OBJECT: &str = "authgate-revocation";
+/// `fleet.watch_timeout`: how long a lost permission on the revocation
+/// object, or a watch connection that died silently, can go unnoticed
+/// (client-go's reflectors use 5-10 minutes; a revocation path wants less).
+pub const FLEET_WATCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `kubernetes.timeout`.
 pub const API_TIMEOUT: Duration = Duration::from_secs(5);
@@ -169,6 +175,8 @@ pub const TABLE: &[(&str, &str)] = &[
     ("authorization.verb_mapping", "kube-apiserver"),
     ("tls.allow_stale_crl", "false"),
     ("tls.http2", "true"),
+    ("fleet.revocation_object.name", "authgate-revocation"),
+    ("fleet.watch_timeout", "60s"),
 ];
 
 #[cfg(test)]
@@ -206,6 +214,7 @@ mod tests {
             ("tls.reload_interval", TLS_RELOAD_INTERVAL),
             ("limits.tunnel_idle_timeout", TUNNEL_IDLE_TIMEOUT),
             ("limits.max_connection_age", MAX_CONNECTION_AGE),
+            ("fleet.watch_timeout", FLEET_WATCH_TIMEOUT),
         ] {
             assert_eq!(dur(key), c, "{key}");
         }
@@ -259,6 +268,15 @@ mod tests {
             JWKS_REVIEW_BAD_SIGNATURES.to_string()
         );
         assert_eq!(crate::config::VerbMapping::default().name(), VERB_MAPPING);
+    }
+
+    #[test]
+    fn table_renders_the_fleet_object_name() {
+        let name = TABLE
+            .iter()
+            .find(|(k, _)| *k == "fleet.revocation_object.name")
+            .map(|(_, v)| *v);
+        assert_eq!(name, Some(FLEET_REVOCATION_OBJECT));
     }
 
     #[test]

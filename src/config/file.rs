@@ -76,6 +76,31 @@ pub struct File {
     /// `identity` and `routes` are the shorthand for one listener; the two
     /// forms cannot be mixed.
     pub listeners: Option<Vec<ListenerFile>>,
+    /// Coordination of the replicas through the API (needs `kubernetes`).
+    pub fleet: Option<FleetFile>,
+}
+
+/// `fleet:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetFile {
+    /// The ConfigMap every replica watches for revocations.
+    #[serde(default)]
+    pub revocation_object: ObjectRefFile,
+    /// Each watch call ends after this and is started again, so a lost
+    /// permission or a silently dead connection is noticed. Default `60s`.
+    pub watch_timeout: Option<HumanDuration>,
+}
+
+/// A namespaced object's name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectRefFile {
+    /// Default: the pod's (`POD_NAMESPACE`, then the service account's
+    /// namespace file).
+    pub namespace: Option<String>,
+    /// Default `authgate-revocation`.
+    pub name: Option<String>,
 }
 
 /// One entry of `listeners`: what is per listener. Everything else

@@ -108,6 +108,20 @@ pub struct Config {
     /// shorthand form (named `main`). The first one's parts are also
     /// `listen`, `tls`, `identity_rules` and `routes` above.
     pub listeners: Vec<ListenerConfig>,
+    /// Fleet-wide revocation, when configured.
+    pub fleet: Option<FleetConfig>,
+}
+
+/// `fleet:` validated.
+#[derive(Clone, Debug)]
+pub struct FleetConfig {
+    /// The revocation ConfigMap's namespace; `None`: the pod's, found at
+    /// start.
+    pub namespace: Option<String>,
+    /// The revocation ConfigMap's name.
+    pub name: String,
+    /// The `timeoutSeconds` of each watch call.
+    pub watch_timeout: Duration,
 }
 
 /// One TLS listener, validated: the parts that are its own. Backends,

@@ -44,6 +44,7 @@ impl TryFrom<File> for Config {
         let issuers = issuers::issuers(f.authentication, cluster_issuer)?;
         let headers = headers::header_names(f.headers)?;
         rewrites::check_headers(&all_routes, &headers)?;
+        let fleet = fleet::fleet(f.fleet, f.kubernetes.is_some())?;
         Ok(Self {
             listen: first.listen,
             tls: first.tls,
@@ -60,6 +61,7 @@ impl TryFrom<File> for Config {
             migration: policy::migration(f.migration)?,
             mode,
             listeners,
+            fleet,
         })
     }
 }
@@ -592,6 +594,7 @@ fn log_config(l: file::LogFile) -> Result<LogConfig, Error> {
     })
 }
 
+mod fleet;
 mod headers;
 mod identity;
 mod issuers;

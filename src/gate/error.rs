@@ -43,6 +43,10 @@ pub enum Error {
     /// A bug: a panic, or an identity that cannot be expressed as headers.
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// `POST /cache/flush` with `fleet`: this replica flushed, but the
+    /// revocation object could not be updated (the other replicas did not).
+    #[error("{0}")]
+    FleetFlush(String),
 }
 
 /// The fixed reason of a refusal: the `reason` of the JSON body, the access
@@ -295,6 +299,7 @@ impl Error {
             | Self::NoRoute(_)
             | Self::SpoofedIdentity(_)
             | Self::AdminLoopbackOnly
+            | Self::FleetFlush(_)
             | Self::Authn(_)
             | Self::Authz(_) => self.to_string(),
         };
@@ -310,12 +315,14 @@ impl Error {
             | Self::AdminLoopbackOnly
             | Self::Authz(_)
             | Self::Upstream(_)
+            | Self::FleetFlush(_)
             | Self::Internal(_) => None,
         };
         let retry_after = match self {
             Self::Authn(authn::Error::Backend(b)) | Self::Authz(authz::Error::Backend(b)) => {
                 Some(b.retry_after().as_secs().max(1))
             }
+            Self::FleetFlush(_) => Some(1),
             Self::BadRequest(_)
             | Self::NoRoute(_)
             | Self::SpoofedIdentity(_)
@@ -374,6 +381,7 @@ impl Error {
             Self::Upstream(proxy::Error::NoUpstream) | Self::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, Reason::InternalError)
             }
+            Self::FleetFlush(_) => (StatusCode::SERVICE_UNAVAILABLE, Reason::BackendError),
         }
     }
 }

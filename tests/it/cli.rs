@@ -210,11 +210,12 @@ async fn serve_refuses_to_start_on_unreadable_tls_files_naming_the_file() {
 #[test]
 fn demo_prints_curl_commands_that_each_do_what_they_say() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let (port, admin) = (free_port(), free_port());
     let mut child = Running(
         Command::new(BIN)
             .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--dir"])
             .arg(dir.path().join("certs"))
+            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -235,8 +236,9 @@ fn demo_prints_curl_commands_that_each_do_what_they_say() {
             commands.push((expect.take().unwrap(), line));
         }
     }
-    assert_eq!(commands.len(), 5, "{commands:?}");
+    assert_eq!(commands.len(), 10, "{commands:?}");
     wait_for_port(port);
+    wait_for_port(admin);
     let token = std::fs::read_to_string(dir.path().join("certs/demo.token")).unwrap();
     for ((code, what), cmd) in commands {
         assert!(
@@ -251,13 +253,39 @@ fn demo_prints_curl_commands_that_each_do_what_they_say() {
                 "{body}"
             );
         }
-        if code == 200 {
+        if cmd.contains(&format!(":{admin}/")) {
+            demo_admin_answer(&cmd, &body);
+        } else if code == 200 {
             let json: serde_json::Value = serde_json::from_str(&body).unwrap();
             assert!(json["headers"]["x-remote-user"][0].is_string(), "{body}");
             assert!(json["headers"].get("authorization").is_none(), "{body}");
         }
     }
     drop(child);
+}
+
+/// What each of the demo's admin commands must show, after the gate's
+/// commands ran: the migration report knows alice (certificate) and bob
+/// (token), the metrics are authgate's, the flush names bob.
+fn demo_admin_answer(cmd: &str, body: &str) {
+    if cmd.contains("/metrics") {
+        assert!(body.contains("authgate_requests_total"), "{cmd}: {body}");
+    } else if cmd.contains("/cache/flush") {
+        let json: serde_json::Value = serde_json::from_str(body).expect("the flush answers JSON");
+        assert_eq!(json["user"], "bob", "{body}");
+    } else if cmd.contains("format=text") {
+        assert!(
+            body.contains("alice") && body.contains("bob"),
+            "{cmd}: {body}"
+        );
+    } else if !cmd.contains("text/html") {
+        let json: serde_json::Value = serde_json::from_str(body).expect("the report is JSON");
+        assert!(json.is_object(), "{body}");
+        assert!(
+            body.contains("alice") && body.contains("bob"),
+            "{cmd}: {body}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

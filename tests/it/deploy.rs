@@ -14,9 +14,11 @@ use std::time::Duration;
 
 use authgate::config::Config;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, Namespace, Pod, PodSpec, Probe, Service, ServiceAccount, Volume,
 };
+use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod monitoring;
+mod fleet;
 
 // ── rendering ───────────────────────────────────────────────────────────────
 
@@ -143,6 +146,9 @@ fn check_document(doc: &Value) -> Result<(), String> {
         "Service" => typed::<Service>(doc).map(drop),
         "PodDisruptionBudget" => typed::<PodDisruptionBudget>(doc).map(drop),
         "Pod" => typed::<Pod>(doc).map(drop),
+        "FlowSchema" => typed::<FlowSchema>(doc).map(drop),
+        "PriorityLevelConfiguration" => typed::<PriorityLevelConfiguration>(doc).map(drop),
+        "HorizontalPodAutoscaler" => typed::<HorizontalPodAutoscaler>(doc).map(drop),
         "Certificate" => certificate(doc).and_then(|c| check_certificate(&c)),
         "Issuer" | "ClusterIssuer" => issuer(doc).and_then(|i| check_issuer(&i)),
         // Prometheus Operator CRDs (deploy/monitoring), checked structurally.

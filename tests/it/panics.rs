@@ -69,6 +69,7 @@ async fn a_panicking_authenticator_or_authorizer_gives_500_and_nothing_is_forwar
     );
     let authz = Authorizers::new(vec![Arc::new(PanicsForUser("mallory"))]);
     let app = App {
+        fleet: None,
         gate: Arc::new(Pipeline::new(Parts {
             routes: config.routes.clone(),
             authn,

@@ -264,3 +264,20 @@ fn challenges_and_retry_after_follow_the_cause() {
     let r = Error::AdminLoopbackOnly.refusal();
     assert_eq!((r.status.as_u16(), r.reason), (403, Reason::Forbidden));
 }
+
+#[test]
+fn a_fleet_flush_that_could_not_be_written_is_a_503_saying_it_is_local_only() {
+    let r = Error::FleetFlush(
+        "flushed on this replica only: the revocation object ns/rev could not be updated: forbidden"
+            .into(),
+    )
+    .refusal();
+    assert_eq!((r.status.as_u16(), r.reason), (503, Reason::BackendError));
+    assert!(
+        r.message.contains("flushed on this replica only"),
+        "{}",
+        r.message
+    );
+    assert_eq!(r.retry_after, Some(1));
+    assert!(r.challenge.is_none());
+}

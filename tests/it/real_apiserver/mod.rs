@@ -13,6 +13,7 @@ use testkit::*;
 
 mod krp;
 mod rewrites;
+mod fleet;
 
 const BIN: &str = env!("CARGO_BIN_EXE_authgate");
 const AUDIENCE: &str = "https://authgate.e2e";
