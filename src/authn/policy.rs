@@ -29,10 +29,10 @@ pub enum Notice {
 /// Admits `id` on a route with `route` auth, or refuses it. `pinned`: the
 /// identity matches `migration.mtls_required`.
 pub fn admit(route: RouteAuth, id: &Identity, pinned: bool) -> Result<Notice, Error> {
-    match id.method {
+    match id.method() {
         AuthMethod::Mtls => Ok(Notice::None),
         AuthMethod::Token if pinned => Err(Error::MtlsRequired {
-            user: id.user.clone(),
+            user: id.user().to_owned(),
         }),
         AuthMethod::Token => match route.token {
             TokenPolicy::Allowed => Ok(Notice::None),

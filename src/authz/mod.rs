@@ -121,7 +121,7 @@ impl Authorizers {
             }
         }
         Err(Error::Denied {
-            user: id.user.clone(),
+            user: id.user().to_owned(),
             verb: attrs.verb.clone(),
             target: describe(&attrs.target),
             reason,
@@ -179,7 +179,7 @@ mod tests {
         let deny = || Ok(Decision::Deny("nope".into()));
         let permit = decide(vec![no(), allow()]).await.unwrap();
         assert_eq!(permit.route(), route);
-        assert_eq!(permit.identity().unwrap().user, "alice");
+        assert_eq!(permit.identity().unwrap().user(), "alice");
         assert!(decide(vec![allow(), Err(down.clone())]).await.is_ok());
         let e = decide(vec![deny(), allow()]).await.unwrap_err();
         assert_eq!(

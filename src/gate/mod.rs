@@ -307,7 +307,7 @@ impl<F> Gate<F> {
         )
         .map_err(|_| Error::Internal("identity cannot be expressed as headers"))?;
         if let (Some(xfcc), Some(id)) = (&conn.xfcc, permit.identity())
-            && id.method == AuthMethod::Mtls
+            && id.method() == AuthMethod::Mtls
         {
             req.headers_mut().insert(proxy::headers::XFCC, xfcc.clone());
         }
@@ -446,8 +446,8 @@ impl<F> Gate<F> {
         let pinned = self.migration.is_pinned(&id);
         if scope.track {
             self.migration.tracker().record(
-                &id.user,
-                id.method,
+                &id.user(),
+                id.method(),
                 scope.prefix,
                 pinned,
                 clock::unix_now(),

@@ -357,7 +357,7 @@ mod tests {
                     probe::pinned(&set, &id),
                     crate::migration::pinned(&set, &id),
                     "{g} {}",
-                    id.user
+                    id.user()
                 );
             }
         }
