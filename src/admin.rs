@@ -89,7 +89,7 @@ pub fn readiness(app: &App, now: i64) -> Vec<Check> {
     if let Some(fleet) = &app.fleet {
         let (ok, detail) = fleet.check(now);
         checks.push(Check {
-            name: "fleet_revocation",
+            name: "fleet_revocation".to_owned(),
             ok,
             detail,
         });

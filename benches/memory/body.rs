@@ -57,7 +57,7 @@ fn main() {
                 .await
                 .expect("authn")
                 .expect("identity");
-            extras += id.extra.len();
+            extras += id.extra().len();
             // Every identity is its own user: one decision entry each.
             sar.authorize(&id, &attrs).await.expect("authz");
         }

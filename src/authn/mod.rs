@@ -211,7 +211,7 @@ mod tests {
             token: TokenPolicy::Allowed,
             enforce: true,
         };
-        let user = |r: Result<Arc<Identity>, Error>| r.map(|id| id.user.clone());
+        let user = |r: Result<Arc<Identity>, Error>| r.map(|id| id.user().to_owned());
         // mTLS-only: the certificate serves, a token alone is refused unasked.
         assert_eq!(
             user(
@@ -267,21 +267,21 @@ mod tests {
             a.authenticate(Some(&alice), &bearer("t"), RouteAuth::default(), PEER)
                 .await
                 .unwrap()
-                .user,
+                .user(),
             "alice"
         );
         assert_eq!(
             a.authenticate(Some(&unmapped), &bearer("t"), RouteAuth::default(), PEER)
                 .await
                 .unwrap()
-                .user,
+                .user(),
             "bob"
         );
         assert_eq!(
             a.authenticate(None, &bearer("t"), RouteAuth::default(), PEER)
                 .await
                 .unwrap()
-                .user,
+                .user(),
             "bob"
         );
         assert_eq!(

@@ -78,9 +78,9 @@ impl Decision {
 pub fn admit(route: RouteAuth, id: &Identity, pin: Pin) -> Decision {
     let refuse = |error, enforced| Some(Refusal { error, enforced });
     let pinned = || Error::MtlsRequired {
-        user: id.user.clone(),
+        user: id.user().to_owned(),
     };
-    match id.method {
+    match id.method() {
         AuthMethod::Mtls => Decision {
             notice: Notice::None,
             refusal: None,

@@ -79,10 +79,10 @@ static:
         let cfg = Config::from_yaml(yaml).unwrap();
         let st = StaticTokens::new(&cfg.static_backend.tokens);
         let id = st.lookup(&BearerToken::from("alpha")).unwrap();
-        assert_eq!(id.user, "alice");
-        assert_eq!(id.uid.as_deref(), Some("42"));
-        assert_eq!(id.groups, ["dev", "system:authenticated"]);
-        assert_eq!(id.method, AuthMethod::Token);
+        assert_eq!(id.user(), "alice");
+        assert_eq!(id.uid(), Some("42"));
+        assert_eq!(id.groups(), ["dev", "system:authenticated"]);
+        assert_eq!(id.method(), AuthMethod::Token);
         assert!(st.lookup(&BearerToken::from("alphA")).is_none());
     }
 
@@ -94,6 +94,6 @@ static:
         );
         let cfg = Config::from_yaml(&yaml).unwrap();
         let st = StaticTokens::new(&cfg.static_backend.tokens);
-        assert_eq!(st.lookup(&BearerToken::from("beta")).unwrap().user, "bob");
+        assert_eq!(st.lookup(&BearerToken::from("beta")).unwrap().user(), "bob");
     }
 }

@@ -96,7 +96,7 @@ impl TokenReviewer {
             Some(u) => {
                 let u = u.to_owned();
                 self.cache
-                    .clear_if(move |id| id.as_ref().is_some_and(|id| id.user == u));
+                    .clear_if(move |id| id.as_ref().is_some_and(|id| id.user() == u));
             }
         }
     }
@@ -315,13 +315,13 @@ mod tests {
         let id = outcome(&status(true, Some("sa"), None), &[])
             .unwrap()
             .unwrap();
-        assert_eq!(id.user, "sa");
-        assert_eq!(id.uid.as_deref(), Some("u-1"));
+        assert_eq!(id.user(), "sa");
+        assert_eq!(id.uid(), Some("u-1"));
         assert_eq!(
-            id.groups,
+            id.groups(),
             ["system:serviceaccounts", "system:authenticated"]
         );
-        assert_eq!(id.extra.to_map()["scopes"], ["a"]);
+        assert_eq!(id.extra().to_map()["scopes"], ["a"]);
         assert_eq!(outcome(&status(false, None, None), &[]).unwrap(), None);
         assert_eq!(
             outcome(&status(true, Some("sa"), Some(&["other"])), &want).unwrap(),

@@ -72,7 +72,7 @@ impl AccessReviewer {
             None => self.cache.clear(),
             Some(u) => {
                 let u = u.to_owned();
-                self.cache.clear_if(move |(_, about)| about.user == u);
+                self.cache.clear_if(move |(_, about)| about.user() == u);
             }
         }
     }
@@ -122,10 +122,8 @@ fn weigh((decision, _): &(Decision, Arc<Identity>)) -> usize {
 /// The cache key of a request: every field that goes into the spec.
 pub fn cache_key(keys: &KeyHasher, id: &Identity, attrs: &Attributes) -> Key {
     let mut k = keys.builder();
-    k.part(b"sar").part(id.user.as_bytes());
-    k.part(id.uid.as_deref().unwrap_or("\0none").as_bytes());
-    // Each digest covers its part's every name and value, length-prefixed.
-    k.part(&id.groups.digest(keys)).part(&id.extra.digest(keys));
+    // The fingerprint covers user, uid, groups and extra, length-prefixed.
+    k.part(b"sar").part(id.fingerprint());
     k.part(attrs.verb.as_bytes());
     match &attrs.target {
         Target::NonResource { path } => {
@@ -174,10 +172,10 @@ pub fn spec(id: &Identity, attrs: &Attributes) -> SubjectAccessReviewSpec {
         ),
     };
     SubjectAccessReviewSpec {
-        user: Some(id.user.clone()),
-        uid: id.uid.clone(),
-        groups: Some(id.groups.to_strings()),
-        extra: (!id.extra.is_empty()).then(|| id.extra.to_map()),
+        user: Some(id.user().to_owned()),
+        uid: id.uid().map(str::to_owned),
+        groups: Some(id.groups().to_strings()),
+        extra: (!id.extra().is_empty()).then(|| id.extra().to_map()),
         resource_attributes,
         non_resource_attributes,
     }

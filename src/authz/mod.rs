@@ -126,7 +126,7 @@ impl Authorizers {
     ) -> Result<Permit, Error> {
         if checks.is_empty() {
             return Err(Error::Denied {
-                user: id.user.clone(),
+                user: id.user().to_owned(),
                 verb: String::new(),
                 target: "nothing (no check)".into(),
                 reason: String::new(),
@@ -152,7 +152,7 @@ impl Authorizers {
             }
         }
         Err(Error::Denied {
-            user: id.user.clone(),
+            user: id.user().to_owned(),
             verb: attrs.verb.clone(),
             target: describe(&attrs.target),
             reason,
@@ -210,7 +210,7 @@ mod tests {
         let deny = || Ok(Decision::Deny("nope".into()));
         let permit = decide(vec![no(), allow()]).await.unwrap();
         assert_eq!(permit.route(), route);
-        assert_eq!(permit.identity().unwrap().user, "alice");
+        assert_eq!(permit.identity().unwrap().user(), "alice");
         assert!(decide(vec![allow(), Err(down.clone())]).await.is_ok());
         let e = decide(vec![deny(), allow()]).await.unwrap_err();
         assert_eq!(

@@ -66,8 +66,8 @@ impl StaticRules {
 impl Rule {
     fn allows(&self, id: &Identity, attrs: &Attributes) -> bool {
         let subject = match &self.subject {
-            Subject::User(u) => u == "*" || *u == id.user,
-            Subject::Group(g) => id.groups.iter().any(|have| **have == **g),
+            Subject::User(u) => u == "*" || *u == id.user(),
+            Subject::Group(g) => id.groups().iter().any(|have| **have == **g),
         };
         let verb = self.verbs.iter().any(|v| v == "*" || *v == attrs.verb);
         subject
@@ -150,7 +150,7 @@ mod tests {
         ];
         for (id, m, path, want) in cases {
             let attrs = for_request(None, &m, path);
-            assert_eq!(r.allows(id, &attrs), want, "{} {m} {path}", id.user);
+            assert_eq!(r.allows(id, &attrs), want, "{} {m} {path}", id.user());
         }
     }
 

@@ -24,7 +24,6 @@ use super::file::{
 use super::krp_flags::{self, CompatFlags};
 use super::{Error, VerbMapping};
 
-
 /// Refuses kube-rbac-proxy flags that authgate does not implement, naming
 /// each; `Ok` when there are none.
 pub fn refuse_unsupported<S: AsRef<str>>(args: &[S]) -> Result<(), String> {

@@ -44,7 +44,7 @@ impl TryFrom<File> for Config {
         let issuers = issuers::issuers(f.authentication, cluster_issuer)?;
         let headers = headers::header_names(f.headers)?;
         rewrites::check_headers(&all_routes, &headers)?;
-        let fleet = fleet::fleet(f.fleet, f.kubernetes.is_some())?;
+        let fleet = fleet::fleet(f.fleet, kubernetes.is_some())?;
         Ok(Self {
             listen: first.listen,
             tls: first.tls,

@@ -57,7 +57,7 @@ pub struct Record<'a> {
 
 /// Logs and counts `r`.
 pub fn record(r: &Record<'_>) {
-    let auth = r.identity.map_or("none", |i| i.method.as_str());
+    let auth = r.identity.map_or("none", |i| i.method().as_str());
     let route = r.route.unwrap_or("");
     let (outcome, reason, detail) = match r.verdict {
         Verdict::Allowed => (Outcome::Allowed, "allowed", ""),
@@ -66,7 +66,7 @@ pub fn record(r: &Record<'_>) {
         }
     };
     let slot = metrics::Slot {
-        auth: match r.identity.map(|i| i.method) {
+        auth: match r.identity.map(|i| i.method()) {
             None => 0,
             Some(AuthMethod::Mtls) => 1,
             Some(AuthMethod::Token) => 2,
@@ -79,8 +79,8 @@ pub fn record(r: &Record<'_>) {
         method: r.method,
         path: r.path,
         route,
-        user: r.identity.map_or("", |i| i.user.as_str()),
-        groups: r.identity.map_or(0, |i| i.groups.len()),
+        user: r.identity.map_or("", |i| i.user()),
+        groups: r.identity.map_or(0, |i| i.groups().len()),
         auth,
         status: r.status,
         reason,

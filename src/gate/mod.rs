@@ -333,7 +333,7 @@ impl<F> Gate<F> {
         )
         .map_err(|_| Error::Internal("identity cannot be expressed as headers"))?;
         if let (Some(xfcc), Some(id)) = (&conn.xfcc, permit.identity())
-            && id.method == AuthMethod::Mtls
+            && id.method() == AuthMethod::Mtls
         {
             req.headers_mut().insert(proxy::headers::XFCC, xfcc.clone());
         }
@@ -480,8 +480,8 @@ impl<F> Gate<F> {
         let pin = self.migration.pin(&id);
         if scope.track {
             self.migration.tracker().record(
-                &id.user,
-                id.method,
+                &id.user(),
+                id.method(),
                 scope.prefix,
                 pin,
                 clock::unix_now(),
@@ -507,7 +507,7 @@ impl<F> Gate<F> {
         if let Some(e) = would_refuse {
             let reason = Error::from(e).refusal().reason;
             self.migration.tracker().would_refuse(
-                &id.user,
+                &id.user(),
                 scope.route_label(),
                 reason.as_str(),
                 scope.track,

@@ -1,7 +1,7 @@
-//! The process-wide interner of identity strings and group lists: every
-//! ServiceAccount of a namespace shares one allocation of its groups, and an
-//! `extra` key (or a node's name) is held once however many identities
-//! carry it.
+//! The process-wide interner of identity strings, group lists and `extra`
+//! shapes: every ServiceAccount of a namespace shares one allocation of its
+//! groups, the pods of a node one shape of their `extra`, and an `extra` key
+//! (or a node's name) is held once however many identities carry it.
 //!
 //! Entries nobody else holds any more are dropped whenever the table has
 //! doubled since it was last pruned, so strings of identities long gone do
@@ -11,22 +11,18 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use super::memo::Memo;
-
 /// Tables below this size are never pruned (pruning is a full scan).
 const MIN_PRUNE: usize = 1024;
 
 /// The shared body of [`Groups`] (the interner holds one per distinct list).
 pub(super) struct GroupList {
     pub(super) names: Box<[Arc<str>]>,
-    pub(super) digest: Memo,
 }
 
 impl GroupList {
     pub(super) fn new(names: Vec<Arc<str>>) -> Self {
         Self {
             names: names.into(),
-            digest: Memo::default(),
         }
     }
 }
@@ -103,6 +99,36 @@ pub(super) fn list(names: Vec<Arc<str>>) -> Arc<GroupList> {
     let shared = Arc::new(GroupList::new(names));
     t.lists.insert(ListKey(shared.clone()));
     shared
+}
+
+/// A table of shared values of one type, pruned like the strings.
+pub(super) struct Pool<T> {
+    held: HashSet<Arc<T>>,
+    floor: usize,
+}
+
+impl<T: Hash + Eq> Pool<T> {
+    /// An empty pool.
+    pub(super) fn new() -> Self {
+        Self {
+            held: HashSet::new(),
+            floor: MIN_PRUNE,
+        }
+    }
+
+    /// The shared copy of `value`.
+    pub(super) fn get(&mut self, value: T) -> Arc<T> {
+        if let Some(hit) = self.held.get(&value) {
+            return hit.clone();
+        }
+        if self.held.len() >= 2 * self.floor {
+            self.held.retain(|v| Arc::strong_count(v) > 1);
+            self.floor = self.held.len().max(MIN_PRUNE);
+        }
+        let shared = Arc::new(value);
+        self.held.insert(shared.clone());
+        shared
+    }
 }
 
 /// Strings and lists held (for tests and the memory benchmark).

@@ -1,25 +1,29 @@
 //! Who a request comes from: the [`Identity`] that authentication produces
 //! and authorization, the proxy headers and the logs consume.
 //!
-//! Groups and `extra` are shared, immutable parts ([`Groups`], [`Extra`]):
-//! interned, so the ServiceAccounts of a namespace share one group list,
-//! and carrying their own keyed digest for the decision cache's key.
+//! Groups and the shared part of `extra` are interned ([`Groups`], the shape
+//! under [`Extra`]), so the ServiceAccounts of a namespace share one group
+//! list; what is unique to an identity is one allocation of text; and each
+//! identity carries its keyed fingerprint for the decision cache's key.
 
 mod intern;
-mod memo;
 mod parts;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, LazyLock};
+
+use crate::cache::{Key, KeyHasher};
+use parts::Shape;
 
 pub use intern::held as interned;
 
 /// The shared copy of `s` (interned; for strings many answers repeat, such
 /// as an authorizer's reasons).
-pub fn shared_str(s: &str) -> std::sync::Arc<str> {
+pub fn shared_str(s: &str) -> Arc<str> {
     intern::string(s)
 }
-pub use parts::{Extra, ExtraIter, Groups};
+pub use parts::{Extra, ExtraIter, Groups, Values};
 
 /// The group every authenticated identity belongs to, as in Kubernetes.
 pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
@@ -52,19 +56,33 @@ impl fmt::Display for AuthMethod {
     }
 }
 
+/// How many credential-unique `extra` values an identity keeps in its own
+/// text (a ServiceAccount token has three: credential id, pod name and uid).
+const MAX_OWN: usize = 3;
+
+/// The key under which every identity's [`Identity::fingerprint`] is
+/// computed, drawn once per process.
+static FINGERPRINTS: LazyLock<KeyHasher> = LazyLock::new(KeyHasher::random);
+
 /// An authenticated user, in the shape of Kubernetes' `UserInfo`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Immutable, and laid out to be small: the strings unique to this
+/// identity (user, uid, and the pod's name and uid and the credential id of
+/// a ServiceAccount token) are one allocation; groups and the rest of
+/// `extra` are interned and shared with every identity that has them.
+#[derive(Clone)]
 pub struct Identity {
-    /// The user name (`X-Remote-User`).
-    pub user: String,
-    /// A stable unique id, when the backend knows one (`X-Remote-Uid`).
-    pub uid: Option<String>,
-    /// Group memberships, always including [`AUTHENTICATED_GROUP`].
-    pub groups: Groups,
-    /// Extra attributes (`X-Remote-Extra-<key>`), keys lower-case.
-    pub extra: Extra,
-    /// The credential that established this identity.
-    pub method: AuthMethod,
+    /// The user, the uid and the own `extra` values, end to end.
+    text: Box<str>,
+    /// `text[..ends[0]]` is the user, `text[ends[0]..ends[1]]` the uid,
+    /// and own value `n` is `text[ends[n + 1]..ends[n + 2]]`.
+    ends: [u32; 2 + MAX_OWN],
+    has_uid: bool,
+    method: AuthMethod,
+    groups: Groups,
+    shape: Option<Arc<Shape>>,
+    /// The keyed digest of user, uid, groups and extra.
+    fingerprint: Key,
 }
 
 impl Identity {
@@ -80,27 +98,110 @@ impl Identity {
         if !groups.iter().any(|g| g == AUTHENTICATED_GROUP) {
             groups.push(AUTHENTICATED_GROUP.to_owned());
         }
-        let extra = extra
+        let extra: BTreeMap<String, Vec<String>> = extra
             .into_iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
             .collect();
-        Self {
-            user,
-            uid,
-            groups: Groups::new(&groups),
-            extra: Extra::from_map(extra),
-            method,
+        let (shape, own) = Shape::of(&extra, MAX_OWN);
+        let mut text = String::with_capacity(
+            user.len()
+                + uid.as_ref().map_or(0, String::len)
+                + own.iter().map(|v| v.len()).sum::<usize>(),
+        );
+        let mut ends = [0u32; 2 + MAX_OWN];
+        let end = |t: &String| u32::try_from(t.len()).unwrap_or(u32::MAX);
+        text.push_str(&user);
+        ends[0] = end(&text);
+        text.push_str(uid.as_deref().unwrap_or(""));
+        ends[1] = end(&text);
+        for (n, v) in own.iter().enumerate() {
+            text.push_str(v);
+            ends[n + 2] = end(&text);
         }
+        for n in own.len()..MAX_OWN {
+            ends[n + 2] = end(&text);
+        }
+        let mut id = Self {
+            text: text.into_boxed_str(),
+            ends,
+            has_uid: uid.is_some(),
+            method,
+            groups: Groups::new(&groups),
+            shape,
+            fingerprint: [0; 32],
+        };
+        id.fingerprint = id.digest(&FINGERPRINTS);
+        id
     }
 
-    /// Heap bytes held by this identity alone: its struct, user, uid and
-    /// `extra` (interned strings and group lists, shared, excluded).
+    /// The user name (`X-Remote-User`).
+    pub fn user(&self) -> &str {
+        self.text.get(..self.ends[0] as usize).unwrap_or("")
+    }
+
+    /// A stable unique id, when the backend knows one (`X-Remote-Uid`).
+    pub fn uid(&self) -> Option<&str> {
+        self.has_uid
+            .then(|| self.text.get(self.ends[0] as usize..self.ends[1] as usize))
+            .flatten()
+    }
+
+    /// Group memberships, always including [`AUTHENTICATED_GROUP`].
+    pub fn groups(&self) -> &Groups {
+        &self.groups
+    }
+
+    /// Extra attributes (`X-Remote-Extra-<key>`), keys lower-case.
+    pub fn extra(&self) -> Extra<'_> {
+        let own = parts::Own {
+            text: &self.text,
+            ends: &self.ends[1..],
+        };
+        Extra::new(self.shape.as_deref(), own)
+    }
+
+    /// The credential that established this identity.
+    pub fn method(&self) -> AuthMethod {
+        self.method
+    }
+
+    /// The keyed digest of every field but the method, computed once when
+    /// the identity is made (for the decision cache's key): equal for equal
+    /// identities, and under a secret key, so unequal ones cannot be made
+    /// to collide.
+    pub(crate) fn fingerprint(&self) -> &Key {
+        &self.fingerprint
+    }
+
+    /// Every field but the method, length-prefixed, under `keys`.
+    fn digest(&self, keys: &KeyHasher) -> Key {
+        let mut k = keys.builder();
+        k.part(b"identity").part(self.user().as_bytes());
+        match self.uid() {
+            Some(uid) => k.part(b"uid").part(uid.as_bytes()),
+            None => k.part(b"no uid"),
+        };
+        k.part(&(self.groups.len() as u64).to_be_bytes());
+        for g in &self.groups {
+            k.part(g.as_bytes());
+        }
+        let extra = self.extra();
+        k.part(&(extra.len() as u64).to_be_bytes());
+        for (name, values) in extra {
+            k.part(name.as_bytes())
+                .part(&(values.len() as u64).to_be_bytes());
+            for v in values {
+                k.part(v.as_bytes());
+            }
+        }
+        k.finish()
+    }
+
+    /// Heap bytes held by this identity alone: its struct (as an `Arc`),
+    /// its own text, and any `extra` shape nobody shares (interned strings,
+    /// group lists and shapes excluded).
     pub fn own_bytes(&self) -> usize {
-        size_of::<Self>()
-            + 16
-            + self.user.capacity()
-            + self.uid.as_ref().map_or(0, String::capacity)
-            + self.extra.own_bytes()
+        size_of::<Self>() + 16 + self.text.len() + self.extra().own_bytes()
     }
 
     /// Returns the first field that could not travel safely in an HTTP header
@@ -110,20 +211,44 @@ impl Identity {
     /// never used.
     pub fn invalid_field(&self) -> Option<&'static str> {
         let bad = |s: &str| s.chars().any(char::is_control);
-        if self.user.is_empty() || bad(&self.user) {
+        if self.user().is_empty() || bad(self.user()) {
             return Some("user");
         }
-        if self.uid.as_deref().is_some_and(bad) {
+        if self.uid().is_some_and(bad) {
             return Some("uid");
         }
         if self.groups.iter().any(|g| g.is_empty() || bad(g)) {
             return Some("groups");
         }
         let extra_bad = self
-            .extra
+            .extra()
             .iter()
-            .any(|(k, vs)| k.is_empty() || bad(k) || vs.iter().any(|v| bad(v)));
+            .any(|(k, mut vs)| k.is_empty() || bad(k) || vs.any(bad));
         extra_bad.then_some("extra")
+    }
+}
+
+impl PartialEq for Identity {
+    fn eq(&self, other: &Self) -> bool {
+        self.method == other.method
+            && self.user() == other.user()
+            && self.uid() == other.uid()
+            && self.groups == other.groups
+            && self.extra() == other.extra()
+    }
+}
+
+impl Eq for Identity {}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("user", &self.user())
+            .field("uid", &self.uid())
+            .field("groups", &self.groups)
+            .field("extra", &self.extra())
+            .field("method", &self.method)
+            .finish()
     }
 }
 
@@ -141,8 +266,8 @@ mod tests {
             extra,
             AuthMethod::Token,
         );
-        assert_eq!(id.groups, ["dev", AUTHENTICATED_GROUP]);
-        assert!(id.extra.contains_key("scopes"));
+        assert_eq!(*id.groups(), ["dev", AUTHENTICATED_GROUP]);
+        assert!(id.extra().contains_key("scopes"));
     }
 
     #[test]
@@ -159,5 +284,95 @@ mod tests {
             let id = Identity::new(user.into(), None, groups, BTreeMap::new(), AuthMethod::Mtls);
             assert_eq!(id.invalid_field(), want, "{user:?}");
         }
+    }
+
+    fn sa(pod: &str, uid: Option<&str>, groups: &[&str]) -> Identity {
+        let extra = BTreeMap::from([
+            (CREDENTIAL_ID_KEY.to_owned(), vec!["JTI=1".to_owned()]),
+            (
+                "authentication.kubernetes.io/node-name".to_owned(),
+                vec!["n1".to_owned()],
+            ),
+            (
+                "authentication.kubernetes.io/pod-name".to_owned(),
+                vec![pod.to_owned()],
+            ),
+            (
+                "authentication.kubernetes.io/pod-uid".to_owned(),
+                vec!["p-uid".to_owned()],
+            ),
+        ]);
+        Identity::new(
+            "system:serviceaccount:ns:bot".into(),
+            uid.map(str::to_owned),
+            groups.iter().map(|g| (*g).to_owned()).collect(),
+            extra,
+            AuthMethod::Token,
+        )
+    }
+
+    #[test]
+    fn every_field_reads_back_from_the_one_text() {
+        let id = sa("web-1", Some("u-1"), &["system:serviceaccounts"]);
+        assert_eq!(id.user(), "system:serviceaccount:ns:bot");
+        assert_eq!(id.uid(), Some("u-1"));
+        assert_eq!(id.extra().to_map()[CREDENTIAL_ID_KEY], ["JTI=1"]);
+        let pod: Vec<&str> = id
+            .extra()
+            .get("authentication.kubernetes.io/pod-name")
+            .expect("pod-name")
+            .collect();
+        assert_eq!(pod, ["web-1"]);
+        assert_eq!(id.extra().len(), 4);
+        assert_eq!(sa("web-1", None, &[]).uid(), None);
+        assert_eq!(sa("web-1", Some(""), &[]).uid(), Some(""));
+    }
+
+    #[test]
+    fn fingerprints_are_equal_for_equal_identities_and_differ_with_any_field() {
+        let base = sa("web-1", Some("u-1"), &["g"]);
+        assert_eq!(
+            base.fingerprint(),
+            sa("web-1", Some("u-1"), &["g"]).fingerprint()
+        );
+        assert_eq!(base, sa("web-1", Some("u-1"), &["g"]));
+        let others = [
+            sa("web-2", Some("u-1"), &["g"]),
+            sa("web-1", None, &["g"]),
+            sa("web-1", Some(""), &["g"]),
+            sa("web-1", Some("u-1"), &["g", "h"]),
+            sa("web-1", Some("u-1"), &[]),
+        ];
+        for other in &others {
+            assert_ne!(base.fingerprint(), other.fingerprint(), "{other:?}");
+            assert_ne!(&base, other);
+        }
+        // A value moved across the user/uid boundary is another identity.
+        let a = Identity::new(
+            "ab".into(),
+            Some("c".into()),
+            vec![],
+            BTreeMap::new(),
+            AuthMethod::Mtls,
+        );
+        let b = Identity::new(
+            "a".into(),
+            Some("bc".into()),
+            vec![],
+            BTreeMap::new(),
+            AuthMethod::Mtls,
+        );
+        assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+
+    #[test]
+    fn pods_of_one_node_share_one_extra_shape() {
+        let (a, b) = (sa("web-1", None, &[]), sa("web-2", None, &[]));
+        let (sa_, sb) = (
+            a.shape.as_ref().expect("shape"),
+            b.shape.as_ref().expect("shape"),
+        );
+        assert!(Arc::ptr_eq(sa_, sb));
+        assert!(a.own_bytes() < 200, "{}", a.own_bytes());
     }
 }

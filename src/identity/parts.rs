@@ -1,20 +1,24 @@
-//! The shared, immutable parts of an [`super::Identity`]: its groups and its
-//! `extra`. Both are one `Arc` each, so cloning an identity or keeping it in
-//! two caches copies no strings, and each carries the keyed digest of its
-//! contents, computed once, for the decision cache's key.
+//! The shared, immutable parts of an [`super::Identity`]: its groups and the
+//! shape of its `extra` (keys, and the values many identities share, such as
+//! a node's name). Both are interned: the ServiceAccounts of a namespace
+//! share one group list, the pods of a node one extra shape. The values
+//! unique to one credential (pod name and uid, credential id) are not here:
+//! they live in the identity's own text, and [`Extra`] reads both.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 
-use super::intern::{self, GroupList};
-use super::memo::Memo;
-use crate::cache::{Key, KeyHasher};
+use super::intern::{self, GroupList, Pool};
 
-/// `extra` keys whose values are unique to one credential: not interned
-/// (the table would hold one entry per token for nothing).
-const UNSHARED_VALUES: [&str; 3] = [
+/// The interned extra shapes.
+static SHAPES: LazyLock<Mutex<Pool<Shape>>> = LazyLock::new(|| Mutex::new(Pool::new()));
+
+/// `extra` keys whose values are unique to one credential: kept in the
+/// identity's own text, not interned (the table would hold one entry per
+/// token for nothing).
+pub(super) const UNSHARED_VALUES: [&str; 3] = [
     super::CREDENTIAL_ID_KEY,
     "authentication.kubernetes.io/pod-uid",
     "authentication.kubernetes.io/pod-name",
@@ -37,19 +41,6 @@ impl Groups {
     /// The names as owned strings (for an API request).
     pub fn to_strings(&self) -> Vec<String> {
         self.0.names.iter().map(|g| g.to_string()).collect()
-    }
-
-    /// The keyed digest of the list, computed once per list and hasher.
-    pub fn digest(&self, keys: &KeyHasher) -> Key {
-        self.0.digest.get(keys, || {
-            let mut k = keys.builder();
-            k.part(b"groups")
-                .part(&(self.0.names.len() as u64).to_be_bytes());
-            for g in self.0.names.iter() {
-                k.part(g.as_bytes());
-            }
-            k.finish()
-        })
     }
 }
 
@@ -84,113 +75,134 @@ impl<const N: usize> PartialEq<[&str; N]> for Groups {
     }
 }
 
+impl<const N: usize> PartialEq<[&str; N]> for &Groups {
+    fn eq(&self, other: &[&str; N]) -> bool {
+        **self == *other
+    }
+}
+
 impl fmt::Debug for Groups {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.0.names.iter()).finish()
     }
 }
 
+// === impl Shape ===
+
+/// Where one value of an `extra` key is.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(super) enum Value {
+    /// Held here (interned when many identities carry it).
+    Shared(Arc<str>),
+    /// The identity's own value number `n` (see [`super::Identity`]).
+    Own(u8),
+}
+
+/// The interned part of an `extra`: each key (lower-case, in order) with the
+/// end of its values in `values`.
+#[derive(PartialEq, Eq, Hash)]
+pub(super) struct Shape {
+    pub(super) keys: Box<[(Arc<str>, u32)]>,
+    pub(super) values: Box<[Value]>,
+}
+
+impl Shape {
+    /// The shape of `map` (keys already lower-case), and the values it
+    /// leaves to the identity (at most `max_own`, in order); `None` when
+    /// the map is empty.
+    pub(super) fn of(
+        map: &BTreeMap<String, Vec<String>>,
+        max_own: usize,
+    ) -> (Option<Arc<Self>>, Vec<&str>) {
+        let mut own = Vec::new();
+        if map.is_empty() {
+            return (None, own);
+        }
+        let mut keys = Vec::with_capacity(map.len());
+        let mut values = Vec::with_capacity(map.values().map(Vec::len).sum());
+        for (k, vs) in map {
+            for v in vs {
+                let value = if !UNSHARED_VALUES.contains(&k.as_str()) {
+                    Value::Shared(intern::string(v))
+                } else if own.len() < max_own {
+                    own.push(v.as_str());
+                    Value::Own(u8::try_from(own.len() - 1).unwrap_or(u8::MAX))
+                } else {
+                    // More credential-unique values than an identity keeps
+                    // inline (never from Kubernetes): held here, unshared.
+                    Value::Shared(Arc::from(v.as_str()))
+                };
+                values.push(value);
+            }
+            let end = u32::try_from(values.len()).unwrap_or(u32::MAX);
+            keys.push((intern::string(k), end));
+        }
+        let shape = Self {
+            keys: keys.into(),
+            values: values.into(),
+        };
+        let mut pool = SHAPES.lock().unwrap_or_else(|e| e.into_inner());
+        (Some(pool.get(shape)), own)
+    }
+
+    /// Heap bytes of a shape held by one identity alone (none when shared).
+    fn unshared_bytes(&self) -> usize {
+        let unshared = self
+            .values
+            .iter()
+            .filter(|v| matches!(v, Value::Shared(s) if Arc::strong_count(s) == 1))
+            .count();
+        if unshared == 0 {
+            return 0;
+        }
+        16 + size_of::<Self>()
+            + self.keys.len() * size_of::<(Arc<str>, u32)>()
+            + self.values.len() * size_of::<Value>()
+    }
+}
+
 // === impl Extra ===
 
-/// Extra attributes: keys in order, each with its values. Keys and the
-/// values of shared attributes (a node's name) are interned.
-#[derive(Clone, Default)]
-pub struct Extra(Option<Arc<ExtraList>>);
-
-struct ExtraList {
-    layout: Layout,
-    digest: Memo,
+/// An identity's extra attributes: keys in order, each with its values,
+/// read from the interned [`Shape`] and the identity's own values.
+#[derive(Clone, Copy)]
+pub struct Extra<'a> {
+    shape: Option<&'a Shape>,
+    own: Own<'a>,
 }
 
-/// How the keys and values are laid out: one value per key (every `extra`
-/// Kubernetes sets) in one allocation, or any number in two.
-enum Layout {
-    /// Each key with its one value.
-    Single(Box<[(Arc<str>, Arc<str>)]>),
-    /// Each key with the end of its values in `values`.
-    Many {
-        keys: Box<[(Arc<str>, u32)]>,
-        values: Box<[Arc<str>]>,
-    },
+/// The identity's own values: `text[ends[n]..ends[n + 1]]` is value `n`.
+#[derive(Clone, Copy)]
+pub(super) struct Own<'a> {
+    pub(super) text: &'a str,
+    pub(super) ends: &'a [u32],
 }
 
-impl Layout {
-    fn len(&self) -> usize {
-        match self {
-            Self::Single(pairs) => pairs.len(),
-            Self::Many { keys, .. } => keys.len(),
-        }
-    }
-
-    /// Heap bytes of the boxes.
-    fn bytes(&self) -> usize {
-        match self {
-            Self::Single(pairs) => pairs.len() * size_of::<(Arc<str>, Arc<str>)>(),
-            Self::Many { keys, values } => {
-                keys.len() * size_of::<(Arc<str>, u32)>() + values.len() * size_of::<Arc<str>>()
-            }
-        }
-    }
-
-    fn at(&self, i: usize) -> Option<(&Arc<str>, &[Arc<str>])> {
-        match self {
-            Self::Single(pairs) => pairs.get(i).map(|(k, v)| (k, std::slice::from_ref(v))),
-            Self::Many { keys, values } => {
-                let (key, end) = keys.get(i)?;
-                let start = i.checked_sub(1).map_or(0, |p| keys[p].1 as usize);
-                Some((key, &values[start..*end as usize]))
-            }
+impl<'a> Own<'a> {
+    fn get(self, n: u8) -> &'a str {
+        let n = usize::from(n);
+        match (self.ends.get(n), self.ends.get(n + 1)) {
+            (Some(&a), Some(&b)) => self.text.get(a as usize..b as usize).unwrap_or(""),
+            _ => "",
         }
     }
 }
 
-impl Extra {
-    /// From a map whose keys are already lower-case.
-    pub fn from_map(map: BTreeMap<String, Vec<String>>) -> Self {
-        if map.is_empty() {
-            return Self(None);
-        }
-        let value = |k: &str, v: &str| {
-            if UNSHARED_VALUES.contains(&k) {
-                Arc::from(v)
-            } else {
-                intern::string(v)
-            }
-        };
-        let layout = if map.values().all(|vs| vs.len() == 1) {
-            let pairs = map
-                .iter()
-                .map(|(k, vs)| (intern::string(k), value(k, &vs[0])));
-            Layout::Single(pairs.collect())
-        } else {
-            let mut keys = Vec::with_capacity(map.len());
-            let mut values = Vec::with_capacity(map.values().map(Vec::len).sum());
-            for (k, vs) in &map {
-                values.extend(vs.iter().map(|v| value(k, v)));
-                let end = u32::try_from(values.len()).unwrap_or(u32::MAX);
-                keys.push((intern::string(k), end));
-            }
-            Layout::Many {
-                keys: keys.into(),
-                values: values.into(),
-            }
-        };
-        Self(Some(Arc::new(ExtraList {
-            layout,
-            digest: Memo::default(),
-        })))
+impl<'a> Extra<'a> {
+    pub(super) fn new(shape: Option<&'a Shape>, own: Own<'a>) -> Self {
+        Self { shape, own }
     }
 
     /// As a map (for an API request).
     pub fn to_map(&self) -> BTreeMap<String, Vec<String>> {
         self.iter()
-            .map(|(k, vs)| (k.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+            .map(|(k, vs)| (k.to_owned(), vs.map(str::to_owned).collect()))
             .collect()
     }
 
     /// The values of `key`.
-    pub fn get(&self, key: &str) -> Option<&[Arc<str>]> {
-        self.iter().find(|(k, _)| &***k == key).map(|(_, vs)| vs)
+    pub fn get(&self, key: &str) -> Option<Values<'a>> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, vs)| vs)
     }
 
     /// Whether `key` is present.
@@ -199,81 +211,64 @@ impl Extra {
     }
 
     /// The keys, in order.
-    pub fn keys(&self) -> impl Iterator<Item = &Arc<str>> {
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> + use<'a> {
         self.iter().map(|(k, _)| k)
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |l| l.layout.len())
+        self.shape.map_or(0, |s| s.keys.len())
     }
 
     /// Whether there are no keys.
     pub fn is_empty(&self) -> bool {
-        self.0.is_none()
+        self.len() == 0
     }
 
     /// Each key with its values, in key order.
-    pub fn iter(&self) -> ExtraIter<'_> {
+    pub fn iter(&self) -> ExtraIter<'a> {
         ExtraIter {
-            list: self.0.as_deref(),
+            extra: *self,
             next: 0,
         }
     }
 
-    /// The keyed digest of every key and value, computed once per identity
-    /// and hasher.
-    pub fn digest(&self, keys: &KeyHasher) -> Key {
-        let compute = || {
-            let mut k = keys.builder();
-            k.part(b"extra").part(&(self.len() as u64).to_be_bytes());
-            for (name, values) in self {
-                k.part(name.as_bytes())
-                    .part(&(values.len() as u64).to_be_bytes());
-                for v in values {
-                    k.part(v.as_bytes());
-                }
-            }
-            k.finish()
-        };
-        match &self.0 {
-            Some(l) => l.digest.get(keys, compute),
-            None => compute(),
-        }
-    }
-
-    /// Heap bytes held by this identity alone (interned strings excluded).
-    pub(crate) fn own_bytes(&self) -> usize {
-        self.0.as_ref().map_or(0, |l| {
-            let unshared: usize = self
-                .iter()
-                .filter(|(k, _)| UNSHARED_VALUES.contains(&&***k))
-                .flat_map(|(_, vs)| vs.iter())
-                .map(|v| 16 + v.len())
-                .sum();
-            size_of::<ExtraList>() + 16 + l.layout.bytes() + unshared
-        })
+    /// Heap bytes of the shape when this identity alone holds it.
+    pub(super) fn own_bytes(&self) -> usize {
+        self.shape.map_or(0, Shape::unshared_bytes)
     }
 }
 
 /// The iterator of [`Extra::iter`].
 pub struct ExtraIter<'a> {
-    list: Option<&'a ExtraList>,
+    extra: Extra<'a>,
     next: usize,
 }
 
 impl<'a> Iterator for ExtraIter<'a> {
-    type Item = (&'a Arc<str>, &'a [Arc<str>]);
+    type Item = (&'a str, Values<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let item = self.list?.layout.at(self.next)?;
+        let shape = self.extra.shape?;
+        let (key, end) = shape.keys.get(self.next)?;
+        let start = self
+            .next
+            .checked_sub(1)
+            .map_or(0, |p| shape.keys[p].1 as usize);
         self.next += 1;
-        Some(item)
+        let values = shape.values.get(start..*end as usize).unwrap_or(&[]);
+        Some((
+            key,
+            Values {
+                own: self.extra.own,
+                values: values.iter(),
+            },
+        ))
     }
 }
 
-impl<'a> IntoIterator for &'a Extra {
-    type Item = (&'a Arc<str>, &'a [Arc<str>]);
+impl<'a> IntoIterator for Extra<'a> {
+    type Item = (&'a str, Values<'a>);
     type IntoIter = ExtraIter<'a>;
 
     fn into_iter(self) -> ExtraIter<'a> {
@@ -281,29 +276,47 @@ impl<'a> IntoIterator for &'a Extra {
     }
 }
 
-impl std::ops::Index<&str> for Extra {
-    type Output = [Arc<str>];
+/// The values of one `extra` key, in order.
+#[derive(Clone)]
+pub struct Values<'a> {
+    own: Own<'a>,
+    values: std::slice::Iter<'a, Value>,
+}
 
-    /// The values of `key` (empty when absent).
-    fn index(&self, key: &str) -> &[Arc<str>] {
-        self.get(key).unwrap_or(&[])
+impl<'a> Iterator for Values<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        self.values.next().map(|v| match v {
+            Value::Shared(s) => &**s,
+            Value::Own(n) => self.own.get(*n),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.values.size_hint()
     }
 }
 
-impl PartialEq for Extra {
+impl ExactSizeIterator for Values<'_> {}
+
+impl PartialEq for Extra<'_> {
     fn eq(&self, other: &Self) -> bool {
-        match (&self.0, &other.0) {
-            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => true,
-            _ => self.len() == other.len() && self.iter().eq(other.iter()),
-        }
+        self.len() == other.len()
+            && self
+                .iter()
+                .zip(other.iter())
+                .all(|((k, a), (l, b))| k == l && a.eq(b))
     }
 }
 
-impl Eq for Extra {}
+impl Eq for Extra<'_> {}
 
-impl fmt::Debug for Extra {
+impl fmt::Debug for Extra<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
+        f.debug_map()
+            .entries(self.iter().map(|(k, vs)| (k, vs.collect::<Vec<_>>())))
+            .finish()
     }
 }
 
@@ -323,46 +336,49 @@ mod tests {
             .collect()
     }
 
+    fn concat(own: &[&str]) -> (String, Vec<u32>) {
+        let mut ends = vec![0];
+        let mut text = String::new();
+        for v in own {
+            text.push_str(v);
+            ends.push(u32::try_from(text.len()).unwrap());
+        }
+        (text, ends)
+    }
+
     #[test]
     fn extra_keeps_every_key_and_value_in_either_layout() {
-        let cases: [&[(&str, &[&str])]; 4] = [
+        let cases: [&[(&str, &[&str])]; 5] = [
             &[("a", &["1"]), ("b", &["2"])],
             &[("a", &["1", "2"]), ("b", &[]), ("c", &["3"])],
+            &[
+                (super::super::CREDENTIAL_ID_KEY, &["JTI=1", "JTI=2"]),
+                ("authentication.kubernetes.io/pod-name", &["p"]),
+                ("authentication.kubernetes.io/pod-uid", &["u", "v", "w"]),
+                ("authentication.kubernetes.io/node-name", &["n"]),
+            ],
             &[("a", &[])],
             &[],
         ];
         for case in cases {
             let m = map(case);
-            let extra = Extra::from_map(m.clone());
-            assert_eq!(extra.to_map(), m);
-            assert_eq!(extra.len(), m.len());
-            for (k, vs) in &m {
-                let got: Vec<&str> = extra.get(k).unwrap().iter().map(|v| &**v).collect();
-                assert_eq!(got, *vs);
+            for max_own in [0, 1, 4] {
+                let (shape, own) = Shape::of(&m, max_own);
+                let (text, ends) = concat(&own);
+                let extra = Extra::new(
+                    shape.as_deref(),
+                    Own {
+                        text: &text,
+                        ends: &ends,
+                    },
+                );
+                assert_eq!(extra.to_map(), m);
+                assert_eq!(extra.len(), m.len());
+                for (k, vs) in &m {
+                    let got: Vec<&str> = extra.get(k).unwrap().collect();
+                    assert_eq!(got, *vs);
+                }
             }
         }
-    }
-
-    #[test]
-    fn digests_differ_with_any_change_and_are_kept_per_hasher() {
-        let keys = KeyHasher::random();
-        let d = |pairs: &[(&str, &[&str])]| Extra::from_map(map(pairs)).digest(&keys);
-        let base = d(&[("a", &["1"]), ("b", &["2"])]);
-        assert_eq!(base, d(&[("a", &["1"]), ("b", &["2"])]));
-        assert_ne!(base, d(&[("a", &["1", "2"])]));
-        assert_ne!(base, d(&[("a", &["1"]), ("b", &["2"]), ("c", &[])]));
-        assert_ne!(base, d(&[("a", &["12"]), ("b", &[])]));
-        assert_ne!(base, d(&[("ab", &["1"]), ("b", &["2"])]));
-        let e = Extra::from_map(map(&[("a", &["1"])]));
-        let other = KeyHasher::random();
-        assert_eq!(e.digest(&keys), e.digest(&keys));
-        assert_ne!(e.digest(&keys), e.digest(&other));
-        assert_eq!(
-            e.digest(&other),
-            Extra::from_map(map(&[("a", &["1"])])).digest(&other)
-        );
-        let g = Groups::new(&["x", "y"]);
-        assert_ne!(g.digest(&keys), Groups::new(&["xy"]).digest(&keys));
-        assert_eq!(g.digest(&keys), Groups::new(&["x", "y"]).digest(&keys));
     }
 }

@@ -115,9 +115,9 @@ fn pin_everyone() -> GlobSet {
 /// `id` is pinned when its user or one of its groups (other than
 /// `system:authenticated`) matches a glob of `set`.
 pub fn pinned(set: &GlobSet, id: &Identity) -> bool {
-    set.is_match(&id.user)
+    set.is_match(&id.user())
         || id
-            .groups
+            .groups()
             .iter()
             .any(|g| &**g != AUTHENTICATED && set.is_match(&**g))
 }

@@ -189,28 +189,28 @@ impl Built {
         if !names.enabled {
             return Ok(Self(out));
         }
-        out.push((names.user.clone(), value(&id.user)?, Set::Insert));
+        out.push((names.user.clone(), value(&id.user())?, Set::Insert));
         match &names.group_separator {
             Some(sep) => {
-                if id.groups.iter().any(|g| g.contains(sep.as_str())) {
+                if id.groups().iter().any(|g| g.contains(sep.as_str())) {
                     return Err(Unrepresentable);
                 }
                 out.push((
                     names.group.clone(),
-                    value(&id.groups.join(sep))?,
+                    value(&id.groups().join(sep))?,
                     Set::Insert,
                 ));
             }
             None => {
-                for g in &id.groups {
+                for g in id.groups() {
                     out.push((names.group.clone(), value(g)?, Set::Append));
                 }
             }
         }
-        if let Some(uid) = &id.uid {
+        if let Some(uid) = &id.uid() {
             out.push((names.uid.clone(), value(uid)?, Set::Insert));
         }
-        for (key, values) in &id.extra {
+        for (key, values) in id.extra() {
             let name = format!(
                 "{}{}",
                 names.extra_prefix,

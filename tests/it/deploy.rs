@@ -27,8 +27,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-mod monitoring;
 mod fleet;
+mod monitoring;
 
 // ── rendering ───────────────────────────────────────────────────────────────
 

@@ -44,7 +44,7 @@ impl Authorizer for PanicsForUser {
         id: &'a Arc<Identity>,
         _: &'a Attributes,
     ) -> BoxFuture<'a, Result<Decision, BackendError>> {
-        let bad = id.user == self.0;
+        let bad = id.user() == self.0;
         Box::pin(async move {
             assert!(!bad, "authorizer bug");
             Ok(Decision::Allow)

@@ -147,20 +147,20 @@ mod tests {
             &claims(json!({"sub": "alice", "groups": ["dev", "ops"]})),
         )
         .expect("maps");
-        assert_eq!(id.user, "idp:alice");
-        assert_eq!(id.groups, ["idp:dev", "idp:ops", "system:authenticated"]);
-        assert_eq!(id.uid, None);
+        assert_eq!(id.user(), "idp:alice");
+        assert_eq!(id.groups(), ["idp:dev", "idp:ops", "system:authenticated"]);
+        assert_eq!(id.uid(), None);
         // A single string is one group; an absent claim, none.
         let id = identity(&c, &claims(json!({"sub": "a", "groups": "dev"}))).expect("maps");
-        assert_eq!(id.groups, ["idp:dev", "system:authenticated"]);
+        assert_eq!(id.groups(), ["idp:dev", "system:authenticated"]);
         let id = identity(&c, &claims(json!({"sub": "a"}))).expect("maps");
-        assert_eq!(id.groups, ["system:authenticated"]);
+        assert_eq!(id.groups(), ["system:authenticated"]);
     }
 
     #[test]
     fn email_needs_email_verified_true_when_present() {
         let c = cfg(("email", ""), None);
-        let ok = |v| identity(&c, &claims(v)).map(|id| id.user);
+        let ok = |v| identity(&c, &claims(v)).map(|id| id.user().to_owned());
         assert_eq!(ok(json!({"email": "a@x"})), Ok("a@x".into()));
         assert_eq!(
             ok(json!({"email": "a@x", "email_verified": true})),
@@ -185,7 +185,7 @@ mod tests {
         c.required_claims = vec![("tenant".into(), "t1".into())];
         let good = json!({"sub": "a", "oid": "u-1", "tenant": "t1", "groups": ["g"]});
         let id = identity(&c, &claims(good.clone())).expect("maps");
-        assert_eq!(id.uid.as_deref(), Some("u-1"));
+        assert_eq!(id.uid().as_deref(), Some("u-1"));
         let with = |k: &str, v: Value| {
             let mut x = good.clone();
             x[k] = v;
@@ -214,7 +214,7 @@ mod tests {
             (with("sub", json!("a\nb")), Unmapped::BadCharacters),
         ];
         for (i, (got, want)) in cases.into_iter().enumerate() {
-            assert_eq!(got.map(|id| id.user), Err(want), "case {i}");
+            assert_eq!(got.map(|id| id.user().to_owned()), Err(want), "case {i}");
         }
     }
 }

@@ -154,18 +154,18 @@ mod tests {
     #[test]
     fn a_plain_token_maps_to_the_serviceaccount_user_uid_and_groups() {
         let id = identity(&claims(base())).unwrap();
-        assert_eq!(id.user, "system:serviceaccount:demo:web");
-        assert_eq!(id.uid.as_deref(), Some("sa-uid"));
+        assert_eq!(id.user(), "system:serviceaccount:demo:web");
+        assert_eq!(id.uid(), Some("sa-uid"));
         assert_eq!(
-            id.groups,
+            id.groups(),
             [
                 "system:serviceaccounts",
                 "system:serviceaccounts:demo",
                 "system:authenticated"
             ]
         );
-        assert!(id.extra.is_empty());
-        assert_eq!(id.method, AuthMethod::Token);
+        assert!(id.extra().is_empty());
+        assert_eq!(id.method(), AuthMethod::Token);
     }
 
     #[test]
@@ -185,21 +185,18 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), vec![v.to_owned()]))
         .collect();
-        assert_eq!(id.extra.to_map(), want);
+        assert_eq!(id.extra().to_map(), want);
 
         // A pod without its uid is not recorded; a node uid needs the name.
         let mut v = base();
         v["kubernetes.io"]["pod"] = json!({"name": "web-0"});
         v["kubernetes.io"]["node"] = json!({"uid": "node-uid"});
-        assert!(identity(&claims(v)).unwrap().extra.is_empty());
+        assert!(identity(&claims(v)).unwrap().extra().is_empty());
         let mut v = base();
         v["kubernetes.io"]["node"] = json!({"name": "node-a"});
         v["jti"] = json!("");
         let id = identity(&claims(v)).unwrap();
-        assert_eq!(
-            id.extra.keys().map(|k| &**k).collect::<Vec<_>>(),
-            [NODE_NAME_KEY]
-        );
+        assert_eq!(id.extra().keys().collect::<Vec<_>>(), [NODE_NAME_KEY]);
     }
 
     #[test]

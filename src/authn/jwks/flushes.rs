@@ -45,7 +45,7 @@ impl Flushes {
             || self
                 .marks
                 .iter()
-                .any(|(g, u)| e.generation < *g && *u == e.id.user)
+                .any(|(g, u)| e.generation < *g && *u == e.id.user())
     }
 }
 

@@ -249,7 +249,9 @@ impl JwksAuthenticator {
             Some(u) => {
                 let u = u.to_owned();
                 // Fails only without `support_invalidation_closures`, set in `new`.
-                let _ = self.cache.invalidate_entries_if(move |_, e| e.id.user == u);
+                let _ = self
+                    .cache
+                    .invalidate_entries_if(move |_, e| e.id.user() == u);
             }
         }
     }

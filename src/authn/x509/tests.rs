@@ -72,7 +72,7 @@ fn now() -> i64 {
 fn user_and_groups(
     r: Result<Arc<Identity>, CertUnmapped>,
 ) -> Result<(String, Vec<String>), CertUnmapped> {
-    r.map(|id| (id.user.clone(), id.groups.to_strings()))
+    r.map(|id| (id.user().to_owned(), id.groups().to_strings()))
 }
 
 fn ok(user: &str, groups: &[&str]) -> Result<(String, Vec<String>), CertUnmapped> {
@@ -275,9 +275,9 @@ fn identity_carries_the_certificate_fingerprint_and_method() {
     });
     let id = map(&mapper(""), &der, now()).unwrap();
     let want = format!("X509SHA256={}", hex::encode(Sha256::digest(&der)));
-    assert_eq!(id.extra.to_map()[CREDENTIAL_ID_KEY], [want]);
-    assert_eq!(id.method, AuthMethod::Mtls);
-    assert_eq!(id.uid, None);
+    assert_eq!(id.extra().to_map()[CREDENTIAL_ID_KEY], [want]);
+    assert_eq!(id.method(), AuthMethod::Mtls);
+    assert_eq!(id.uid(), None);
 }
 
 #[test]

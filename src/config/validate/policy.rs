@@ -439,7 +439,7 @@ mod tests {
                     probe::pinned(&set, &id),
                     crate::migration::pinned(&set, &id),
                     "{g} {}",
-                    id.user
+                    id.user()
                 );
             }
         }

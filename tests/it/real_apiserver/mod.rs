@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use testkit::*;
 
+mod fleet;
 mod krp;
 mod rewrites;
-mod fleet;
 
 const BIN: &str = env!("CARGO_BIN_EXE_authgate");
 const AUDIENCE: &str = "https://authgate.e2e";

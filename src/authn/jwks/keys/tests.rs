@@ -65,8 +65,8 @@ fn a_valid_es256_token_verifies_to_its_serviceaccount() {
     let ks = set(vec![k.jwk("k1")], &[]);
     let c = claims();
     let (id, exp) = ks.verify(&k.sign(&header("k1"), &c)).unwrap();
-    assert_eq!(id.user, "system:serviceaccount:demo:web");
-    assert_eq!(id.uid.as_deref(), Some("u1"));
+    assert_eq!(id.user(), "system:serviceaccount:demo:web");
+    assert_eq!(id.uid(), Some("u1"));
     assert_eq!(exp, c["exp"].as_u64().unwrap());
 }
 
