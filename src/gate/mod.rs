@@ -480,7 +480,7 @@ impl<F> Gate<F> {
         let pin = self.migration.pin(&id);
         if scope.track {
             self.migration.tracker().record(
-                &id.user(),
+                id.user(),
                 id.method(),
                 scope.prefix,
                 pin,
@@ -507,7 +507,7 @@ impl<F> Gate<F> {
         if let Some(e) = would_refuse {
             let reason = Error::from(e).refusal().reason;
             self.migration.tracker().would_refuse(
-                &id.user(),
+                id.user(),
                 scope.route_label(),
                 reason.as_str(),
                 scope.track,

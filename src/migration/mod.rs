@@ -115,7 +115,7 @@ fn pin_everyone() -> GlobSet {
 /// `id` is pinned when its user or one of its groups (other than
 /// `system:authenticated`) matches a glob of `set`.
 pub fn pinned(set: &GlobSet, id: &Identity) -> bool {
-    set.is_match(&id.user())
+    set.is_match(id.user())
         || id
             .groups()
             .iter()

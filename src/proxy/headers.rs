@@ -189,7 +189,7 @@ impl Built {
         if !names.enabled {
             return Ok(Self(out));
         }
-        out.push((names.user.clone(), value(&id.user())?, Set::Insert));
+        out.push((names.user.clone(), value(id.user())?, Set::Insert));
         match &names.group_separator {
             Some(sep) => {
                 if id.groups().iter().any(|g| g.contains(sep.as_str())) {

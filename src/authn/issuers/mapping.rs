@@ -185,7 +185,7 @@ mod tests {
         c.required_claims = vec![("tenant".into(), "t1".into())];
         let good = json!({"sub": "a", "oid": "u-1", "tenant": "t1", "groups": ["g"]});
         let id = identity(&c, &claims(good.clone())).expect("maps");
-        assert_eq!(id.uid().as_deref(), Some("u-1"));
+        assert_eq!(id.uid(), Some("u-1"));
         let with = |k: &str, v: Value| {
             let mut x = good.clone();
             x[k] = v;

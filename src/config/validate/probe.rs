@@ -69,7 +69,7 @@ pub(super) fn pins_all(globs: &[Glob], ids: &[Identity]) -> bool {
 /// Whether `set` pins `id`: its user or a group other than
 /// `system:authenticated` matches.
 pub(super) fn pinned(set: &GlobSet, id: &Identity) -> bool {
-    set.is_match(&id.user())
+    set.is_match(id.user())
         || id
             .groups()
             .iter()
