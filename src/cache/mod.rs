@@ -113,7 +113,8 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
         let store = self.store.as_ref()?;
         let entry = store.get(key)?;
         let now = store.now();
-        if !self.current(entry.generation, &entry.value) {
+        let generation = entry.generation(self.generation.load(Ordering::Acquire));
+        if !self.current(generation, &entry.value) {
             // Stored by a review a later flush covers.
             store.remove(key, &entry, Cause::Flush);
             return None;

@@ -18,17 +18,20 @@ use tokio::time::Instant;
 use super::key::{Key, KeyBits};
 use super::metrics::Stats;
 
-/// A stored answer, kept inline in the table (no allocation of its own).
-/// Times are milliseconds on the store's clock ([`Store::now`]).
+/// A stored answer, kept inline in the table (no allocation of its own),
+/// and small: 32 bytes besides its value. Times are milliseconds on the
+/// store's clock ([`Store::now`]).
 #[derive(Clone)]
 pub(super) struct Entry<V> {
     pub(super) value: V,
     /// Never served at or after this.
     expires: u64,
-    /// A hit from here on starts a refresh-ahead review (`u64::MAX`: never).
-    refresh_at: u64,
-    /// The generation its review was launched in.
-    pub(super) generation: u64,
+    /// A hit in the last this many milliseconds before `expires` starts a
+    /// refresh-ahead review (0: never).
+    refresh_window: u32,
+    /// The low bits of the generation its review was launched in (see
+    /// [`Entry::generation`]).
+    generation: u32,
     /// What it counts in `authgate_cache_bytes`.
     bytes: u32,
     /// Set by the hit that starts its refresh, so it starts once.
@@ -43,13 +46,24 @@ impl<V> Entry<V> {
 
     /// Whether a hit at `now` should start its refresh.
     pub(super) fn refresh_due(&self, now: u64) -> bool {
-        !self.refreshing && now >= self.refresh_at
+        !self.refreshing
+            && self.refresh_window > 0
+            && now >= self.expires - u64::from(self.refresh_window)
+    }
+
+    /// The generation its review was launched in, given the `current` one
+    /// (never older than it): whole for any entry fewer than 2^32 flushes
+    /// old, which every live entry is by far (a flush is an operator's act).
+    pub(super) fn generation(&self, current: u64) -> u64 {
+        // Truncation intended: the low bits are what is stored.
+        let behind = (current as u32).wrapping_sub(self.generation);
+        current.saturating_sub(u64::from(behind))
     }
 
     /// The same stored entry (not a later one of the key).
     fn same(&self, other: &Self) -> bool {
-        (self.generation, self.expires, self.refresh_at)
-            == (other.generation, other.expires, other.refresh_at)
+        (self.generation, self.expires, self.refresh_window)
+            == (other.generation, other.expires, other.refresh_window)
     }
 }
 
@@ -140,16 +154,19 @@ impl<V: Clone + Send + Sync + 'static> Store<V> {
         own_bytes: usize,
     ) -> Entry<V> {
         let now = Instant::now();
-        let refresh_at = if refresh_ahead > 0.0 {
-            millis(self.base, now + ttl.mul_f64((1.0 - refresh_ahead).max(0.0)))
+        let expires = millis(self.base, now + ttl);
+        let refresh_window = if refresh_ahead > 0.0 {
+            let at = millis(self.base, now + ttl.mul_f64((1.0 - refresh_ahead).max(0.0)));
+            u32::try_from(expires.saturating_sub(at)).unwrap_or(u32::MAX)
         } else {
-            u64::MAX
+            0
         };
         Entry {
             value,
-            expires: millis(self.base, now + ttl),
-            refresh_at,
-            generation,
+            expires,
+            refresh_window,
+            // Truncation intended: see `Entry::generation`.
+            generation: generation as u32,
             bytes: u32::try_from(size_of::<(Key, Entry<V>)>() + own_bytes).unwrap_or(u32::MAX),
             refreshing: false,
         }
@@ -216,5 +233,37 @@ impl<V: Clone + Send + Sync + 'static> Store<V> {
     /// Bytes of the entries and the table.
     pub(super) fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed) + self.table.memory_used().total() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(generation: u64) -> Entry<()> {
+        let stats = Arc::new(Stats::default());
+        Store::new(4, stats).entry((), Duration::from_secs(60), 0.2, generation, 0)
+    }
+
+    #[test]
+    fn an_entry_is_small_and_knows_its_whole_generation() {
+        assert_eq!(size_of::<Entry<Option<Arc<()>>>>(), 40 - 8);
+        for (stored, current) in [
+            (0, 0),
+            (5, 9),
+            (u64::from(u32::MAX), u64::from(u32::MAX) + 3),
+        ] {
+            assert_eq!(
+                entry(stored).generation(current),
+                stored,
+                "{stored} at {current}"
+            );
+        }
+        let e = entry(7);
+        assert!(!e.refresh_due(0));
+        assert!(e.refresh_due(e.expires - 1));
+        let never =
+            Store::new(4, Arc::new(Stats::default())).entry((), Duration::from_secs(60), 0.0, 0, 0);
+        assert!(!never.refresh_due(never.expires - 1));
     }
 }

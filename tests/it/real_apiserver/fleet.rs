@@ -282,3 +282,28 @@ fn the_flowcontrol_component_passes_a_server_side_dry_run() {
         );
     }
 }
+
+/// review-b: an idle revocation object (no change for longer than
+/// `watch_timeout` + 10 s) must not make a replica unready. kube-runtime's
+/// watcher restarts an expired watch (and consumes bookmarks) without
+/// yielding an event, so `watch_once`'s `bound` timeout fires on a healthy
+/// but quiet watch: "no answer from the API", `Watch::Broken`, /readyz 503,
+/// a re-list, every `watch_timeout + 10 s` on every replica.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real kube-apiserver (scripts/e2e.sh)"]
+async fn review_b_an_idle_healthy_watch_keeps_the_replica_ready() {
+    let cluster = Cluster::from_env();
+    let ns = setup_namespace(&cluster);
+    setup_revocation(&cluster, &ns);
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    let a = replica(&cluster, &pki, &upstream, &ns);
+    wait_ready(a.admin, 200, "fleet_revocation ok", Duration::from_secs(20));
+    // watch_timeout 2s: the bound is 12 s; watch 20 s of an idle object.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let (status, body) = admin(a.admin, "GET", "/readyz");
+        assert_eq!(status, 200, "a healthy idle watch went unready:\n{body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
