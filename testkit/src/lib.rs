@@ -12,6 +12,7 @@ pub mod gate;
 pub mod kinds;
 pub mod net;
 pub mod pki;
+pub mod process;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ pub use kinds::{
 };
 pub use net::{Client, H2Session, Resp, Seen, TIMEOUT, Upstream};
 pub use pki::{ClientCert, ClientOpts, Pki, Signer, Usage, Validity};
+pub use process::{Running, free_port, wait_for_port};
 
 /// Static token of `bob` (groups `dev`).
 pub const BOB_TOKEN: &str = "bob-token-7f3a9c";

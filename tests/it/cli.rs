@@ -2,27 +2,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use testkit::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_authgate");
-
-/// Kills the child when dropped, so no test leaves a server behind.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("local addr").port()
-}
 
 fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);

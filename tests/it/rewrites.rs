@@ -3,37 +3,11 @@
 //! SubjectAccessReview per value, each cached on its own, and what the
 //! echo upstream receives.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use testkit::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_authgate");
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-async fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// `authgate serve` with kube-rbac-proxy's flags and `config_file` as its
 /// `--config-file`, in front of `upstream`, reviewing against `api`.

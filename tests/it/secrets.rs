@@ -2,7 +2,6 @@
 //! formats, never writes a raw token, whatever path the request takes.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use testkit::*;
 
@@ -15,22 +14,6 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-async fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use testkit::*;
@@ -17,20 +17,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_authgate");
 const TOKEN: &str = "monitoring-sa-token";
 const NOBODY: &str = "monitoring-nobody-token";
 const REVOKED: u64 = 4242;
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
 
 /// Waits for `port`; on a timeout, says what authgate logged.
 async fn wait_for_port(port: u16, log: &std::path::Path) {
