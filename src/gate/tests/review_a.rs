@@ -1,0 +1,69 @@
+//! Adversarial review (review-a): defects found in the rewrites, proven.
+
+use super::*;
+use crate::BoxFuture;
+use crate::authz::attributes::{Attributes, Target};
+use crate::authz::{Authorizer, Authorizers, Decision};
+use crate::backend::BackendError;
+use crate::identity::Identity;
+
+/// Allows resource checks in the listed namespaces.
+struct Namespaces(Vec<&'static str>);
+
+impl Authorizer for Namespaces {
+    fn authorize<'a>(
+        &'a self,
+        _: &'a Arc<Identity>,
+        attrs: &'a Attributes,
+    ) -> BoxFuture<'a, Result<Decision, BackendError>> {
+        let ok =
+            matches!(&attrs.target, Target::Resource(r) if self.0.contains(&r.namespace.as_str()));
+        Box::pin(std::future::ready(Ok(if ok {
+            Decision::Allow
+        } else {
+            Decision::NoOpinion
+        })))
+    }
+}
+
+const TENANT: &str = "routes:\n  - path_prefix: /\n    upstream: \"http://127.0.0.1:9\"\n    resource: {resource: pods, namespace: \"{{ .Value }}\"}\n    rewrites: {header: X-Scope-OrgID}\n";
+
+/// A client names the rewrite header in `Connection`: authgate authorizes
+/// (and pins) team-a, then the hop-by-hop strip removes the pinned header,
+/// so the upstream sees no tenant at all (Thanos/Loki then fall back to
+/// their default tenant), a value that was never authorized.
+#[tokio::test]
+async fn review_a_connection_cannot_strip_the_pinned_rewrite_header() {
+    let s = Setup::new();
+    for consume in ["pin", "keep"] {
+        let rest = TENANT.replace(
+            "X-Scope-OrgID}",
+            &format!("X-Scope-OrgID, consume: {consume}}}"),
+        );
+        let h = s.gate_with(&rest, |p| {
+            p.authz = Authorizers::new(vec![
+                Arc::new(Namespaces(vec!["team-a"])) as Arc<dyn Authorizer>
+            ]);
+        });
+        let alice = h.with_cert(&s.cert("alice", Some("alice"), &[], &[]));
+        let r = h
+            .send(
+                &alice,
+                get(
+                    "/api/v1/query?query=up",
+                    &[("x-scope-orgid", "team-a"), ("connection", "x-scope-orgid")],
+                ),
+            )
+            .await;
+        if r.status == 200 {
+            let seen = h.only_seen();
+            assert_eq!(
+                seen.all("x-scope-orgid"),
+                ["team-a"],
+                "consume: {consume}: the upstream must see the authorized tenant, not none"
+            );
+        } else {
+            h.nothing_forwarded();
+        }
+    }
+}
