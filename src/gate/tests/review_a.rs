@@ -67,3 +67,37 @@ async fn review_a_connection_cannot_strip_the_pinned_rewrite_header() {
         }
     }
 }
+
+/// `namespace[0]=kube-system` is neither read nor refused nor consumed:
+/// the upstream gets it next to the pinned `namespace=team-a`, and a `qs`
+/// or PHP upstream reads kube-system as a namespace the client asked for.
+#[tokio::test]
+async fn review_a_bracketed_parameter_never_reaches_the_upstream_unauthorized() {
+    let s = Setup::new();
+    let rest = "routes:\n  - path_prefix: /\n    upstream: \"http://127.0.0.1:9\"\n    resource: {resource: pods, namespace: \"{{ .Value }}\"}\n    rewrites: {query_parameter: namespace}\n";
+    let h = s.gate_with(rest, |p| {
+        p.authz = Authorizers::new(vec![
+            Arc::new(Namespaces(vec!["team-a"])) as Arc<dyn Authorizer>
+        ]);
+    });
+    let alice = h.with_cert(&s.cert("alice", Some("alice"), &[], &[]));
+    let r = h
+        .send(
+            &alice,
+            get(
+                "/api/v1/pods?namespace[0]=kube-system&namespace=team-a",
+                &[],
+            ),
+        )
+        .await;
+    if r.status == 200 {
+        let seen = h.only_seen();
+        assert!(
+            !seen.path_and_query.contains("kube-system"),
+            "forwarded unauthorized: {}",
+            seen.path_and_query
+        );
+    } else {
+        h.nothing_forwarded();
+    }
+}
