@@ -22,3 +22,25 @@ fn review_a_bracketed_spellings_of_the_parameter_are_read_or_refused() {
         );
     }
 }
+
+/// Probe (holds): a fragment in the request target never hides a value.
+#[test]
+fn review_a_fragment_probe() {
+    let pq: http::uri::PathAndQuery = "/q?namespace=team-a#&namespace=kube-system"
+        .parse()
+        .expect("parses");
+    let query = pq.query();
+    let v = values(
+        &rw(Some("namespace"), None, Consume::Pin),
+        query,
+        &HeaderMap::new(),
+    );
+    let got = v.map(|v| v.query);
+    // Either both values are read (and checked) or the fragment is gone
+    // from what is forwarded too.
+    let forwarded = format!("{pq}");
+    assert!(
+        got.as_ref().is_ok_and(|v| v.len() == 2) || !forwarded.contains("kube-system"),
+        "{got:?} {forwarded}"
+    );
+}
