@@ -101,3 +101,37 @@ async fn review_a_bracketed_parameter_never_reaches_the_upstream_unauthorized() 
         h.nothing_forwarded();
     }
 }
+
+/// A form-encoded POST carries the parameter in its body, which authgate
+/// never reads: Go's `r.Form`/`r.FormValue` (prom-label-proxy's
+/// `HTTPFormEnforcer`, Prometheus' own API) merge body values with the
+/// query's, so `POST /api/v1/query?namespace=team-a` with the body
+/// `namespace=kube-system` makes the upstream see kube-system, never
+/// authorized. (The harness sends no body bytes; the request is forwarded
+/// with its form content type all the same, and a body would go unread.)
+#[tokio::test]
+async fn review_a_form_bodies_cannot_carry_an_unauthorized_value() {
+    let s = Setup::new();
+    let rest = "routes:\n  - path_prefix: /\n    upstream: \"http://127.0.0.1:9\"\n    resource: {resource: pods, namespace: \"{{ .Value }}\"}\n    rewrites: {query_parameter: namespace}\n";
+    let h = s.gate_with(rest, |p| {
+        p.authz = Authorizers::new(vec![
+            Arc::new(Namespaces(vec!["team-a"])) as Arc<dyn Authorizer>
+        ]);
+    });
+    let alice = h.with_cert(&s.cert("alice", Some("alice"), &[], &[]));
+    let r = h
+        .send(
+            &alice,
+            request(
+                Method::POST,
+                "/api/v1/query?namespace=team-a",
+                &[("content-type", "application/x-www-form-urlencoded")],
+            ),
+        )
+        .await;
+    assert_ne!(
+        r.status, 200,
+        "a form body on a query-parameter rewrite route is forwarded unread"
+    );
+    h.nothing_forwarded();
+}
