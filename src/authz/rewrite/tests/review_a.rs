@@ -26,7 +26,7 @@ fn review_a_bracketed_spellings_of_the_parameter_are_read_or_refused() {
 /// Probe (holds): a fragment in the request target never hides a value.
 #[test]
 fn review_a_fragment_probe() {
-    let pq: http::uri::PathAndQuery = "/q?namespace=team-a#&namespace=kube-system"
+    let pq: PathAndQuery = "/q?namespace=team-a#&namespace=kube-system"
         .parse()
         .expect("parses");
     let query = pq.query();
