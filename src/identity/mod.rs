@@ -386,3 +386,80 @@ mod tests {
         assert!(size_of::<Identity>() <= 72, "{}", size_of::<Identity>());
     }
 }
+
+/// Adversarial review (review-a): boundaries of the one text and the
+/// overflow path (these hold).
+#[cfg(test)]
+mod review_a {
+    use super::*;
+
+    fn with(extra: &[(&str, &[&str])], uid: Option<&str>) -> Identity {
+        let extra = extra
+            .iter()
+            .map(|(k, vs)| {
+                (
+                    (*k).to_owned(),
+                    vs.iter().map(|v| (*v).to_owned()).collect(),
+                )
+            })
+            .collect();
+        Identity::new(
+            "u".into(),
+            uid.map(str::to_owned),
+            vec![],
+            extra,
+            AuthMethod::Token,
+        )
+    }
+
+    #[test]
+    fn review_a_own_values_keep_their_boundaries_and_overflow_reads_back() {
+        const POD: &str = "authentication.kubernetes.io/pod-name";
+        const PUID: &str = "authentication.kubernetes.io/pod-uid";
+        let a = with(&[(POD, &["ab"]), (PUID, &["c"])], Some("x"));
+        let b = with(&[(POD, &["a"]), (PUID, &["bc"])], Some("x"));
+        let c = with(&[(POD, &["ab"]), (PUID, &["c"])], Some("xab"));
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        // A uid moved into an own value.
+        let d = with(&[(POD, &["xab"]), (PUID, &["c"])], Some(""));
+        assert_ne!(c.fingerprint(), d.fingerprint());
+        assert_ne!(
+            with(&[], None).fingerprint(),
+            with(&[], Some("")).fingerprint()
+        );
+        // More own values than MAX_OWN: every one reads back, in order.
+        let many = with(
+            &[
+                (CREDENTIAL_ID_KEY, &["1", "2", "3", "4", "5"]),
+                (POD, &["p"]),
+            ],
+            None,
+        );
+        assert_eq!(
+            many.extra().to_map()[CREDENTIAL_ID_KEY],
+            ["1", "2", "3", "4", "5"]
+        );
+        assert_eq!(many.extra().to_map()[POD], ["p"]);
+        let other = with(
+            &[
+                (CREDENTIAL_ID_KEY, &["1", "2", "3", "4", "6"]),
+                (POD, &["p"]),
+            ],
+            None,
+        );
+        assert_ne!(many.fingerprint(), other.fingerprint());
+        // Equal inputs give equal fingerprints whichever shape was interned first.
+        assert_eq!(
+            many.fingerprint(),
+            with(
+                &[
+                    (CREDENTIAL_ID_KEY, &["1", "2", "3", "4", "5"]),
+                    (POD, &["p"])
+                ],
+                None
+            )
+            .fingerprint()
+        );
+    }
+}

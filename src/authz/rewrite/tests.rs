@@ -269,3 +269,4 @@ fn the_upstream_gets_exactly_the_authorized_values() {
     assert_eq!(pq, "/x?namespace=a&namespace=b");
     assert_eq!(h.get("x-tenant").unwrap(), "c");
 }
+mod review_a;

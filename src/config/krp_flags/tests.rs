@@ -332,3 +332,4 @@ fn no_kube_rbac_proxy_flag_is_dropped_next_to_a_config_file() {
     assert_eq!(c.log.level, "debug");
     assert_eq!(c.admin.listen, Some("127.0.0.1:9090".parse().unwrap()));
 }
+mod review_a;

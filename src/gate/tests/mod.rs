@@ -9,6 +9,7 @@ mod auth_mode;
 mod lookalikes;
 mod param_rewrites;
 mod refusals;
+mod review_a;
 mod rewrite;
 mod token_misses;
 mod tunnels;
