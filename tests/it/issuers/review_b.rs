@@ -27,9 +27,16 @@ async fn a_token_naming_the_issuer_twice_never_reaches_token_review() {
         0,
         "a token signed by a configured issuer was sent to TokenReview"
     );
+}
 
-    // Same with `iss` not a string next to the issuer's (an array): the
-    // router sees no issuer and hands it on.
+/// The same with `iss` an array naming the issuer (jsonwebtoken accepts an
+/// array `iss` that contains the configured issuer; the router sees none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_with_an_array_iss_of_the_issuer_never_reaches_token_review() {
+    let key = EcKey::new("idp-1");
+    let idp = Idp::start(&[key.jwk()]).await;
+    let (api, env) = start(&[&idp]).await;
+    let (iss, t) = (&idp.url, now());
     let payload = format!(
         r#"{{"iss":["{iss}"],"aud":["{AUD}"],"sub":"alice","iat":{t},"nbf":{t},"exp":{}}}"#,
         t + 3600
