@@ -149,9 +149,25 @@ pub fn values(rw: &Rewrites, query: Option<&str>, headers: &HeaderMap) -> Result
     let keep = rw.consume == Consume::Keep;
     let mut v = Values::default();
     if let Some(name) = &rw.query_parameter {
+        // Go's `FormValue`, PHP and Rack read a form body's fields as
+        // parameters too, and the body is not read here.
+        if is_form(headers) {
+            return Err(Refused::Ambiguous {
+                from: query_source(name),
+                why: "a form body can carry the parameter too, and it is not read here",
+            });
+        }
         v.query = query_values(name, query.unwrap_or_default(), keep)?;
     }
     if let Some(name) = &rw.header {
+        // A header `Connection` names is dropped before forwarding: the
+        // upstream would see none of the values authorized.
+        if names_in_connection(headers, name) {
+            return Err(Refused::Ambiguous {
+                from: header_source(name),
+                why: "the Connection header names it, so it would not be forwarded",
+            });
+        }
         v.header = header_values(name, headers, keep)?;
     }
     let sources = || {
@@ -167,6 +183,27 @@ pub fn values(rw: &Rewrites, query: Option<&str>, headers: &HeaderMap) -> Result
         return Err(Refused::TooMany(sources()));
     }
     Ok(v)
+}
+
+/// Whether the request says its body is a form.
+fn is_form(headers: &HeaderMap) -> bool {
+    headers.get_all(http::header::CONTENT_TYPE).iter().any(|v| {
+        let v = String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase();
+        let media = v.split(';').next().unwrap_or_default().trim().to_owned();
+        media == "application/x-www-form-urlencoded" || media == "multipart/form-data"
+    })
+}
+
+/// Whether a `Connection` header lists `name`.
+fn names_in_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|t| {
+            t.trim_ascii()
+                .eq_ignore_ascii_case(name.as_str().as_bytes())
+        })
 }
 
 /// `query parameter "name"`, for messages.
@@ -198,7 +235,7 @@ fn query_values(name: &str, query: &str, keep: bool) -> Result<Vec<String>, Refu
             )
         })?;
         if key != name {
-            if fold(&key) == fold(name) {
+            if spelled_like(&key, name) {
                 return Err(ambiguous("another parameter is spelled like it"));
             }
             continue;
@@ -276,6 +313,20 @@ fn decode(raw: &str) -> Result<String, ()> {
         return Err(());
     }
     Ok(s)
+}
+
+/// Whether some framework reads parameter `key` as `name` (or as a part
+/// of it: `name[0]`, `name[x]` and `name.x` are arrays and objects of
+/// `name` to `qs`, PHP and Rack).
+fn spelled_like(key: &str, name: &str) -> bool {
+    let (k, n) = (fold(key), fold(name));
+    let nested = |sep: char| {
+        key.trim()
+            .to_ascii_lowercase()
+            .strip_prefix(&name.to_ascii_lowercase())
+            .is_some_and(|rest| rest.starts_with(sep))
+    };
+    k == n || k.strip_prefix(&n).is_some_and(|rest| rest.starts_with('[')) || nested('.')
 }
 
 /// A parameter name as the most forgiving frameworks compare it: trimmed,

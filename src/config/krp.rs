@@ -205,10 +205,10 @@ impl KrpFlags {
             .or_else(|| h.group_separator.take())
             .or_else(|| Some("|".into()));
         if !self.allow_paths.is_empty() {
-            f.paths.allow = self.allow_paths;
+            f.paths.allow = go_patterns("--allow-paths", self.allow_paths)?;
         }
         if !self.ignore_paths.is_empty() {
-            f.paths.unauthenticated = self.ignore_paths;
+            f.paths.unauthenticated = go_patterns("--ignore-paths", self.ignore_paths)?;
         }
         krp_flags::admin_listener(&mut f.admin, f.listen, self.proxy_endpoints_port)?;
         self.compat.apply(&mut f)?;
@@ -291,6 +291,17 @@ impl KrpFlags {
             ];
             if let Some((flag, _)) = needs_upstream.iter().find(|(_, set)| *set) {
                 return Err(Error::invalid(*flag, "needs --upstream"));
+            }
+            // They shape the one route --upstream makes; dropped, the route
+            // would authorize its path instead.
+            let k = krp.as_ref();
+            if k.and_then(KrpFile::resource_attributes).is_some()
+                || k.is_some_and(|k| k.authorization.rewrites.is_some())
+            {
+                return Err(Error::invalid(
+                    "--config-file",
+                    "authorization.resourceAttributes and authorization.rewrites need --upstream",
+                ));
             }
         }
         if let Some(k) = krp {
@@ -441,6 +452,37 @@ impl KrpFile {
         }
         Ok(out)
     }
+}
+
+/// kube-rbac-proxy's path patterns (Go's `path.Match`: `*` is any run of
+/// characters within one segment, however many stars) as authgate path
+/// globs, which match no more: runs of stars become one, and globset's
+/// `{a,b}` is escaped. Character classes, whose negation differs between
+/// the two, are refused.
+fn go_patterns(flag: &str, patterns: Vec<String>) -> Result<Vec<String>, Error> {
+    patterns
+        .into_iter()
+        .map(|p| {
+            if p.contains('[') {
+                return Err(Error::invalid(
+                    flag,
+                    "character classes ([...]) are not supported here; list the paths, or use paths.* in the config file",
+                ));
+            }
+            let mut out = String::with_capacity(p.len());
+            for c in p.chars() {
+                match c {
+                    '*' if out.ends_with('*') => {}
+                    '{' | '}' => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    c => out.push(c),
+                }
+            }
+            Ok(out)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -139,7 +139,15 @@ impl Fleet {
                 () = stop.cancelled() => return,
                 r = self.watch_once(&mut backoff) => r,
             };
-            warn!(object = %self.object(), error = %reason, "revocation watch failed; this replica is not ready until it recovers");
+            // A quiet watch is started again at once, staying ready: a dead
+            // connection shows as the new list's error.
+            let Some(reason) = reason else { continue };
+            // A replica that cannot learn of revocations keeps no cached
+            // answer past its next retry (at most `MAX_BACKOFF`): clients
+            // still connected to it are reviewed again, not served a flush
+            // it missed.
+            (self.flush)(None);
+            warn!(object = %self.object(), error = %reason, "revocation watch failed; every cache flushed; this replica is not ready until it recovers");
             self.lock().watch = Watch::Broken {
                 reason,
                 since: unix_now(),
@@ -154,7 +162,10 @@ impl Fleet {
 
     /// One watcher, from its list until it fails; returns why it failed.
     /// `backoff` is reset once the watch runs.
-    async fn watch_once(&self, backoff: &mut Duration) -> String {
+    /// `None`: nothing came for a whole watch call's time (kube-runtime
+    /// restarts expired watches and eats bookmarks without a word), so the
+    /// caller lists again.
+    async fn watch_once(&self, backoff: &mut Duration) -> Option<String> {
         let fields = format!("metadata.name={}", self.name);
         let secs = u32::try_from(self.watch_timeout.as_secs()).unwrap_or(u32::MAX);
         let config = watcher::Config::default().fields(&fields).timeout(secs);
@@ -172,15 +183,24 @@ impl Fleet {
                     *backoff = MIN_BACKOFF;
                     continue;
                 }
-                Err(_) => return format!("no answer from the API for {}s", wait.as_secs()),
-                Ok(None) => return "the watch stream ended".to_owned(),
-                Ok(Some(Err(e))) => return e.to_string(),
+                Err(_) => return None,
+                Ok(None) => return Some("the watch stream ended".to_owned()),
+                Ok(Some(Err(e))) => return Some(e.to_string()),
                 Ok(Some(Ok(event))) => event,
             };
             match event {
                 Event::Init => listed = None,
                 Event::InitApply(cm) => listed = Some(cm),
-                Event::InitDone => self.observe(listed.take(), Watch::Settling),
+                Event::InitDone => {
+                    // A list after a quiet restart keeps a running watch ready.
+                    let running = self.lock().watch == Watch::Synced;
+                    let next = if running {
+                        Watch::Synced
+                    } else {
+                        Watch::Settling
+                    };
+                    self.observe(listed.take(), next);
+                }
                 Event::Apply(cm) => self.observe(Some(cm), Watch::Synced),
                 Event::Delete(_) => self.observe(None, Watch::Synced),
             }

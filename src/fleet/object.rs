@@ -210,11 +210,13 @@ pub fn updated(
         return Err(BadFlush::Malformed(Malformed::Epoch(epoch_text.to_owned())));
     }
     let mut users = users.map_err(BadFlush::Malformed)?;
-    if !users.contains_key(user) && users.len() >= MAX_USERS {
+    let next = users.values().copied().max().unwrap_or(0).checked_add(1);
+    // Past the list's bound, or past the serials' (an edited line): a full
+    // flush, which starts the list again.
+    let Some(serial) = next.filter(|_| users.contains_key(user) || users.len() < MAX_USERS) else {
         let w = full(&mut out);
         return Ok((out, w));
-    }
-    let serial = users.values().copied().max().unwrap_or(0) + 1;
+    };
     users.insert(user.to_owned(), serial);
     out.insert(USERS_KEY.to_owned(), render_users(&users));
     Ok((

@@ -161,3 +161,25 @@ fn past_max_users_a_user_flush_becomes_a_full_one() {
     let (_, w) = updated(&data("7", &lines), Some("user3")).expect("ok");
     assert!(matches!(w, Written::User { .. }));
 }
+
+/// review-b: a hand-edited serial at `u64::MAX` (kubectl edit) makes the next
+/// writer's `max + 1` overflow: a panic in a debug build, and in release
+/// (no overflow checks) serial 0 for every later flush, so a second flush
+/// of the same user writes the same line again and no replica applies it,
+/// while `POST /cache/flush` / `authgate flush` report success.
+#[test]
+fn review_b_a_repeated_user_flush_after_a_huge_serial_is_still_applied() {
+    let start = data("1", &format!("{} mallory\n", u64::MAX));
+    let once = std::panic::catch_unwind(|| updated(&start, Some("alice")));
+    let (after_first, _) = once
+        .expect("no overflow panic writing a flush")
+        .expect("written");
+    let (after_second, _) = updated(&after_first, Some("alice")).expect("written");
+    let first = read(Some("u".into()), Some("2".into()), &after_first);
+    let second = read(Some("u".into()), Some("3".into()), &after_second);
+    assert_eq!(
+        plan(Some(&first), &second),
+        Plan::Users(vec!["alice".into()]),
+        "the second flush of alice is applied by no replica"
+    );
+}

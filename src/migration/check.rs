@@ -155,6 +155,13 @@ pub fn parse_vector(body: &[u8], label: &str) -> Result<Vec<(String, f64)>, Erro
             v["error"].as_str().unwrap_or("-")
         )));
     }
+    // A partial answer (a store down behind Thanos or Mimir) may leave out
+    // exactly the replica that saw a token: no answer, never "nobody".
+    if let Some(w) = v["warnings"].as_array().filter(|w| !w.is_empty()) {
+        return Err(Error::Answer(format!(
+            "a partial answer, with warnings: {w:?}"
+        )));
+    }
     if v["data"]["resultType"] != "vector" {
         return Err(Error::Answer("the result is not an instant vector".into()));
     }

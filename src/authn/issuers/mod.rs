@@ -173,10 +173,11 @@ impl Issuers {
     }
 
     async fn check(&self, token: &BearerToken<'_>) -> TokenAnswer {
-        let Some(iss) = keys::unverified_issuer(token.expose()) else {
-            return Ok(None);
-        };
-        match self.by_url.get(&iss) {
+        // Named anywhere (a repeated or an array `iss` included), the token
+        // is that issuer's: refused there if it does not verify, never sent
+        // on to TokenReview.
+        let named = keys::unverified_issuers(token.expose());
+        match named.iter().find_map(|iss| self.by_url.get(iss)) {
             Some(issuer) => issuer.authenticate(token.expose()).await,
             None => Ok(None),
         }

@@ -226,6 +226,54 @@ pub fn kid(token: &str) -> Option<String> {
     jsonwebtoken::decode_header(token).ok()?.kid
 }
 
+/// Every issuer a token's payload names, unverified and leniently: each
+/// `iss` key (a payload may repeat it, which a strict parser refuses), as a
+/// string or as an array of strings; none when the payload is unreadable.
+/// For routing only: a token naming an issuer in any of these ways is that
+/// issuer's to accept or refuse, never another authenticator's.
+pub fn unverified_issuers(token: &str) -> Vec<String> {
+    use base64::Engine;
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+
+    struct All(Vec<String>);
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = All;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JWT payload")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<All, A::Error> {
+            let mut out = Vec::new();
+            while let Some(k) = m.next_key::<String>()? {
+                if k != "iss" {
+                    m.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+                match m.next_value::<serde_json::Value>()? {
+                    serde_json::Value::String(s) => out.push(s),
+                    serde_json::Value::Array(a) => {
+                        out.extend(a.into_iter().filter_map(|v| v.as_str().map(str::to_owned)))
+                    }
+                    _ => {}
+                }
+            }
+            Ok(All(out))
+        }
+    }
+    impl<'de> Deserialize<'de> for All {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_map(V)
+        }
+    }
+    let Some(payload) = token.split('.').nth(1) else {
+        return Vec::new();
+    };
+    let Ok(json) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) else {
+        return Vec::new();
+    };
+    serde_json::from_slice::<All>(&json).map_or_else(|_| Vec::new(), |a| a.0)
+}
+
 /// The `iss` claim of `token`, read without verifying anything (to choose
 /// whose keys may verify it, never to trust it).
 pub fn unverified_issuer(token: &str) -> Option<String> {

@@ -148,3 +148,49 @@ async fn no_answer_is_exit_2_never_0() {
         assert!(out.stderr.contains("no answer"), "{url}: {out:?}");
     }
 }
+
+/// review-b: a Prometheus (or Thanos/Mimir querier) that could not read every
+/// source answers `status: success` with `warnings` (a partial answer, e.g.
+/// "partial response: store unavailable"). The check must not conclude
+/// "nobody" from it: fail closed means exit 2, never 0.
+#[tokio::test]
+async fn a_partial_answer_with_warnings_is_never_exit_0() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let body = serde_json::json!({
+        "status": "success",
+        "warnings": ["partial response: store 10.0.0.7:10901 unavailable"],
+        "data": {"resultType": "vector", "result": [
+            {"metric": {"method": "mtls"}, "value": [1_700_000_000.0, "0"]},
+            {"metric": {"method": "token"}, "value": [1_700_000_000.0, "0"]}
+        ]}
+    })
+    .to_string();
+    let server = tokio::spawn(async move {
+        for _ in 0..2 {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut buf = vec![0u8; 8192];
+            let _ = s.read(&mut buf).await;
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(resp.as_bytes()).await.expect("write");
+        }
+    });
+    let out = run(&CheckArgs {
+        prometheus: format!("http://127.0.0.1:{port}"),
+        route: "/x".into(),
+        quiet_for: DAY,
+        timeout: Duration::from_secs(5),
+    })
+    .await;
+    server.abort();
+    assert_ne!(
+        out.code, EXIT_QUIET,
+        "a partial answer (warnings) concluded nobody would break: {out:?}"
+    );
+}

@@ -61,6 +61,18 @@ impl EcKey {
         format!("{msg}.{}", B64.encode(sig.as_ref()))
     }
 
+    /// A JWT over the raw JSON `payload` (duplicate keys possible), ES256
+    /// under this key's kid (review-b).
+    pub(super) fn sign_raw(&self, payload: &str) -> String {
+        let header = json!({"alg": "ES256", "kid": self.kid}).to_string();
+        let msg = format!("{}.{}", B64.encode(header), B64.encode(payload));
+        let sig = self
+            .pair
+            .sign(&SystemRandom::new(), msg.as_bytes())
+            .expect("EC sign");
+        format!("{msg}.{}", B64.encode(sig.as_ref()))
+    }
+
     /// A JWT over `claims`, ES256 under this key's kid.
     pub(super) fn sign(&self, claims: &Value) -> String {
         self.sign_with(&json!({"alg": "ES256", "kid": self.kid}), claims)

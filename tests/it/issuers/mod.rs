@@ -7,6 +7,7 @@
 mod confusion;
 mod idp;
 mod krp;
+mod review_b;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;

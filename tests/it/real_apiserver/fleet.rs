@@ -283,6 +283,52 @@ fn the_flowcontrol_component_passes_a_server_side_dry_run() {
     }
 }
 
+/// review-b: "fail closed" for a replica that cannot learn of revocations
+/// is only `/readyz` 503. It keeps serving every connection that reaches it
+/// (established keep-alive / HTTP/2 connections, conntrack'd by kube-proxy,
+/// clients on the pod IP) from its caches, so a user revoked and flushed
+/// fleet-wide (`authgate flush` reported success) is still served there.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real kube-apiserver (scripts/e2e.sh)"]
+async fn review_b_a_replica_with_a_broken_watch_still_serves_a_flushed_user() {
+    let cluster = Cluster::from_env();
+    let ns = setup_namespace(&cluster);
+    setup_revocation(&cluster, &ns);
+    let pki = Pki::new();
+    let upstream = Upstream::start().await;
+    let r = replica(&cluster, &pki, &upstream, &ns);
+    wait_ready(r.admin, 200, "fleet_revocation ok", Duration::from_secs(20));
+    let c = Client::new(([127, 0, 0, 1], r.gate.port).into(), &pki.ca_der);
+    let bot = cluster.token(&ns, "bot", None);
+    let user = format!("system:serviceaccount:{ns}:bot");
+    assert_eq!(status(&c, &bot).await, 200, "allowed and cached");
+
+    // The replica's watch breaks (its RBAC on the object goes).
+    cluster.kubectl(
+        &["-n", &ns, "delete", "rolebinding", "authgate:revocation"],
+        None,
+    );
+    wait_ready(r.admin, 503, "forbidden", Duration::from_secs(15));
+    // bot is revoked and flushed fleet-wide; the write succeeds.
+    cluster.kubectl(&["-n", &ns, "delete", "rolebinding", "bot-web-proxy"], None);
+    let out = Command::new(BIN)
+        .args(["flush", "--user", &user, "--kubeconfig"])
+        .arg(cluster.get("ADMIN_KUBECONFIG"))
+        .args(["--namespace", &ns, "--name", OBJECT])
+        .output()
+        .expect("authgate flush");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        status(&c, &bot).await,
+        403,
+        "a revoked, fleet-flushed user is still served by a replica that could not apply the flush"
+    );
+}
+
 /// review-b: an idle revocation object (no change for longer than
 /// `watch_timeout` + 10 s) must not make a replica unready. kube-runtime's
 /// watcher restarts an expired watch (and consumes bookmarks) without
