@@ -232,27 +232,7 @@ fn json(out: &mut Vec<u8>, l: &Line<'_>, now: SystemTime) {
 }
 
 fn via_tracing(l: &Line<'_>) {
-    if let Some(would_refuse) = l.would_refuse {
-        tracing::info!(
-            target: "authgate::access",
-            peer = %l.peer,
-            method = %l.method,
-            path = l.path,
-            route = l.route,
-            user = l.user,
-            groups = l.groups,
-            auth = l.auth,
-            status = l.status,
-            reason = l.reason,
-            detail = l.detail,
-            latency_us = l.latency_us,
-            token_cache = l.token_cache,
-            access_cache = l.access_cache,
-            dry_run = true,
-            would_refuse,
-        );
-        return;
-    }
+    // Optional fields are left out when `None`, as in the batched lines.
     tracing::info!(
         target: "authgate::access",
         peer = %l.peer,
@@ -268,7 +248,9 @@ fn via_tracing(l: &Line<'_>) {
         latency_us = l.latency_us,
         token_cache = l.token_cache,
         access_cache = l.access_cache,
-        listener = l.listener,
+        listener = (!l.listener.is_empty()).then_some(l.listener),
+        dry_run = l.would_refuse.map(|_| true),
+        would_refuse = l.would_refuse,
     );
 }
 

@@ -109,6 +109,21 @@ fn wait_ready(port: u16, want: u16, needle: &str, within: Duration) -> String {
     }
 }
 
+/// `authgate flush --user` from outside (the admin's kubeconfig); it must succeed.
+fn flush_user(cluster: &Cluster, ns: &str, user: &str) {
+    let out = Command::new(BIN)
+        .args(["flush", "--user", user, "--kubeconfig"])
+        .arg(cluster.get("ADMIN_KUBECONFIG"))
+        .args(["--namespace", ns, "--name", OBJECT])
+        .output()
+        .expect("authgate flush");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 async fn status(c: &Client, token: &str) -> u16 {
     c.get_with_token("/x", token)
         .await
@@ -170,17 +185,7 @@ async fn a_flush_on_one_replica_refuses_a_cached_user_on_both_within_2s() {
     );
 
     // `authgate flush --user` from outside (the admin's kubeconfig).
-    let out = Command::new(BIN)
-        .args(["flush", "--user", &user, "--kubeconfig"])
-        .arg(cluster.get("ADMIN_KUBECONFIG"))
-        .args(["--namespace", &ns, "--name", OBJECT])
-        .output()
-        .expect("authgate flush");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    flush_user(&cluster, &ns, &user);
     let took = until_all(&[&ca, &cb], &bot, 403).await;
     assert!(
         took < Duration::from_secs(2),
@@ -283,14 +288,13 @@ fn the_flowcontrol_component_passes_a_server_side_dry_run() {
     }
 }
 
-/// review-b: "fail closed" for a replica that cannot learn of revocations
-/// is only `/readyz` 503. It keeps serving every connection that reaches it
-/// (established keep-alive / HTTP/2 connections, conntrack'd by kube-proxy,
-/// clients on the pod IP) from its caches, so a user revoked and flushed
-/// fleet-wide (`authgate flush` reported success) is still served there.
+/// review-b: an unready replica still serves the connections it has
+/// (keep-alive, HTTP/2, clients on the pod IP); once its watch breaks it
+/// keeps no cached allow, so a user revoked and flushed fleet-wide while it
+/// could not watch is refused there too.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real kube-apiserver (scripts/e2e.sh)"]
-async fn review_b_a_replica_with_a_broken_watch_still_serves_a_flushed_user() {
+async fn review_b_a_replica_with_a_broken_watch_refuses_a_flushed_user() {
     let cluster = Cluster::from_env();
     let ns = setup_namespace(&cluster);
     setup_revocation(&cluster, &ns);
@@ -311,17 +315,7 @@ async fn review_b_a_replica_with_a_broken_watch_still_serves_a_flushed_user() {
     wait_ready(r.admin, 503, "forbidden", Duration::from_secs(15));
     // bot is revoked and flushed fleet-wide; the write succeeds.
     cluster.kubectl(&["-n", &ns, "delete", "rolebinding", "bot-web-proxy"], None);
-    let out = Command::new(BIN)
-        .args(["flush", "--user", &user, "--kubeconfig"])
-        .arg(cluster.get("ADMIN_KUBECONFIG"))
-        .args(["--namespace", &ns, "--name", OBJECT])
-        .output()
-        .expect("authgate flush");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    flush_user(&cluster, &ns, &user);
     assert_eq!(
         status(&c, &bot).await,
         403,
@@ -330,11 +324,9 @@ async fn review_b_a_replica_with_a_broken_watch_still_serves_a_flushed_user() {
 }
 
 /// review-b: an idle revocation object (no change for longer than
-/// `watch_timeout` + 10 s) must not make a replica unready. kube-runtime's
-/// watcher restarts an expired watch (and consumes bookmarks) without
-/// yielding an event, so `watch_once`'s `bound` timeout fires on a healthy
-/// but quiet watch: "no answer from the API", `Watch::Broken`, /readyz 503,
-/// a re-list, every `watch_timeout + 10 s` on every replica.
+/// `watch_timeout` + 10 s) must not make a replica unready: kube-runtime's
+/// watcher restarts an expired watch (and eats bookmarks) without yielding
+/// an event, so a quiet watch is listed again, not taken for a broken one.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real kube-apiserver (scripts/e2e.sh)"]
 async fn review_b_an_idle_healthy_watch_keeps_the_replica_ready() {

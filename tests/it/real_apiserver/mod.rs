@@ -47,25 +47,7 @@ impl Cluster {
 
     /// Runs kubectl as the cluster admin; panics with its stderr on failure.
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.get("ADMIN_KUBECONFIG"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("e2e setup")
-                .write_all(input.as_bytes())
-                .expect("e2e setup");
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().expect("e2e setup");
+        let out = self.run_kubectl(args, stdin);
         assert!(
             out.status.success(),
             "kubectl {args:?}: {}",
@@ -99,6 +81,14 @@ impl Cluster {
     }
 
     fn try_kubectl(&self, args: &[&str], stdin: Option<&str>) -> Option<String> {
+        let out = self.run_kubectl(args, stdin);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// kubectl as the cluster admin, fed `stdin`; its output, whatever its status.
+    fn run_kubectl(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
         let mut child = Command::new("kubectl")
             .arg("--kubeconfig")
             .arg(self.get("ADMIN_KUBECONFIG"))
@@ -117,10 +107,7 @@ impl Cluster {
                 .expect("write stdin");
         }
         drop(child.stdin.take());
-        let out = child.wait_with_output().expect("kubectl output");
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        child.wait_with_output().expect("kubectl output")
     }
 }
 
