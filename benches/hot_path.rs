@@ -77,7 +77,7 @@ fn decision(c: &mut Criterion) {
                 .expect("authz");
         });
     });
-    let cert_id: authgate::authn::CertIdentity = Ok(Arc::new(Identity::new(
+    let cert_id: authgate::authn::CertIdentity = Ok(Identity::new(
         "alice".into(),
         None,
         vec!["dev".into()],
@@ -86,7 +86,7 @@ fn decision(c: &mut Criterion) {
             vec!["X509SHA256=ab".into()],
         )]),
         AuthMethod::Mtls,
-    )));
+    ));
     rt.block_on(async {
         let id = authn
             .authenticate(

@@ -16,14 +16,16 @@ pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// except into the one review that needs it. Its `Debug` never shows the
 /// secret; the only way to read it is [`BearerToken::expose`].
 pub struct BearerToken<'a> {
-    token: &'a str,
+    /// token68, so ASCII (checked by [`extract`]); turned into `&str` only
+    /// where a backend reads it, so a cache hit never scans it twice.
+    token: &'a [u8],
     /// Its keyed digest, computed once per request whatever backends ask.
     digest: OnceLock<(u64, Key)>,
 }
 
 impl<'a> BearerToken<'a> {
     /// Wraps a token that passed [`extract`]'s checks.
-    fn new(token: &'a str) -> Self {
+    fn new(token: &'a [u8]) -> Self {
         Self {
             token,
             digest: OnceLock::new(),
@@ -32,13 +34,14 @@ impl<'a> BearerToken<'a> {
 
     /// The raw token, for sending to a token backend only.
     pub fn expose(&self) -> &'a str {
-        self.token
+        // token68 is ASCII: this is never empty for a token that is not.
+        std::str::from_utf8(self.token).unwrap_or_default()
     }
 
     /// HMAC of the token under `keys` (hashed once per request and hasher):
     /// the cache key every token cache derives its own from.
     pub fn digest(&self, keys: &KeyHasher) -> Key {
-        let compute = || keys.key(&[b"bearer", self.token.as_bytes()]);
+        let compute = || keys.key(&[b"bearer", self.token]);
         match self.digest.get_or_init(|| (keys.id(), compute())) {
             (id, key) if *id == keys.id() => *key,
             _ => compute(),
@@ -55,7 +58,7 @@ impl fmt::Debug for BearerToken<'_> {
 #[cfg(test)]
 impl<'a> From<&'a str> for BearerToken<'a> {
     fn from(s: &'a str) -> Self {
-        Self::new(s)
+        Self::new(s.as_bytes())
     }
 }
 
@@ -110,8 +113,6 @@ pub fn extract(headers: &HeaderMap) -> Result<Option<BearerToken<'_>>, Malformed
     if !is_token68(token) {
         return Err(Malformed::BadCharacters);
     }
-    // token68 is ASCII, so this cannot fail.
-    let token = std::str::from_utf8(token).map_err(|_| Malformed::BadCharacters)?;
     Ok(Some(BearerToken::new(token)))
 }
 
@@ -123,14 +124,14 @@ fn is_token68(t: &[u8]) -> bool {
 
 /// Whether every byte is a token68 body character. Branch-free over the
 /// whole slice, so the compiler checks 16 bytes at a time (tokens are ~1 KB
-/// JWTs checked on every request).
+/// JWTs checked on every request): `+` to `9` is one range (`+ , - . /`
+/// and the digits) less the comma, which is a quarter fewer operations a
+/// byte than testing the digits and four of the symbols apart.
 fn all_token68(t: &[u8]) -> bool {
     t.iter().fold(true, |ok, &b| {
         let alpha = (b | 0x20).wrapping_sub(b'a') < 26;
-        let digit = b.wrapping_sub(b'0') < 10;
-        let symbol =
-            (b == b'-') | (b == b'.') | (b == b'_') | (b == b'~') | (b == b'+') | (b == b'/');
-        ok & (alpha | digit | symbol)
+        let plus_to_nine = (b.wrapping_sub(b'+') < 15) & (b != b',');
+        ok & (alpha | plus_to_nine | (b == b'_') | (b == b'~'))
     })
 }
 

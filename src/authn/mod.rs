@@ -27,10 +27,10 @@ use bearer::{BearerToken, Malformed};
 use x509::{CertMapper, CertUnmapped};
 
 /// What the TLS layer learnt about the client certificate of a connection.
-pub type CertIdentity = Result<Arc<Identity>, CertUnmapped>;
+pub type CertIdentity = Result<Identity, CertUnmapped>;
 
 /// What a token backend says about one token.
-pub type TokenAnswer = Result<Option<Arc<Identity>>, Error>;
+pub type TokenAnswer = Result<Option<Identity>, Error>;
 
 /// A bearer-token backend.
 pub trait TokenAuthenticator: Send + Sync {
@@ -123,7 +123,7 @@ impl Authenticator {
         headers: &HeaderMap,
         allow: RouteAuth,
         client: IpAddr,
-    ) -> Result<Arc<Identity>, Error> {
+    ) -> Result<Identity, Error> {
         // A verified, mapped certificate wins over any token, where accepted.
         let (unmapped, cert_refused) = match cert {
             Some(Ok(id)) if allow.mtls => return Ok(id.clone()),
@@ -176,14 +176,8 @@ mod tests {
 
     const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
-    fn id(user: &str, method: AuthMethod) -> Arc<Identity> {
-        Arc::new(Identity::new(
-            user.into(),
-            None,
-            vec![],
-            BTreeMap::new(),
-            method,
-        ))
+    fn id(user: &str, method: AuthMethod) -> Identity {
+        Identity::new(user.into(), None, vec![], BTreeMap::new(), method)
     }
 
     fn bearer(t: &str) -> HeaderMap {
@@ -211,7 +205,7 @@ mod tests {
             token: TokenPolicy::Allowed,
             enforce: true,
         };
-        let user = |r: Result<Arc<Identity>, Error>| r.map(|id| id.user().to_owned());
+        let user = |r: Result<Identity, Error>| r.map(|id| id.user().to_owned());
         // mTLS-only: the certificate serves, a token alone is refused unasked.
         assert_eq!(
             user(

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -16,7 +15,7 @@ use crate::identity::{AuthMethod, Identity};
 /// Tokens from `static.tokens`.
 #[derive(Debug, Default)]
 pub struct StaticTokens {
-    by_digest: HashMap<[u8; 32], Arc<Identity>>,
+    by_digest: HashMap<[u8; 32], Identity>,
 }
 
 impl StaticTokens {
@@ -32,7 +31,7 @@ impl StaticTokens {
                     BTreeMap::new(),
                     AuthMethod::Token,
                 );
-                (t.sha256, Arc::new(id))
+                (t.sha256, id)
             })
             .collect();
         Self { by_digest }
@@ -44,7 +43,7 @@ impl StaticTokens {
     }
 
     /// The identity of `token`, if listed.
-    pub fn lookup(&self, token: &BearerToken<'_>) -> Option<Arc<Identity>> {
+    pub fn lookup(&self, token: &BearerToken<'_>) -> Option<Identity> {
         let digest: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();
         self.by_digest.get(&digest).cloned()
     }

@@ -31,7 +31,7 @@ const PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
 /// The cached TokenReview authenticator.
 pub struct TokenReviewer {
     api: Arc<ApiClient>,
-    cache: ReviewCache<Option<Arc<Identity>>>,
+    cache: ReviewCache<Option<Identity>>,
     keys: KeyHasher,
     settings: Arc<Settings>,
     /// `token_review.max_misses_per_client`; `None` when 0 (off).
@@ -70,7 +70,7 @@ impl TokenReviewer {
     }
 
     /// The result cache (for metrics and flushing).
-    pub fn cache(&self) -> &ReviewCache<Option<Arc<Identity>>> {
+    pub fn cache(&self) -> &ReviewCache<Option<Identity>> {
         &self.cache
     }
 
@@ -137,7 +137,7 @@ async fn review(
     api: &ApiClient,
     s: &Settings,
     token: &str,
-) -> Result<(Option<Arc<Identity>>, Duration), BackendError> {
+) -> Result<(Option<Identity>, Duration), BackendError> {
     let request = TokenReview {
         spec: TokenReviewSpec {
             token: Some(token.to_owned()),
@@ -163,7 +163,7 @@ async fn review(
         Some(id) => {
             // Jittered first, then capped: never past the JWT's `exp`.
             let ttl = success_ttl(jittered(s.ttl, s.jitter), jwt_expiry(token), since_epoch());
-            Ok((Some(Arc::new(id)), ttl))
+            Ok((Some(id), ttl))
         }
         None => Ok((None, jittered(s.failure_ttl, s.jitter))),
     }
@@ -171,8 +171,8 @@ async fn review(
 
 /// What a token cache entry holds on its own: the identity (shared with the
 /// decision cache, counted here).
-fn weigh(answer: &Option<Arc<Identity>>) -> usize {
-    answer.as_deref().map_or(0, Identity::own_bytes)
+fn weigh(answer: &Option<Identity>) -> usize {
+    answer.as_ref().map_or(0, Identity::own_bytes)
 }
 
 /// Reads a TokenReview status (pure): `Some(identity)` when authenticated for

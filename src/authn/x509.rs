@@ -5,7 +5,6 @@
 //! following the ordered `identity.rules`. Anything ambiguous maps to nobody.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use globset::GlobMatcher;
 use sha2::{Digest, Sha256};
@@ -119,7 +118,7 @@ impl CertMapper {
         chain: &[CertificateDer<'_>],
         issuers: &Issuers,
         now: i64,
-    ) -> Result<Arc<Identity>, CertUnmapped> {
+    ) -> Result<Identity, CertUnmapped> {
         let leaf_der: &[u8] = chain.first().ok_or(CertUnmapped::Unparseable)?;
         let (_, cert) =
             X509Certificate::from_der(leaf_der).map_err(|_| CertUnmapped::Unparseable)?;
@@ -144,7 +143,7 @@ impl CertMapper {
         if id.invalid_field().is_some() {
             return Err(CertUnmapped::InvalidCharacters);
         }
-        Ok(Arc::new(id))
+        Ok(id)
     }
 }
 

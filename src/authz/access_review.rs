@@ -33,7 +33,7 @@ const PATH: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
 /// The cached SubjectAccessReview authorizer.
 pub struct AccessReviewer {
     api: Arc<ApiClient>,
-    cache: ReviewCache<(Decision, Arc<Identity>)>,
+    cache: ReviewCache<(Decision, Identity)>,
     keys: KeyHasher,
     allow_ttl: Duration,
     deny_ttl: Duration,
@@ -62,7 +62,7 @@ impl AccessReviewer {
 
     /// The decision cache (for metrics and flushing); each decision is kept
     /// with the user it is about.
-    pub fn cache(&self) -> &ReviewCache<(Decision, Arc<Identity>)> {
+    pub fn cache(&self) -> &ReviewCache<(Decision, Identity)> {
         &self.cache
     }
 
@@ -81,7 +81,7 @@ impl AccessReviewer {
 impl Authorizer for AccessReviewer {
     fn authorize<'a>(
         &'a self,
-        id: &'a Arc<Identity>,
+        id: &'a Identity,
         attrs: &'a Attributes,
     ) -> BoxFuture<'a, Result<Decision, BackendError>> {
         let key = cache_key(&self.keys, id, attrs);
@@ -112,7 +112,7 @@ impl Authorizer for AccessReviewer {
 
 /// What a decision entry holds on its own: its reason (the identity is
 /// counted by the token cache, or is a connection's).
-fn weigh((decision, _): &(Decision, Arc<Identity>)) -> usize {
+fn weigh((decision, _): &(Decision, Identity)) -> usize {
     match decision {
         Decision::Deny(why) => 16 + why.len(),
         Decision::Allow | Decision::NoOpinion => 0,

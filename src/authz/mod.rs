@@ -36,7 +36,7 @@ pub trait Authorizer: Send + Sync {
     /// Decides; `Err` when it could not (the request fails with 503).
     fn authorize<'a>(
         &'a self,
-        id: &'a Arc<Identity>,
+        id: &'a Identity,
         attrs: &'a Attributes,
     ) -> BoxFuture<'a, Result<Decision, BackendError>>;
 }
@@ -106,7 +106,7 @@ impl Authorizers {
     pub async fn authorize(
         &self,
         route: RouteId,
-        id: &Arc<Identity>,
+        id: &Identity,
         notice: Notice,
         attrs: &Attributes,
     ) -> Result<Permit, Error> {
@@ -120,7 +120,7 @@ impl Authorizers {
     pub async fn authorize_all(
         &self,
         route: RouteId,
-        id: &Arc<Identity>,
+        id: &Identity,
         notice: Notice,
         checks: &[Attributes],
     ) -> Result<Permit, Error> {
@@ -139,7 +139,7 @@ impl Authorizers {
     }
 
     /// `Ok` when some authorizer allows `attrs` before any denies.
-    async fn decide(&self, id: &Arc<Identity>, attrs: &Attributes) -> Result<(), Error> {
+    async fn decide(&self, id: &Identity, attrs: &Attributes) -> Result<(), Error> {
         let mut reason = String::new();
         for a in &self.chain {
             match a.authorize(id, attrs).await? {
@@ -172,7 +172,7 @@ mod tests {
     impl Authorizer for Fixed {
         fn authorize<'a>(
             &'a self,
-            _: &'a Arc<Identity>,
+            _: &'a Identity,
             _: &'a Attributes,
         ) -> BoxFuture<'a, Result<Decision, BackendError>> {
             Box::pin(std::future::ready(self.0.clone()))
@@ -189,13 +189,13 @@ mod tests {
 
     #[tokio::test]
     async fn first_opinion_decides_and_silence_denies() {
-        let id = Arc::new(Identity::new(
+        let id = Identity::new(
             "alice".into(),
             None,
             vec![],
             BTreeMap::new(),
             AuthMethod::Mtls,
-        ));
+        );
         let attrs = attributes::for_request(None, &http::Method::GET, "/x");
         let route = RouteId::new(3);
         let decide = |ds| {

@@ -7,8 +7,6 @@
 //! `paths.unauthenticated`. Its fields are private, so no other code path
 //! can forward a request.
 
-use std::sync::Arc;
-
 use crate::authn::policy::Notice;
 use crate::identity::Identity;
 use crate::routes::RouteId;
@@ -23,10 +21,7 @@ pub struct Permit {
 #[derive(Clone, Debug)]
 enum Grant {
     Public,
-    Granted {
-        identity: Arc<Identity>,
-        notice: Notice,
-    },
+    Granted { identity: Identity, notice: Notice },
 }
 
 /// What a [`Permit`] allows, for reading.
@@ -37,7 +32,7 @@ pub enum Kind<'p> {
     /// An authenticated, authorized identity.
     Granted {
         /// Who.
-        identity: &'p Arc<Identity>,
+        identity: &'p Identity,
         /// What the response must carry.
         notice: Notice,
     },
@@ -54,7 +49,7 @@ impl Permit {
     }
 
     /// Made by the authorizers once `identity` is allowed.
-    pub(super) fn granted(route: RouteId, identity: Arc<Identity>, notice: Notice) -> Self {
+    pub(super) fn granted(route: RouteId, identity: Identity, notice: Notice) -> Self {
         Self {
             route,
             grant: Grant::Granted { identity, notice },
@@ -78,7 +73,7 @@ impl Permit {
     }
 
     /// The identity, unless the path is public.
-    pub fn identity(&self) -> Option<&Arc<Identity>> {
+    pub fn identity(&self) -> Option<&Identity> {
         match &self.grant {
             Grant::Public => None,
             Grant::Granted { identity, .. } => Some(identity),

@@ -5,8 +5,6 @@
 //! ([`super::attributes`]: the lower-cased method on paths, the Kubernetes
 //! verb on resources), and a lone `*` path (compiled as `**`) is every path.
 
-use std::sync::Arc;
-
 use globset::{GlobSet, GlobSetBuilder};
 
 use super::attributes::{Attributes, Target};
@@ -91,7 +89,7 @@ fn resource_matches(rule: &ResourceRule, r: &ResourceAttributes) -> bool {
 impl Authorizer for StaticRules {
     fn authorize<'a>(
         &'a self,
-        id: &'a Arc<Identity>,
+        id: &'a Identity,
         attrs: &'a Attributes,
     ) -> BoxFuture<'a, Result<Decision, BackendError>> {
         let d = if self.allows(id, attrs) {

@@ -146,7 +146,7 @@ mod tests {
         let token: ReviewCache<u32> = ReviewCache::new(Kind::Token, 10);
         let access: ReviewCache<u32> = ReviewCache::new(Kind::Access, 10);
         token
-            .get_or_fetch([1; 32], || {
+            .get_or_fetch([1; 16], || {
                 Box::pin(async { Ok((1, std::time::Duration::from_secs(60))) })
             })
             .await

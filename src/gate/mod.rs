@@ -107,7 +107,7 @@ pub struct Parts<F> {
 #[derive(Default)]
 struct Trail<'g> {
     route: Option<&'g Route>,
-    identity: Option<Arc<Identity>>,
+    identity: Option<Identity>,
     /// `mode: auth`: the method and path being checked.
     original: Option<(Method, String)>,
     /// Served in a dry run that, enforced, would refuse it for this reason.
@@ -221,7 +221,7 @@ impl<F> Gate<F> {
             path: &path,
             route: trail.route.map(|r| r.config.path_prefix.as_str()),
             counters: trail.route.map_or(&self.no_route, |r| &r.counters),
-            identity: trail.identity.as_deref(),
+            identity: trail.identity.as_ref(),
             status: resp.status().as_u16(),
             verdict: match &refused {
                 None => audit::Verdict::Allowed,

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
+use triomphe::{HeaderWithLength, ThinArc};
+
 use crate::cache::{Key, KeyHasher};
 use parts::Shape;
 
@@ -69,14 +71,17 @@ pub(crate) type Fingerprint = [u8; 16];
 
 /// An authenticated user, in the shape of Kubernetes' `UserInfo`.
 ///
-/// Immutable, and laid out to be small: the strings unique to this
+/// Immutable, cheap to clone (a reference count), and laid out to be small:
+/// one allocation holds the fixed fields and the strings unique to this
 /// identity (user, uid, and the pod's name and uid and the credential id of
-/// a ServiceAccount token) are one allocation; groups and the rest of
-/// `extra` are interned and shared with every identity that has them.
+/// a ServiceAccount token); groups and the rest of `extra` are interned and
+/// shared with every identity that has them. The token cache, the decision
+/// cache and every request of a connection share that one allocation.
 #[derive(Clone)]
-pub struct Identity {
-    /// The user, the uid and the own `extra` values, end to end.
-    text: Box<str>,
+pub struct Identity(ThinArc<Fixed, u8>);
+
+/// What an identity holds besides its text, ahead of it in its allocation.
+struct Fixed {
     /// `text[..ends[0]]` is the user, `text[ends[0]..ends[1]]` the uid,
     /// and own value `n` is `text[ends[n + 1]..ends[n + 2]]`.
     ends: [u32; 2 + MAX_OWN],
@@ -125,8 +130,7 @@ impl Identity {
         for n in own.len()..MAX_OWN {
             ends[n + 2] = end(&text);
         }
-        let mut id = Self {
-            text: text.into_boxed_str(),
+        let fixed = Fixed {
             ends,
             has_uid: uid.is_some(),
             method,
@@ -134,40 +138,68 @@ impl Identity {
             shape,
             fingerprint: [0; 16],
         };
-        let digest = id.digest(&FINGERPRINTS);
-        id.fingerprint.copy_from_slice(&digest[..16]);
-        id
+        let fingerprint = {
+            let view = View {
+                text: &text,
+                fixed: &fixed,
+            };
+            let digest = view.digest(&FINGERPRINTS);
+            let mut f = Fingerprint::default();
+            f.copy_from_slice(&digest[..16]);
+            f
+        };
+        Self(ThinArc::from_header_and_slice(
+            Fixed {
+                fingerprint,
+                ..fixed
+            },
+            text.as_bytes(),
+        ))
+    }
+
+    /// Whether `a` and `b` are one identity, made once and cloned (not
+    /// merely equal ones).
+    pub fn same(a: &Self, b: &Self) -> bool {
+        std::ptr::eq(&*a.0, &*b.0)
+    }
+
+    /// The fields, read in place.
+    fn view(&self) -> View<'_> {
+        View {
+            // Built from `String`s: always UTF-8.
+            text: std::str::from_utf8(&self.0.slice).unwrap_or(""),
+            fixed: &self.0.header.header,
+        }
     }
 
     /// The user name (`X-Remote-User`).
     pub fn user(&self) -> &str {
-        self.text.get(..self.ends[0] as usize).unwrap_or("")
+        let end = self.0.header.header.ends[0] as usize;
+        self.0
+            .slice
+            .get(..end)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
     }
 
     /// A stable unique id, when the backend knows one (`X-Remote-Uid`).
     pub fn uid(&self) -> Option<&str> {
-        self.has_uid
-            .then(|| self.text.get(self.ends[0] as usize..self.ends[1] as usize))
-            .flatten()
+        self.view().uid()
     }
 
     /// Group memberships, always including [`AUTHENTICATED_GROUP`].
     pub fn groups(&self) -> &Groups {
-        &self.groups
+        &self.0.header.header.groups
     }
 
     /// Extra attributes (`X-Remote-Extra-<key>`), keys lower-case.
     pub fn extra(&self) -> Extra<'_> {
-        let own = parts::Own {
-            text: &self.text,
-            ends: &self.ends[1..],
-        };
-        Extra::new(self.shape.as_deref(), own)
+        self.view().extra()
     }
 
     /// The credential that established this identity.
     pub fn method(&self) -> AuthMethod {
-        self.method
+        self.0.header.header.method
     }
 
     /// The keyed digest of every field but the method, computed once when
@@ -178,38 +210,17 @@ impl Identity {
     /// of a million identities share one with odds of about 10^-27, and the
     /// 16 bytes saved keep an identity in a smaller allocation.
     pub(crate) fn fingerprint(&self) -> &Fingerprint {
-        &self.fingerprint
+        &self.0.header.header.fingerprint
     }
 
-    /// Every field but the method, length-prefixed, under `keys`.
-    fn digest(&self, keys: &KeyHasher) -> Key {
-        let mut k = keys.builder();
-        k.part(b"identity").part(self.user().as_bytes());
-        match self.uid() {
-            Some(uid) => k.part(b"uid").part(uid.as_bytes()),
-            None => k.part(b"no uid"),
-        };
-        k.part(&(self.groups.len() as u64).to_be_bytes());
-        for g in &self.groups {
-            k.part(g.as_bytes());
-        }
-        let extra = self.extra();
-        k.part(&(extra.len() as u64).to_be_bytes());
-        for (name, values) in extra {
-            k.part(name.as_bytes())
-                .part(&(values.len() as u64).to_be_bytes());
-            for v in values {
-                k.part(v.as_bytes());
-            }
-        }
-        k.finish()
-    }
-
-    /// Heap bytes held by this identity alone: its struct (as an `Arc`),
-    /// its own text, and any `extra` shape nobody shares (interned strings,
-    /// group lists and shapes excluded).
+    /// Heap bytes held by this identity alone: its one allocation (count,
+    /// fixed fields, length and text), and any `extra` shape nobody shares
+    /// (interned strings, group lists and shapes excluded).
     pub fn own_bytes(&self) -> usize {
-        size_of::<Self>() + 16 + self.text.len() + self.extra().own_bytes()
+        size_of::<usize>()
+            + size_of::<HeaderWithLength<Fixed>>()
+            + self.0.slice.len()
+            + self.extra().own_bytes()
     }
 
     /// Returns the first field that could not travel safely in an HTTP header
@@ -225,7 +236,7 @@ impl Identity {
         if self.uid().is_some_and(bad) {
             return Some("uid");
         }
-        if self.groups.iter().any(|g| g.is_empty() || bad(g)) {
+        if self.groups().iter().any(|g| g.is_empty() || bad(g)) {
             return Some("groups");
         }
         let extra_bad = self
@@ -236,12 +247,66 @@ impl Identity {
     }
 }
 
+/// An identity's fields, borrowed: what [`Identity::new`] digests before
+/// the identity exists, and what its accessors read.
+struct View<'a> {
+    text: &'a str,
+    fixed: &'a Fixed,
+}
+
+impl<'a> View<'a> {
+    fn user(&self) -> &'a str {
+        self.text.get(..self.fixed.ends[0] as usize).unwrap_or("")
+    }
+
+    fn uid(&self) -> Option<&'a str> {
+        let ends = &self.fixed.ends;
+        self.fixed
+            .has_uid
+            .then(|| self.text.get(ends[0] as usize..ends[1] as usize))
+            .flatten()
+    }
+
+    fn extra(&self) -> Extra<'a> {
+        let own = parts::Own {
+            text: self.text,
+            ends: &self.fixed.ends[1..],
+        };
+        Extra::new(self.fixed.shape.as_deref(), own)
+    }
+
+    /// Every field but the method, length-prefixed, under `keys`.
+    fn digest(&self, keys: &KeyHasher) -> Key {
+        let mut k = keys.builder();
+        k.part(b"identity").part(self.user().as_bytes());
+        match self.uid() {
+            Some(uid) => k.part(b"uid").part(uid.as_bytes()),
+            None => k.part(b"no uid"),
+        };
+        let groups = &self.fixed.groups;
+        k.part(&(groups.len() as u64).to_be_bytes());
+        for g in groups {
+            k.part(g.as_bytes());
+        }
+        let extra = self.extra();
+        k.part(&(extra.len() as u64).to_be_bytes());
+        for (name, values) in extra {
+            k.part(name.as_bytes())
+                .part(&(values.len() as u64).to_be_bytes());
+            for v in values {
+                k.part(v.as_bytes());
+            }
+        }
+        k.finish()
+    }
+}
+
 impl PartialEq for Identity {
     fn eq(&self, other: &Self) -> bool {
-        self.method == other.method
+        self.method() == other.method()
             && self.user() == other.user()
             && self.uid() == other.uid()
-            && self.groups == other.groups
+            && self.groups() == other.groups()
             && self.extra() == other.extra()
     }
 }
@@ -253,9 +318,9 @@ impl fmt::Debug for Identity {
         f.debug_struct("Identity")
             .field("user", &self.user())
             .field("uid", &self.uid())
-            .field("groups", &self.groups)
+            .field("groups", self.groups())
             .field("extra", &self.extra())
-            .field("method", &self.method)
+            .field("method", &self.method())
             .finish()
     }
 }
@@ -377,13 +442,17 @@ mod tests {
     fn pods_of_one_node_share_one_extra_shape() {
         let (a, b) = (sa("web-1", None, &[]), sa("web-2", None, &[]));
         let (sa_, sb) = (
-            a.shape.as_ref().expect("shape"),
-            b.shape.as_ref().expect("shape"),
+            a.0.header.header.shape.as_ref().expect("shape"),
+            b.0.header.header.shape.as_ref().expect("shape"),
         );
         assert!(Arc::ptr_eq(sa_, sb));
         assert!(a.own_bytes() < 200, "{}", a.own_bytes());
-        // With its `Arc` header, 88 bytes: glibc's and mimalloc's 96-byte class.
-        assert!(size_of::<Identity>() <= 72, "{}", size_of::<Identity>());
+        // A thin pointer to one allocation: count, 64 bytes of fixed
+        // fields and length, then the text.
+        assert_eq!(size_of::<Identity>(), size_of::<usize>());
+        let fixed = size_of::<HeaderWithLength<Fixed>>();
+        assert!(fixed <= 64, "{fixed}");
+        assert_eq!(a.own_bytes(), 8 + fixed + a.0.slice.len());
     }
 }
 

@@ -244,18 +244,14 @@ impl Built {
 /// connection's certificate hand out again): a keep-alive connection
 /// builds them once.
 #[derive(Debug, Default)]
-pub struct Memo(Mutex<Option<(Arc<Identity>, Arc<Built>)>>);
+pub struct Memo(Mutex<Option<(Identity, Arc<Built>)>>);
 
 impl Memo {
     /// The headers of `id`, built now or on an earlier request of it.
-    pub fn get(
-        &self,
-        id: &Arc<Identity>,
-        names: &HeaderNames,
-    ) -> Result<Arc<Built>, Unrepresentable> {
+    pub fn get(&self, id: &Identity, names: &HeaderNames) -> Result<Arc<Built>, Unrepresentable> {
         let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((held, built)) = &*last
-            && Arc::ptr_eq(held, id)
+            && Identity::same(held, id)
         {
             return Ok(built.clone());
         }
@@ -595,13 +591,13 @@ mod tests {
     fn the_memo_never_lends_one_identitys_headers_to_another() {
         let names = HeaderNames::default();
         let who = |user: &str, group: &str| {
-            Arc::new(Identity::new(
+            Identity::new(
                 user.into(),
                 None,
                 vec![group.into()],
                 BTreeMap::from([("scopes".to_owned(), vec![user.to_owned()])]),
                 AuthMethod::Token,
-            ))
+            )
         };
         let (alice, bob) = (who("alice", "dev"), who("bob", "ops"));
         let memo = Memo::default();
@@ -610,8 +606,9 @@ mod tests {
             Arc::ptr_eq(&first, &memo.get(&alice, &names).unwrap()),
             "built once"
         );
-        // Equal contents under another Arc (a re-review after a flush) are rebuilt.
-        let again = Arc::new((*alice).clone());
+        // An equal identity made again (a re-review after a flush) is rebuilt.
+        let again = who("alice", "dev");
+        assert_eq!(again, alice);
         assert!(!Arc::ptr_eq(&first, &memo.get(&again, &names).unwrap()));
         for (id, user, group) in [(&bob, "bob", "ops"), (&alice, "alice", "dev")] {
             let mut h = spoofed();

@@ -41,7 +41,7 @@ struct PanicsForUser(&'static str);
 impl Authorizer for PanicsForUser {
     fn authorize<'a>(
         &'a self,
-        id: &'a Arc<Identity>,
+        id: &'a Identity,
         _: &'a Attributes,
     ) -> BoxFuture<'a, Result<Decision, BackendError>> {
         let bad = id.user() == self.0;

@@ -73,7 +73,7 @@ impl Issuer {
         match self.verify(token).await {
             Ok(id) => {
                 self.stats.verification("verified");
-                Ok(Some(Arc::new(id)))
+                Ok(Some(id))
             }
             Err(Refused::Unavailable) => {
                 self.stats.verification("unavailable");

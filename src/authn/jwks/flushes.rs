@@ -52,7 +52,6 @@ impl Flushes {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
 
     use super::*;
     use crate::identity::{AuthMethod, Identity};
@@ -60,13 +59,13 @@ mod tests {
     #[test]
     fn a_flush_covers_identities_checked_before_it() {
         let entry = |user: &str, generation| Entry {
-            id: Arc::new(Identity::new(
+            id: Identity::new(
                 user.into(),
                 None,
                 vec![],
                 BTreeMap::new(),
                 AuthMethod::Token,
-            )),
+            ),
             exp: jsonwebtoken::get_current_timestamp() + 600,
             checked: Instant::now(),
             generation,

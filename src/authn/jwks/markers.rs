@@ -164,7 +164,7 @@ mod tests {
     use super::*;
 
     fn key(i: u8) -> Key {
-        [i; 32]
+        [i; 16]
     }
 
     #[test]

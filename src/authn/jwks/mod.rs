@@ -71,7 +71,7 @@ use store::KeyStore;
 /// A locally verified (or since reviewed) token.
 #[derive(Clone)]
 struct Entry {
-    id: Arc<Identity>,
+    id: Identity,
     exp: u64,
     checked: Instant,
     /// The flush generation its check began in.
@@ -111,7 +111,7 @@ fn now_secs() -> u64 {
 #[derive(Debug, PartialEq, Eq)]
 enum Step {
     /// Verified less than `revalidate_after` ago: this identity.
-    Fresh(Arc<Identity>),
+    Fresh(Identity),
     /// Verified longer ago: TokenReview decides (the entry's `exp` is kept).
     Revalidate(u64),
     /// TokenReview rejected it before: TokenReview only.
@@ -290,7 +290,7 @@ impl JwksAuthenticator {
             }
             Ok((id, exp)) => {
                 self.stats.verification("verified");
-                let id = Arc::new(id);
+                let id = id;
                 let entry = Entry {
                     id: id.clone(),
                     exp,
@@ -445,13 +445,13 @@ mod tests {
 
     #[test]
     fn the_marker_and_cache_entry_decide_the_next_step() {
-        let id = Arc::new(Identity::new(
+        let id = Identity::new(
             "system:serviceaccount:a:b".into(),
             None,
             vec![],
             BTreeMap::new(),
             AuthMethod::Token,
-        ));
+        );
         let exp = now_secs() + 600;
         let minute = Duration::from_secs(60);
         let entry = |exp, age| Entry {

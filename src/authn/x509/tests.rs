@@ -57,7 +57,7 @@ fn cert(s: &Spec<'_>) -> Vec<u8> {
 }
 
 /// Maps a lone leaf, no rule bound to an issuer.
-fn map(m: &CertMapper, der: &[u8], now: i64) -> Result<Arc<Identity>, CertUnmapped> {
+fn map(m: &CertMapper, der: &[u8], now: i64) -> Result<Identity, CertUnmapped> {
     m.map(
         &[CertificateDer::from(der.to_vec())],
         &Issuers::default(),
@@ -70,7 +70,7 @@ fn now() -> i64 {
 }
 
 fn user_and_groups(
-    r: Result<Arc<Identity>, CertUnmapped>,
+    r: Result<Identity, CertUnmapped>,
 ) -> Result<(String, Vec<String>), CertUnmapped> {
     r.map(|id| (id.user().to_owned(), id.groups().to_strings()))
 }

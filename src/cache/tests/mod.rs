@@ -38,15 +38,15 @@ fn keys_are_keyed_and_length_prefixed() {
         KeyHasher::random().key(&[b"ab"]),
         "keys differ per process key"
     );
-    let plain: [u8; 32] = <Sha256 as sha2::Digest>::digest(b"ab").into();
-    assert_ne!(h.key(&[b"ab"]), plain);
+    let plain = <Sha256 as sha2::Digest>::digest(b"ab");
+    assert_ne!(h.key(&[b"ab"])[..], plain[..16]);
 }
 
 #[tokio::test]
 async fn concurrent_lookups_share_one_fetch_and_later_ones_hit() {
     let cache = ReviewCache::new(Kind::Token, 100);
     let calls = Arc::new(AtomicUsize::new(0));
-    let key = [1u8; 32];
+    let key = [1u8; 16];
     let mut joins = Vec::new();
     for _ in 0..50 {
         let cache = cache.clone();
@@ -78,7 +78,7 @@ async fn concurrent_lookups_share_one_fetch_and_later_ones_hit() {
 async fn errors_are_shared_but_never_stored() {
     let cache = ReviewCache::new(Kind::Token, 100);
     let calls = Arc::new(AtomicUsize::new(0));
-    let key = [2u8; 32];
+    let key = [2u8; 16];
     assert_eq!(
         cache
             .get_or_fetch(key, counting(&calls, Err(down()), Duration::ZERO))
@@ -94,7 +94,7 @@ async fn errors_are_shared_but_never_stored() {
 async fn entries_expire_after_their_own_ttl_and_zero_ttl_is_not_stored() {
     let cache = ReviewCache::new(Kind::Token, 100);
     let calls = Arc::new(AtomicUsize::new(0));
-    let (short, zero) = ([3u8; 32], [4u8; 32]);
+    let (short, zero) = ([3u8; 16], [4u8; 16]);
     for _ in 0..2 {
         let f = counting(&calls, Ok((1, Duration::from_millis(200))), Duration::ZERO);
         cache.get_or_fetch(short, f).await.unwrap();
@@ -129,7 +129,7 @@ async fn entries_expire_after_their_own_ttl_and_zero_ttl_is_not_stored() {
 async fn a_caller_that_goes_away_does_not_cancel_the_shared_fetch() {
     let cache = ReviewCache::new(Kind::Token, 100);
     let calls = Arc::new(AtomicUsize::new(0));
-    let key = [5u8; 32];
+    let key = [5u8; 16];
     let first = {
         let cache = cache.clone();
         let f = counting(
@@ -154,7 +154,7 @@ async fn a_caller_that_goes_away_does_not_cancel_the_shared_fetch() {
 #[tokio::test]
 async fn a_panicking_fetch_is_an_error_and_the_key_recovers() {
     let cache: ReviewCache<u32> = ReviewCache::new(Kind::Token, 100);
-    let key = [6u8; 32];
+    let key = [6u8; 16];
     let r = cache
         .get_or_fetch(key, || Box::pin(async { panic!("boom") }))
         .await;
@@ -169,7 +169,7 @@ async fn a_panicking_fetch_is_an_error_and_the_key_recovers() {
 async fn capacity_is_bounded() {
     let cache = ReviewCache::new(Kind::Token, 100);
     for i in 0..2_000u32 {
-        let mut key = [0u8; 32];
+        let mut key = [0u8; 16];
         key[..4].copy_from_slice(&i.to_be_bytes());
         cache
             .get_or_fetch(key, move || {
@@ -189,7 +189,7 @@ async fn traced_records_what_each_cache_did() {
     let calls = Arc::new(AtomicUsize::new(0));
     let ok = || counting(&calls, Ok((1, Duration::from_secs(60))), Duration::ZERO);
     let ((), first) = traced(async {
-        tokens.get_or_fetch([7; 32], ok()).await.unwrap();
+        tokens.get_or_fetch([7; 16], ok()).await.unwrap();
     })
     .await;
     assert_eq!(
@@ -200,8 +200,8 @@ async fn traced_records_what_each_cache_did() {
         }
     );
     let ((), second) = traced(async {
-        tokens.get_or_fetch([7; 32], ok()).await.unwrap();
-        access.get_or_fetch([8; 32], ok()).await.unwrap();
+        tokens.get_or_fetch([7; 16], ok()).await.unwrap();
+        access.get_or_fetch([8; 16], ok()).await.unwrap();
     })
     .await;
     assert_eq!(
@@ -235,7 +235,7 @@ async fn a_review_under_way_at_a_flush_never_stores_its_answer() {
         let cache: ReviewCache<u32> = ReviewCache::new(Kind::Access, 100);
         let calls = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(tokio::sync::Notify::new());
-        let key = [7u8; 32];
+        let key = [7u8; 16];
         // A review starts (the API is slow) ...
         let before = {
             let (cache, fetch) = (cache.clone(), held(&calls, &gate, 1));
@@ -273,7 +273,7 @@ async fn a_review_under_way_at_a_flush_never_stores_its_answer() {
 async fn an_entry_stored_after_a_user_flush_by_an_older_review_is_refused_on_read() {
     let cache: ReviewCache<u32> = ReviewCache::new(Kind::Token, 100);
     let calls = Arc::new(AtomicUsize::new(0));
-    let key = [9u8; 32];
+    let key = [9u8; 16];
     // Store as a flight launched before the flush would, racing past the
     // store-time check: the read check alone must refuse it.
     let old = cache.inner.generation.load(Ordering::Acquire);
@@ -285,7 +285,7 @@ async fn an_entry_stored_after_a_user_flush_by_an_older_review_is_refused_on_rea
     assert_eq!(cache.get_or_fetch(key, fetch).await, Ok(5));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // An older entry the flush does not cover still counts.
-    let other = [10u8; 32];
+    let other = [10u8; 16];
     store.insert(other, stale(4));
     let fetch = counting(&calls, Ok((6, Duration::from_secs(300))), Duration::ZERO);
     assert_eq!(cache.get_or_fetch(other, fetch).await, Ok(4));
@@ -300,7 +300,7 @@ async fn an_entry_stored_after_a_user_flush_by_an_older_review_is_refused_on_rea
 async fn too_many_user_flushes_collapse_into_a_full_one() {
     let cache: ReviewCache<u32> = ReviewCache::new(Kind::Token, 100);
     let calls = Arc::new(AtomicUsize::new(0));
-    let key = [11u8; 32];
+    let key = [11u8; 16];
     let fetch = counting(&calls, Ok((1, Duration::from_secs(300))), Duration::ZERO);
     assert_eq!(cache.get_or_fetch(key, fetch).await, Ok(1));
     for n in 0..=flush::MAX_FLUSH_MARKS as u32 {

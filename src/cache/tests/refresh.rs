@@ -99,7 +99,7 @@ fn jitter_moves_a_ttl_by_at_most_its_fraction() {
 #[tokio::test(start_paused = true)]
 async fn a_hot_key_is_refreshed_ahead_and_no_request_waits_after_warm_up() {
     let (cache, api) = (refreshing(), Api::new(Duration::from_secs(1)));
-    let key = [1u8; 32];
+    let key = [1u8; 16];
     let (first, waited) = lookup(&cache, &api, key).await;
     assert_eq!((first, waited), (Ok(1), true), "the first request waits");
     // One request a second over three TTLs.
@@ -124,7 +124,7 @@ async fn keys_that_are_not_hot_cost_one_call_per_ttl() {
     // 10,000 requests over 100 keys within the first 70% of one TTL.
     for round in 0..100u8 {
         for k in 0..100u8 {
-            let (r, _) = lookup(&cache, &api, [k; 32]).await;
+            let (r, _) = lookup(&cache, &api, [k; 16]).await;
             assert_eq!(r, Ok(1));
         }
         if round % 10 == 9 {
@@ -134,7 +134,7 @@ async fn keys_that_are_not_hot_cost_one_call_per_ttl() {
     assert_eq!(api.calls(), 100, "one review per key");
     assert_eq!(cache.stats().refresh_started.load(Ordering::Relaxed), 0);
     // A key used once per TTL, early in each life: never refreshed.
-    let key = [200u8; 32];
+    let key = [200u8; 16];
     for _ in 0..3 {
         lookup(&cache, &api, key).await.0.unwrap();
         tokio::time::sleep(Duration::from_secs(50)).await;
@@ -148,7 +148,7 @@ async fn keys_that_are_not_hot_cost_one_call_per_ttl() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_refresh_leaves_the_entry_to_expire_and_is_not_retried() {
     let (cache, api) = (refreshing(), Api::new(Duration::from_secs(1)));
-    let key = [2u8; 32];
+    let key = [2u8; 16];
     assert_eq!(lookup(&cache, &api, key).await.0, Ok(1));
     // Stored at 1 s: expires at 101 s, refreshes from 81 s.
     api.answer(Err(down()));
@@ -175,7 +175,7 @@ async fn a_flush_during_a_refresh_neither_stores_it_nor_lets_it_be_joined() {
     for per_user in [false, true] {
         let cache = refreshing();
         let api = Api::new(Duration::ZERO);
-        let key = [3u8; 32];
+        let key = [3u8; 16];
         assert_eq!(lookup(&cache, &api, key).await.0, Ok(1));
         // The refresh starts (the API is slow) ...
         let gate = Arc::new(Notify::new());
@@ -220,7 +220,7 @@ async fn a_refresh_never_serves_a_token_past_its_exp() {
         ..Arc::into_inner(Api::new(Duration::ZERO)).unwrap()
     });
     let cache = refreshing();
-    let key = [4u8; 32];
+    let key = [4u8; 16];
     let mut served_after_exp = 0;
     let mut calls_before = api.calls();
     for _ in 0..200 {
@@ -245,7 +245,7 @@ async fn a_flood_of_one_off_keys_does_not_evict_the_keys_in_use() {
     let cache: ReviewCache<u32> = ReviewCache::build(Kind::Token, 1000, 0.0, |_| 0, |_| true);
     let api = Api::new(Duration::ZERO);
     let good = |i: u32| {
-        let mut k = [0xAAu8; 32];
+        let mut k = [0xAAu8; 16];
         k[..4].copy_from_slice(&i.to_be_bytes());
         k
     };
@@ -258,7 +258,7 @@ async fn a_flood_of_one_off_keys_does_not_evict_the_keys_in_use() {
     // Ten times the capacity in tokens seen once, while the good ones stay
     // in use.
     for n in 0..10_000u32 {
-        let mut bad = [0x55u8; 32];
+        let mut bad = [0x55u8; 16];
         bad[..4].copy_from_slice(&n.to_be_bytes());
         lookup(&cache, &api, bad).await.0.unwrap();
         if n % 500 == 499 {
@@ -283,7 +283,7 @@ async fn a_flood_of_one_off_keys_does_not_evict_the_keys_in_use() {
 async fn a_negative_answer_is_never_refreshed_outside_the_miss_budget() {
     let cache: ReviewCache<u32> = ReviewCache::build(Kind::Token, 1000, 0.2, |_| 0, |_| false);
     let api = Api::new(Duration::ZERO);
-    let key = [0x55u8; 32];
+    let key = [0x55u8; 16];
     let admitted = Arc::new(AtomicUsize::new(0));
     let a = admitted.clone();
     let first = cache

@@ -21,7 +21,7 @@ struct Namespaces {
 impl Authorizer for Namespaces {
     fn authorize<'a>(
         &'a self,
-        _: &'a Arc<Identity>,
+        _: &'a Identity,
         attrs: &'a Attributes,
     ) -> BoxFuture<'a, Result<Decision, BackendError>> {
         self.asked.lock().unwrap().push(attrs.clone());

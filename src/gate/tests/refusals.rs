@@ -23,7 +23,7 @@ impl TokenAuthenticator for Failing {
 }
 
 /// A token backend that accepts every token as one identity.
-struct Everyone(Arc<Identity>);
+struct Everyone(Identity);
 
 impl Everyone {
     fn dave(groups: &[&str]) -> Self {
@@ -35,7 +35,7 @@ impl Everyone {
             BTreeMap::new(),
             AuthMethod::Token,
         );
-        Self(Arc::new(id))
+        Self(id)
     }
 }
 
@@ -51,7 +51,7 @@ struct Fixed(Result<Decision, BackendError>);
 impl Authorizer for Fixed {
     fn authorize<'a>(
         &'a self,
-        _: &'a Arc<Identity>,
+        _: &'a Identity,
         _: &'a Attributes,
     ) -> BoxFuture<'a, Result<Decision, BackendError>> {
         Box::pin(std::future::ready(self.0.clone()))

@@ -13,7 +13,7 @@ struct Namespaces(Vec<&'static str>);
 impl Authorizer for Namespaces {
     fn authorize<'a>(
         &'a self,
-        _: &'a Arc<Identity>,
+        _: &'a Identity,
         attrs: &'a Attributes,
     ) -> BoxFuture<'a, Result<Decision, BackendError>> {
         let ok =
