@@ -290,7 +290,6 @@ impl JwksAuthenticator {
             }
             Ok((id, exp)) => {
                 self.stats.verification("verified");
-                let id = id;
                 let entry = Entry {
                     id: id.clone(),
                     exp,
