@@ -167,6 +167,9 @@ impl Health {
 impl App {
     /// Loads TLS material and assembles the backends and routes of `config`.
     pub async fn build(config: &Config) -> Result<Self, Error> {
+        // Draws the fingerprint key now, so a machine without randomness
+        // stops here rather than on its first request.
+        crate::identity::prepare();
         let metrics = Metrics::new();
         let (kube, fleet) = match &config.kubernetes {
             Some(k) => {

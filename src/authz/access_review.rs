@@ -123,7 +123,7 @@ fn weigh((decision, _): &(Decision, Identity)) -> usize {
 pub fn cache_key(keys: &KeyHasher, id: &Identity, attrs: &Attributes) -> Key {
     let mut k = keys.builder();
     // The fingerprint covers user, uid, groups and extra, length-prefixed.
-    k.part(b"sar").part(id.fingerprint());
+    k.part(b"sar").part(id.fingerprint().as_bytes());
     k.part(attrs.verb.as_bytes());
     match &attrs.target {
         Target::NonResource { path } => {

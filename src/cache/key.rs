@@ -25,11 +25,19 @@ impl std::fmt::Debug for KeyHasher {
 
 impl KeyHasher {
     /// A hasher with a fresh random key.
+    ///
+    /// # Panics
+    ///
+    /// When the OS gives no randomness at all (`getrandom` failing): a key
+    /// anyone could know would let cache keys be computed offline, so the
+    /// process stops, at startup, where every hasher is made.
     pub fn random() -> Self {
         let mut secret = [0u8; 40];
-        // SystemRandom only fails when the OS has no entropy source at all;
-        // a zero key would still not store raw tokens.
-        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret);
+        let drawn = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret);
+        assert!(
+            drawn.is_ok(),
+            "the OS gave no randomness for the cache keys; refusing to run with a known key"
+        );
         let (key, id) = secret.split_at(32);
         let mut id_bytes = [0u8; 8];
         id_bytes.copy_from_slice(id);

@@ -66,8 +66,22 @@ const MAX_OWN: usize = 3;
 /// computed, drawn once per process.
 static FINGERPRINTS: LazyLock<KeyHasher> = LazyLock::new(KeyHasher::random);
 
-/// See [`Identity::fingerprint`].
-pub(crate) type Fingerprint = [u8; 16];
+/// Draws the fingerprint key (at startup: see [`crate::cache::KeyHasher::random`]).
+pub fn prepare() {
+    LazyLock::force(&FINGERPRINTS);
+}
+
+/// See [`Identity::fingerprint`]: its own type, so it is never taken for a
+/// cache key (both are 16 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fingerprint([u8; 16]);
+
+impl Fingerprint {
+    /// The digest's bytes, to feed into a key.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 /// An authenticated user, in the shape of Kubernetes' `UserInfo`.
 ///
@@ -136,18 +150,14 @@ impl Identity {
             method,
             groups: Groups::new(&groups),
             shape,
-            fingerprint: [0; 16],
+            fingerprint: Fingerprint([0; 16]),
         };
-        let fingerprint = {
-            let view = View {
-                text: &text,
-                fixed: &fixed,
-            };
-            let digest = view.digest(&FINGERPRINTS);
-            let mut f = Fingerprint::default();
-            f.copy_from_slice(&digest[..16]);
-            f
+        // A cache key is the 128 bits a fingerprint keeps.
+        let view = View {
+            text: &text,
+            fixed: &fixed,
         };
+        let fingerprint = Fingerprint(view.digest(&FINGERPRINTS));
         Self(ThinArc::from_header_and_slice(
             Fixed {
                 fingerprint,
