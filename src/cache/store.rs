@@ -76,11 +76,15 @@ struct Evictions {
 }
 
 impl<V> Lifecycle<Key, Entry<V>> for Evictions {
-    type RequestState = ();
+    /// The key being inserted: quick_cache reports the entry an insert
+    /// replaces as evicted, and it was not (a refresh, a re-review).
+    type RequestState = Option<Key>;
 
-    fn on_evict(&self, _: &mut (), _: Key, entry: Entry<V>) {
-        self.bytes
-            .fetch_sub(u64::from(entry.bytes), Ordering::Relaxed);
+    fn on_evict(&self, inserting: &mut Option<Key>, key: Key, entry: Entry<V>) {
+        take_off(&self.bytes, entry.bytes);
+        if *inserting == Some(key) {
+            return;
+        }
         let cause = if entry.expired(millis(self.base, Instant::now())) {
             &self.stats.evicted_expiry
         } else {
@@ -88,6 +92,14 @@ impl<V> Lifecycle<Key, Entry<V>> for Evictions {
         };
         Stats::add(cause, 1);
     }
+}
+
+/// Takes `n` off the byte count, never below zero: a count that wrapped
+/// round would read as exabytes in `authgate_cache_bytes`.
+fn take_off(bytes: &AtomicU64, n: u32) {
+    let _ = bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+        Some(b.saturating_sub(u64::from(n)))
+    });
 }
 
 /// Milliseconds from `base` to `t`, rounded down (so an entry is taken for
@@ -179,12 +191,9 @@ impl<V: Clone + Send + Sync + 'static> Store<V> {
     pub(super) fn insert(&self, key: Key, entry: Entry<V>) {
         self.bytes
             .fetch_add(u64::from(entry.bytes), Ordering::Relaxed);
-        // A replaced entry is not reported as evicted: take its bytes off.
-        if let Some(old) = self.table.peek(&key) {
-            self.bytes
-                .fetch_sub(u64::from(old.bytes), Ordering::Relaxed);
-        }
-        self.table.insert(key, entry);
+        // What it replaces, and what it pushes out, come to `on_evict`
+        // under the shard's lock: each is taken off once.
+        self.table.insert_with_lifecycle(key, entry, &mut Some(key));
     }
 
     /// Marks `entry` (still stored under `key`) as refreshing; `false` when
@@ -206,8 +215,7 @@ impl<V: Clone + Send + Sync + 'static> Store<V> {
     }
 
     fn taken(&self, entry: &Entry<V>, cause: Cause) {
-        self.bytes
-            .fetch_sub(u64::from(entry.bytes), Ordering::Relaxed);
+        take_off(&self.bytes, entry.bytes);
         let counter = match cause {
             Cause::Expiry => &self.stats.evicted_expiry,
             Cause::Flush => &self.stats.evicted_flush,
@@ -265,5 +273,50 @@ mod tests {
         let never =
             Store::new(4, Arc::new(Stats::default())).entry((), Duration::from_secs(60), 0.0, 0, 0);
         assert!(!never.refresh_due(never.expires - 1));
+    }
+
+    #[test]
+    fn concurrent_inserts_of_one_key_count_what_is_stored_once() {
+        let store = Arc::new(Store::new(64, Arc::new(Stats::default())));
+        let key = [9u8; 16];
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let store = store.clone();
+                s.spawn(move || {
+                    for i in 0..500 {
+                        let own = usize::try_from(t * 1000 + i).unwrap_or(0);
+                        let e = store.entry((), Duration::from_secs(60), 0.0, 0, own);
+                        store.insert(key, e);
+                    }
+                });
+            }
+        });
+        let held = store.table.peek(&key).map(|e| u64::from(e.bytes));
+        assert_eq!(Some(store.bytes.load(Ordering::Relaxed)), held);
+    }
+
+    #[test]
+    fn a_replaced_entry_is_not_an_eviction_and_a_pushed_out_one_is() {
+        let stats = Arc::new(Stats::default());
+        let store = Store::new(2, stats.clone());
+        let e = |own| store.entry((), Duration::from_secs(60), 0.0, 0, own);
+        for own in [10, 20, 30] {
+            store.insert([1; 16], e(own));
+        }
+        assert_eq!(stats.evicted_size.load(Ordering::Relaxed), 0);
+        assert_eq!(store.bytes.load(Ordering::Relaxed), u64::from(e(30).bytes));
+        for k in 2..40u8 {
+            store.insert([k; 16], e(0));
+        }
+        assert!(stats.evicted_size.load(Ordering::Relaxed) > 0);
+        let held: u64 = store.table.iter().map(|(_, e)| u64::from(e.bytes)).sum();
+        assert_eq!(store.bytes.load(Ordering::Relaxed), held);
+    }
+
+    #[test]
+    fn the_byte_count_never_wraps_below_zero() {
+        let bytes = AtomicU64::new(10);
+        take_off(&bytes, 25);
+        assert_eq!(bytes.load(Ordering::Relaxed), 0);
     }
 }
