@@ -408,6 +408,7 @@ pub fn gate<F>(
         config.issuers.is_empty(),
         "use App::build for authentication.jwt"
     );
+    crate::identity::prepare();
     let shared = Shared::new(config, (kube, None), metrics);
     let first = &config.listeners[0];
     shared.gate(config, first, tls, metrics, forward)
