@@ -19,7 +19,7 @@ use super::misses::MissLimiter;
 use super::{Error, TokenAnswer, TokenAuthenticator};
 use crate::BoxFuture;
 use crate::backend::BackendError;
-use crate::cache::{Key, KeyHasher, Kind, ReviewCache, jittered};
+use crate::cache::{Keep, Key, KeyHasher, Kind, ReviewCache, jittered};
 use crate::clock::since_epoch;
 use crate::config::TokenReviewConfig;
 use crate::identity::{AuthMethod, Identity};
@@ -137,7 +137,7 @@ async fn review(
     api: &ApiClient,
     s: &Settings,
     token: &str,
-) -> Result<(Option<Identity>, Duration), BackendError> {
+) -> Result<(Option<Identity>, Keep), BackendError> {
     let request = TokenReview {
         spec: TokenReviewSpec {
             token: Some(token.to_owned()),
@@ -162,10 +162,10 @@ async fn review(
     match outcome(&status, &s.audiences)? {
         Some(id) => {
             // Jittered first, then capped: never past the JWT's `exp`.
-            let ttl = success_ttl(jittered(s.ttl, s.jitter), jwt_expiry(token), since_epoch());
-            Ok((Some(id), ttl))
+            let keep = success_keep(jittered(s.ttl, s.jitter), jwt_expiry(token), since_epoch());
+            Ok((Some(id), keep))
         }
-        None => Ok((None, jittered(s.failure_ttl, s.jitter))),
+        None => Ok((None, jittered(s.failure_ttl, s.jitter).into())),
     }
 }
 
@@ -232,6 +232,18 @@ pub fn jwt_expiry(token: &str) -> Option<i64> {
         .ok()?;
     let exp = serde_json::from_slice::<Claims>(&json).ok()?.exp?;
     exp.as_i64().or_else(|| exp.as_f64().map(|f| f as i64))
+}
+
+/// How to keep an accepted token: for [`success_ttl`]; refreshed ahead
+/// only when that is the whole `ttl`. An answer cut short by `exp` is not:
+/// no new answer could outlive it, so a hot token near its `exp` is
+/// reviewed once more at most, not again at every shorter remainder.
+pub fn success_keep(ttl: Duration, exp: Option<i64>, now: Duration) -> Keep {
+    let kept = success_ttl(ttl, exp, now);
+    Keep {
+        ttl: kept,
+        renewable: kept == ttl,
+    }
 }
 
 /// How long to keep an accepted token: `ttl`, but never past `exp`;

@@ -101,7 +101,7 @@ impl Authorizer for AccessReviewer {
                         } else {
                             deny_ttl
                         };
-                        Ok(((decision, about), jittered(ttl, jitter)))
+                        Ok(((decision, about), jittered(ttl, jitter).into()))
                     })
                 })
                 .await?;

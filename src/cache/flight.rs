@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use futures_util::FutureExt;
 
-use super::{Fetched, Flight, Inner, Key, ReviewCache};
+use super::{Fetched, Flight, Inner, Keep, Key, ReviewCache};
 use crate::BoxFuture;
 use crate::backend::BackendError;
 
@@ -66,23 +65,23 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
         &self,
         key: Key,
         generation: u64,
-        result: &Result<(V, Duration), BackendError>,
+        result: &Result<(V, Keep), BackendError>,
         refresh: bool,
     ) {
         match result {
-            Ok((value, ttl)) if !ttl.is_zero() => {
+            Ok((value, keep)) if !keep.ttl.is_zero() => {
                 // A flush since launch: not worth storing (and the read
                 // check would refuse it should a flush race this test).
                 if let Some(store) = &self.store
                     && self.current(generation, value)
                 {
                     let bytes = (self.weigh)(value);
-                    let ahead = if (self.refreshable)(value) {
+                    let ahead = if keep.renewable && (self.refreshable)(value) {
                         self.refresh_ahead
                     } else {
                         0.0
                     };
-                    let entry = store.entry(value.clone(), *ttl, ahead, generation, bytes);
+                    let entry = store.entry(value.clone(), keep.ttl, ahead, generation, bytes);
                     store.insert(key, entry);
                     if refresh {
                         self.stats.refresh_stored.fetch_add(1, Ordering::Relaxed);

@@ -147,7 +147,7 @@ mod tests {
         let access: ReviewCache<u32> = ReviewCache::new(Kind::Access, 10);
         token
             .get_or_fetch([1; 16], || {
-                Box::pin(async { Ok((1, std::time::Duration::from_secs(60))) })
+                Box::pin(async { Ok((1, std::time::Duration::from_secs(60).into())) })
             })
             .await
             .unwrap();

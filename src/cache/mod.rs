@@ -61,8 +61,29 @@ pub trait CacheSource: Send + Sync + std::fmt::Debug + 'static {
 
 type Flight<V> = Shared<BoxFuture<'static, Result<V, BackendError>>>;
 
-/// What a fetch yields: the value and how long it may be kept (zero: not).
-type Fetched<V> = BoxFuture<'static, Result<(V, Duration), BackendError>>;
+/// What a fetch yields: the value and how it may be kept.
+type Fetched<V> = BoxFuture<'static, Result<(V, Keep), BackendError>>;
+
+/// How long a review's answer may be kept (zero: not), and whether a hit
+/// late in its life may refresh it ahead of expiry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keep {
+    /// How long it may be served.
+    pub ttl: Duration,
+    /// False when a new answer could not outlive this one (a token's TTL
+    /// cut short by its `exp`): refreshing it would only repeat the review.
+    pub renewable: bool,
+}
+
+impl From<Duration> for Keep {
+    /// Kept for `ttl`, renewable.
+    fn from(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            renewable: true,
+        }
+    }
+}
 
 /// A flight and its number, so a finished flight removes only itself.
 struct Flying<V> {

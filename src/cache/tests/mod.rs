@@ -10,13 +10,13 @@ fn counting(
     calls: &Arc<AtomicUsize>,
     result: Result<(u32, Duration), BackendError>,
     delay: Duration,
-) -> impl FnOnce() -> BoxFuture<'static, Result<(u32, Duration), BackendError>> + use<> {
+) -> impl FnOnce() -> BoxFuture<'static, Result<(u32, Keep), BackendError>> + use<> {
     let calls = calls.clone();
     move || {
         Box::pin(async move {
             calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(delay).await;
-            result
+            result.map(|(v, ttl)| (v, ttl.into()))
         })
     }
 }
@@ -160,7 +160,9 @@ async fn a_panicking_fetch_is_an_error_and_the_key_recovers() {
         .await;
     assert!(matches!(r, Err(BackendError::BadResponse { .. })), "{r:?}");
     let r = cache
-        .get_or_fetch(key, || Box::pin(async { Ok((3, Duration::from_secs(5))) }))
+        .get_or_fetch(key, || {
+            Box::pin(async { Ok((3, Duration::from_secs(5).into())) })
+        })
         .await;
     assert_eq!(r, Ok(3));
 }
@@ -173,7 +175,7 @@ async fn capacity_is_bounded() {
         key[..4].copy_from_slice(&i.to_be_bytes());
         cache
             .get_or_fetch(key, move || {
-                Box::pin(async move { Ok((i, Duration::from_secs(60))) })
+                Box::pin(async move { Ok((i, Duration::from_secs(60).into())) })
             })
             .await
             .unwrap();
@@ -218,13 +220,13 @@ fn held(
     calls: &Arc<AtomicUsize>,
     gate: &Arc<tokio::sync::Notify>,
     value: u32,
-) -> impl FnOnce() -> BoxFuture<'static, Result<(u32, Duration), BackendError>> + use<> {
+) -> impl FnOnce() -> BoxFuture<'static, Result<(u32, Keep), BackendError>> + use<> {
     let (calls, gate) = (calls.clone(), gate.clone());
     move || {
         Box::pin(async move {
             calls.fetch_add(1, Ordering::SeqCst);
             gate.notified().await;
-            Ok((value, Duration::from_secs(300)))
+            Ok((value, Duration::from_secs(300).into()))
         })
     }
 }

@@ -7,7 +7,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::*;
-use crate::authn::token_review::success_ttl;
+use crate::authn::token_review::success_keep;
 use crate::cache::jitter::jitter_by;
 
 const TTL: Duration = Duration::from_secs(100);
@@ -18,7 +18,7 @@ struct Api {
     calls: AtomicUsize,
     answer: StdMutex<Result<u32, BackendError>>,
     delay: Duration,
-    ttl: Box<dyn Fn(Instant) -> Duration + Send + Sync>,
+    ttl: Box<dyn Fn(Instant) -> Keep + Send + Sync>,
     /// When set, every review waits for it (after counting).
     hold: Option<Arc<Notify>>,
 }
@@ -29,7 +29,7 @@ impl Api {
             calls: AtomicUsize::new(0),
             answer: StdMutex::new(Ok(1)),
             delay,
-            ttl: Box::new(|_| TTL),
+            ttl: Box::new(|_| TTL.into()),
             hold: None,
         })
     }
@@ -216,7 +216,7 @@ async fn a_refresh_never_serves_a_token_past_its_exp() {
     // The token's `exp` is 130 s from now; every answer's TTL is capped
     // by it as the token reviewer caps it.
     let api = Arc::new(Api {
-        ttl: Box::new(move |now| success_ttl(TTL, Some(130), now.duration_since(start))),
+        ttl: Box::new(move |now| success_keep(TTL, Some(130), now.duration_since(start))),
         ..Arc::into_inner(Api::new(Duration::ZERO)).unwrap()
     });
     let cache = refreshing();
@@ -238,6 +238,10 @@ async fn a_refresh_never_serves_a_token_past_its_exp() {
         "no answer from the cache at or past exp"
     );
     assert!(cache.inner.live(&key).is_none());
+    // Review: the refresh at 80 s gets 50 s, cut short by `exp`, and is not
+    // refreshed again (each shorter remainder was: three refreshes in all).
+    assert_eq!(cache.stats().refresh_started.load(Ordering::Relaxed), 1);
+    assert_eq!(cache.stats().misses.load(Ordering::Relaxed), 1 + 70);
 }
 
 #[tokio::test(start_paused = true)]
