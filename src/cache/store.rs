@@ -304,6 +304,29 @@ mod tests {
         assert_eq!(Some(store.bytes.load(Ordering::Relaxed)), held);
     }
 
+    #[test]
+    fn an_entry_is_claimed_once_and_a_stale_copy_touches_no_newer_one() {
+        let store = Store::new(8, Arc::new(Stats::default()));
+        let key = [3u8; 16];
+        let e = || store.entry((), Duration::from_secs(60), 0.2, 0, 0);
+        store.insert(key, e());
+        let copy = store.get(&key).expect("stored");
+        assert!(store.claim_refresh(&key, &copy));
+        assert!(!store.claim_refresh(&key, &copy), "claimed once");
+        // Claimed, it is still the entry the copy was taken of.
+        store.remove(&key, &copy, Cause::Expiry);
+        assert_eq!(store.len(), 0);
+        // Made alike (same TTL, generation, millisecond), a newer entry is
+        // still another one.
+        store.insert(key, e());
+        let stale = store.get(&key).expect("stored");
+        store.insert(key, e());
+        assert!(!store.claim_refresh(&key, &stale));
+        store.remove(&key, &stale, Cause::Expiry);
+        assert_eq!(store.len(), 1);
+        assert!(store.get(&key).is_some_and(|e| e.refresh_window > 0));
+    }
+
     /// Entries that went in and are not held, against evictions counted;
     /// bytes counted against bytes held.
     fn check_books(store: &Store<()>, stats: &Stats, admitted: u64) {

@@ -3,8 +3,8 @@
 //!
 //! Groups and the shared part of `extra` are interned ([`Groups`], the shape
 //! under [`Extra`]), so the ServiceAccounts of a namespace share one group
-//! list; what is unique to an identity is one allocation of text; and each
-//! identity carries its keyed fingerprint for the decision cache's key.
+//! list; each identity is one allocation of its fixed fields and its own
+//! text, carrying its keyed fingerprint for the decision cache's key.
 
 mod intern;
 mod parts;
@@ -152,7 +152,7 @@ impl Identity {
             shape,
             fingerprint: Fingerprint([0; 16]),
         };
-        // A cache key is the 128 bits a fingerprint keeps.
+        // Digested before the allocation exists; the 128-bit key is kept whole.
         let view = View {
             text: &text,
             fixed: &fixed,
