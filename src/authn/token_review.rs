@@ -234,8 +234,9 @@ pub fn jwt_expiry(token: &str) -> Option<i64> {
     exp.as_i64().or_else(|| exp.as_f64().map(|f| f as i64))
 }
 
-/// How to keep an accepted token: for [`success_ttl`]; refreshed ahead
-/// only when that is the whole `ttl`. An answer cut short by `exp` is not:
+/// How to keep an accepted token: for its [`success_ttl`], and refreshed
+/// ahead only when that is the whole `ttl`. An answer cut short by `exp` is
+/// not:
 /// no new answer could outlive it, so a hot token near its `exp` is
 /// reviewed once more at most, not again at every shorter remainder.
 pub fn success_keep(ttl: Duration, exp: Option<i64>, now: Duration) -> Keep {

@@ -73,7 +73,7 @@ pub struct KeyBuilder(Hmac<Sha256>);
 
 impl KeyBuilder {
     /// Adds one part, prefixed by its length as a LEB128 varint: one byte
-    /// for the short parts of a decision key, so the whole key is one
+    /// for the short parts of a decision key, so a typical one is one
     /// SHA-256 block where fixed 8-byte prefixes made it three.
     pub fn part(&mut self, bytes: &[u8]) -> &mut Self {
         let (prefix, n) = varint(bytes.len() as u64);
