@@ -49,6 +49,11 @@ async fn krp_sidecar(
 
 const DEFAULT_SA: &str = "system:serviceaccount:default:default";
 
+/// GET `uri` with `sa-token`, `DEFAULT_SA`'s token.
+async fn as_sa(c: &Client, uri: &str) -> Resp {
+    c.get_with_token(uri, "sa-token").await.expect("a response")
+}
+
 /// examples/rewrites: `resourceAttributes` templated by the `namespace`
 /// query parameter; a RoleBinding lets `default:default` get
 /// `namespace/metrics` in `default`. Its client curls `/metrics?namespace=default`.
@@ -69,10 +74,7 @@ async fn kube_rbac_proxys_rewrites_example_loads_and_behaves_as_documented() {
     let (_krp, c) = krp_sidecar(&pki, &api, &upstream, example, &[]).await;
 
     // The example client's request: allowed, with the namespace templated in.
-    let r = c
-        .get_with_token("/metrics?namespace=default", "sa-token")
-        .await
-        .unwrap();
+    let r = as_sa(&c, "/metrics?namespace=default").await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(upstream.last().path, "/metrics?namespace=default");
     let sar = &api.access_review_specs()[0];
@@ -96,28 +98,19 @@ async fn kube_rbac_proxys_rewrites_example_loads_and_behaves_as_documented() {
     // Without the parameter (kube-rbac-proxy issue #65: "the parameter must
     // be provided"): 400, no review.
     let before = api.access_reviews();
-    let r = c.get_with_token("/metrics", "sa-token").await.unwrap();
+    let r = as_sa(&c, "/metrics").await;
     assert_eq!(
         (r.status.as_u16(), r.reason().as_str()),
         (400, "bad_request")
     );
     assert_eq!(api.access_reviews(), before);
     // Another namespace: no RoleBinding there.
-    let r = c
-        .get_with_token("/metrics?namespace=kube-system", "sa-token")
-        .await
-        .unwrap();
+    let r = as_sa(&c, "/metrics?namespace=kube-system").await;
     assert_eq!(r.status, 403);
     // The allowed namespace plus a second copy for another: refused, and
     // nothing more reached the upstream.
     let n = upstream.count();
-    let r = c
-        .get_with_token(
-            "/metrics?namespace=default&namespace=kube-system",
-            "sa-token",
-        )
-        .await
-        .unwrap();
+    let r = as_sa(&c, "/metrics?namespace=default&namespace=kube-system").await;
     assert_eq!(r.status, 403);
     assert_eq!(upstream.count(), n);
 }
@@ -204,10 +197,7 @@ async fn one_review_per_value_each_cached_on_its_own() {
         );
     }
     let c = gate.client(&pki);
-    let r = c
-        .get_with_token("/q?namespace=a&namespace=b", "sa-token")
-        .await
-        .unwrap();
+    let r = as_sa(&c, "/q?namespace=a&namespace=b").await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(api.access_reviews(), 2, "one review per value");
     let namespaces: Vec<_> = api
@@ -222,26 +212,17 @@ async fn one_review_per_value_each_cached_on_its_own() {
         .collect();
     assert_eq!(namespaces, ["a", "b"]);
     // The same values again: both decisions come from the cache.
-    let r = c
-        .get_with_token("/q?namespace=b&namespace=a", "sa-token")
-        .await
-        .unwrap();
+    let r = as_sa(&c, "/q?namespace=b&namespace=a").await;
     assert_eq!(r.status, 200);
     assert_eq!(api.access_reviews(), 2);
     // One cached, one new: one more review.
-    let r = c
-        .get_with_token("/q?namespace=a&namespace=c&namespace=a", "sa-token")
-        .await
-        .unwrap();
+    let r = as_sa(&c, "/q?namespace=a&namespace=c&namespace=a").await;
     assert_eq!(r.status, 200);
     assert_eq!(api.access_reviews(), 3);
     assert_eq!(upstream.last().path, "/q?namespace=a&namespace=c");
     // Not allowed in d: refused, and d's answer is cached too.
     for _ in 0..2 {
-        let r = c
-            .get_with_token("/q?namespace=a&namespace=d", "sa-token")
-            .await
-            .unwrap();
+        let r = as_sa(&c, "/q?namespace=a&namespace=d").await;
         assert_eq!(r.status, 403);
     }
     assert_eq!(api.access_reviews(), 4);
@@ -261,21 +242,9 @@ async fn every_check_of_a_resource_list_is_reviewed_and_cached_alone() {
             .namespace("monitoring"),
     );
     let c = gate.client(&pki);
-    assert_eq!(
-        c.get_with_token("/api/v2/silences", "sa-token")
-            .await
-            .unwrap()
-            .status,
-        200
-    );
+    assert_eq!(as_sa(&c, "/api/v2/silences").await.status, 200);
     assert_eq!(api.access_reviews(), 2);
-    assert_eq!(
-        c.get_with_token("/api/v2/silences", "sa-token")
-            .await
-            .unwrap()
-            .status,
-        200
-    );
+    assert_eq!(as_sa(&c, "/api/v2/silences").await.status, 200);
     assert_eq!(api.access_reviews(), 2, "both cached");
     // POST: `create` on silences (not granted), `get` on namespaces (cached).
     let req = http::Request::post("/api/v2/silences")

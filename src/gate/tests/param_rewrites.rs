@@ -11,9 +11,9 @@ use crate::backend::BackendError;
 use crate::identity::Identity;
 
 /// Allows resource checks in the listed namespaces (or with the listed
-/// resource), records every check it is asked.
+/// resource), records every check it is asked. review_a uses it too.
 #[derive(Default)]
-struct Namespaces {
+pub(super) struct Namespaces {
     allowed: Vec<&'static str>,
     asked: StdMutex<Vec<Attributes>>,
 }
@@ -42,7 +42,12 @@ impl Authorizer for Namespaces {
 
 const PROM_LABEL_PROXY: &str = "routes:\n  - path_prefix: /\n    upstream: \"http://127.0.0.1:9\"\n    resource: {resource: pods, namespace: \"{{ .Value }}\"}\n    rewrites: {query_parameter: namespace, header: X-Scope-OrgID}\n";
 
-fn rewrite_gate(s: &Setup, rest: &str, allowed: &[&'static str]) -> (Harness, Arc<Namespaces>) {
+/// A gate of `rest` whose only authorizer is a [`Namespaces`] allowing `allowed`.
+pub(super) fn rewrite_gate(
+    s: &Setup,
+    rest: &str,
+    allowed: &[&'static str],
+) -> (Harness, Arc<Namespaces>) {
     let authz = Arc::new(Namespaces {
         allowed: allowed.to_vec(),
         ..Namespaces::default()

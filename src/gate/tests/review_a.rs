@@ -1,32 +1,19 @@
 //! Adversarial review (review-a): defects found in the rewrites, proven.
 
+use super::param_rewrites::rewrite_gate;
 use super::*;
-use crate::BoxFuture;
-use crate::authz::attributes::{Attributes, Target};
-use crate::authz::{Authorizer, Authorizers, Decision};
-use crate::backend::BackendError;
-use crate::identity::Identity;
-
-/// Allows resource checks in the listed namespaces.
-struct Namespaces(Vec<&'static str>);
-
-impl Authorizer for Namespaces {
-    fn authorize<'a>(
-        &'a self,
-        _: &'a Identity,
-        attrs: &'a Attributes,
-    ) -> BoxFuture<'a, Result<Decision, BackendError>> {
-        let ok =
-            matches!(&attrs.target, Target::Resource(r) if self.0.contains(&r.namespace.as_str()));
-        Box::pin(std::future::ready(Ok(if ok {
-            Decision::Allow
-        } else {
-            Decision::NoOpinion
-        })))
-    }
-}
 
 const TENANT: &str = "routes:\n  - path_prefix: /\n    upstream: \"http://127.0.0.1:9\"\n    resource: {resource: pods, namespace: \"{{ .Value }}\"}\n    rewrites: {header: X-Scope-OrgID}\n";
+
+const NAMESPACE_PARAMETER: &str = "routes:\n  - path_prefix: /\n    upstream: \"http://127.0.0.1:9\"\n    resource: {resource: pods, namespace: \"{{ .Value }}\"}\n    rewrites: {query_parameter: namespace}\n";
+
+/// A gate of `rest` that allows resource checks in team-a only, and alice's
+/// connection to it.
+fn team_a_gate(s: &Setup, rest: &str) -> (Harness, ConnInfo) {
+    let (h, _) = rewrite_gate(s, rest, &["team-a"]);
+    let alice = h.with_cert(&s.cert("alice", Some("alice"), &[], &[]));
+    (h, alice)
+}
 
 /// A client names the rewrite header in `Connection`: authgate authorizes
 /// (and pins) team-a, then the hop-by-hop strip removes the pinned header,
@@ -40,12 +27,7 @@ async fn review_a_connection_cannot_strip_the_pinned_rewrite_header() {
             "X-Scope-OrgID}",
             &format!("X-Scope-OrgID, consume: {consume}}}"),
         );
-        let h = s.gate_with(&rest, |p| {
-            p.authz = Authorizers::new(vec![
-                Arc::new(Namespaces(vec!["team-a"])) as Arc<dyn Authorizer>
-            ]);
-        });
-        let alice = h.with_cert(&s.cert("alice", Some("alice"), &[], &[]));
+        let (h, alice) = team_a_gate(&s, &rest);
         let r = h
             .send(
                 &alice,
@@ -74,13 +56,7 @@ async fn review_a_connection_cannot_strip_the_pinned_rewrite_header() {
 #[tokio::test]
 async fn review_a_bracketed_parameter_never_reaches_the_upstream_unauthorized() {
     let s = Setup::new();
-    let rest = "routes:\n  - path_prefix: /\n    upstream: \"http://127.0.0.1:9\"\n    resource: {resource: pods, namespace: \"{{ .Value }}\"}\n    rewrites: {query_parameter: namespace}\n";
-    let h = s.gate_with(rest, |p| {
-        p.authz = Authorizers::new(vec![
-            Arc::new(Namespaces(vec!["team-a"])) as Arc<dyn Authorizer>
-        ]);
-    });
-    let alice = h.with_cert(&s.cert("alice", Some("alice"), &[], &[]));
+    let (h, alice) = team_a_gate(&s, NAMESPACE_PARAMETER);
     let r = h
         .send(
             &alice,
@@ -112,13 +88,7 @@ async fn review_a_bracketed_parameter_never_reaches_the_upstream_unauthorized() 
 #[tokio::test]
 async fn review_a_form_bodies_cannot_carry_an_unauthorized_value() {
     let s = Setup::new();
-    let rest = "routes:\n  - path_prefix: /\n    upstream: \"http://127.0.0.1:9\"\n    resource: {resource: pods, namespace: \"{{ .Value }}\"}\n    rewrites: {query_parameter: namespace}\n";
-    let h = s.gate_with(rest, |p| {
-        p.authz = Authorizers::new(vec![
-            Arc::new(Namespaces(vec!["team-a"])) as Arc<dyn Authorizer>
-        ]);
-    });
-    let alice = h.with_cert(&s.cert("alice", Some("alice"), &[], &[]));
+    let (h, alice) = team_a_gate(&s, NAMESPACE_PARAMETER);
     let r = h
         .send(
             &alice,

@@ -57,17 +57,51 @@ struct Replica {
     admin: u16,
 }
 
-fn replica(c: &Cluster, pki: &Pki, upstream: &Upstream, ns: &str) -> Replica {
-    let (port, admin) = (free_port(), free_port());
-    let d = pki.path().display();
-    let yaml = format!(
-        "listen: \"127.0.0.1:{port}\"\ntls: {{cert_file: {d}/server.crt, key_file: {d}/server.key}}\nroutes:\n  - path_prefix: /\n    upstream: \"http://{}\"\n    resource: {{namespace: {ns}, resource: services, subresource: proxy, name: web}}\nkubernetes: {{kubeconfig: {}, timeout: 5s}}\naccess_review: {{cache: {{deny_ttl: 1s}}}}\nadmin: {{listen: \"127.0.0.1:{admin}\"}}\nfleet:\n  revocation_object: {{namespace: {ns}, name: {OBJECT}}}\n  watch_timeout: 2s\n",
-        upstream.addr,
-        c.get("GATEWAY_KUBECONFIG"),
-    );
-    Replica {
-        gate: spawn_authgate(pki, port, &yaml),
-        admin,
+/// What every test here starts from: a fresh namespace with the revocation
+/// object and access to it, a PKI and an upstream.
+struct Fleet {
+    cluster: Cluster,
+    ns: String,
+    pki: Pki,
+    upstream: Upstream,
+}
+
+impl Fleet {
+    async fn setup() -> Self {
+        let cluster = Cluster::from_env();
+        let ns = setup_namespace(&cluster);
+        setup_revocation(&cluster, &ns);
+        let pki = Pki::new();
+        let upstream = Upstream::start().await;
+        Self {
+            cluster,
+            ns,
+            pki,
+            upstream,
+        }
+    }
+
+    /// A replica in front of the upstream, once its `/readyz` says
+    /// `fleet_revocation ok` (within 20 s).
+    fn ready_replica(&self) -> Replica {
+        let (port, admin) = (free_port(), free_port());
+        let (ns, d) = (&self.ns, self.pki.path().display());
+        let yaml = format!(
+            "listen: \"127.0.0.1:{port}\"\ntls: {{cert_file: {d}/server.crt, key_file: {d}/server.key}}\nroutes:\n  - path_prefix: /\n    upstream: \"http://{}\"\n    resource: {{namespace: {ns}, resource: services, subresource: proxy, name: web}}\nkubernetes: {{kubeconfig: {}, timeout: 5s}}\naccess_review: {{cache: {{deny_ttl: 1s}}}}\nadmin: {{listen: \"127.0.0.1:{admin}\"}}\nfleet:\n  revocation_object: {{namespace: {ns}, name: {OBJECT}}}\n  watch_timeout: 2s\n",
+            self.upstream.addr,
+            self.cluster.get("GATEWAY_KUBECONFIG"),
+        );
+        let r = Replica {
+            gate: spawn_authgate(&self.pki, port, &yaml),
+            admin,
+        };
+        wait_ready(r.admin, 200, "fleet_revocation ok", Duration::from_secs(20));
+        r
+    }
+
+    /// A client of `r`'s gate.
+    fn client(&self, r: &Replica) -> Client {
+        Client::new(([127, 0, 0, 1], r.gate.port).into(), &self.pki.ca_der)
     }
 }
 
@@ -154,30 +188,20 @@ async fn until_all(clients: &[&Client], token: &str, want: u16) -> Duration {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real kube-apiserver (scripts/e2e.sh)"]
 async fn a_flush_on_one_replica_refuses_a_cached_user_on_both_within_2s() {
-    let cluster = Cluster::from_env();
-    let ns = setup_namespace(&cluster);
-    setup_revocation(&cluster, &ns);
-    let pki = Pki::new();
-    let upstream = Upstream::start().await;
-    let (a, b) = (
-        replica(&cluster, &pki, &upstream, &ns),
-        replica(&cluster, &pki, &upstream, &ns),
-    );
-    for r in [&a, &b] {
-        wait_ready(r.admin, 200, "fleet_revocation ok", Duration::from_secs(20));
-    }
-    let ca = Client::new(([127, 0, 0, 1], a.gate.port).into(), &pki.ca_der);
-    let cb = Client::new(([127, 0, 0, 1], b.gate.port).into(), &pki.ca_der);
-    let bot = cluster.token(&ns, "bot", None);
+    let f = Fleet::setup().await;
+    let (cluster, ns) = (&f.cluster, &f.ns);
+    let (a, b) = (f.ready_replica(), f.ready_replica());
+    let (ca, cb) = (f.client(&a), f.client(&b));
+    let bot = cluster.token(ns, "bot", None);
     let user = format!("system:serviceaccount:{ns}:bot");
-    let binding = BOT_BINDING.replace("NS", &ns);
+    let binding = BOT_BINDING.replace("NS", ns);
 
     // Allowed on both, then the RoleBinding goes: only the caches still allow.
     assert_eq!(
         (status(&ca, &bot).await, status(&cb, &bot).await),
         (200, 200)
     );
-    cluster.kubectl(&["-n", &ns, "delete", "rolebinding", "bot-web-proxy"], None);
+    cluster.kubectl(&["-n", ns, "delete", "rolebinding", "bot-web-proxy"], None);
     assert_eq!(
         (status(&ca, &bot).await, status(&cb, &bot).await),
         (200, 200),
@@ -185,7 +209,7 @@ async fn a_flush_on_one_replica_refuses_a_cached_user_on_both_within_2s() {
     );
 
     // `authgate flush --user` from outside (the admin's kubeconfig).
-    flush_user(&cluster, &ns, &user);
+    flush_user(cluster, ns, &user);
     let took = until_all(&[&ca, &cb], &bot, 403).await;
     assert!(
         took < Duration::from_secs(2),
@@ -197,7 +221,7 @@ async fn a_flush_on_one_replica_refuses_a_cached_user_on_both_within_2s() {
     until_all(&[&ca, &cb], &bot, 200).await;
 
     // POST /cache/flush on one replica (everything) reaches the other.
-    cluster.kubectl(&["-n", &ns, "delete", "rolebinding", "bot-web-proxy"], None);
+    cluster.kubectl(&["-n", ns, "delete", "rolebinding", "bot-web-proxy"], None);
     assert_eq!(
         (status(&ca, &bot).await, status(&cb, &bot).await),
         (200, 200)
@@ -214,7 +238,7 @@ async fn a_flush_on_one_replica_refuses_a_cached_user_on_both_within_2s() {
     let data = cluster.kubectl(
         &[
             "-n",
-            &ns,
+            ns,
             "get",
             "configmap",
             OBJECT,
@@ -229,17 +253,13 @@ async fn a_flush_on_one_replica_refuses_a_cached_user_on_both_within_2s() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real kube-apiserver (scripts/e2e.sh)"]
 async fn a_replica_whose_watch_breaks_is_not_ready_until_it_recovers() {
-    let cluster = Cluster::from_env();
-    let ns = setup_namespace(&cluster);
-    setup_revocation(&cluster, &ns);
-    let pki = Pki::new();
-    let upstream = Upstream::start().await;
-    let r = replica(&cluster, &pki, &upstream, &ns);
-    wait_ready(r.admin, 200, "fleet_revocation ok", Duration::from_secs(20));
+    let f = Fleet::setup().await;
+    let (cluster, ns) = (&f.cluster, &f.ns);
+    let r = f.ready_replica();
 
     // RBAC removed: noticed when the watch restarts (watch_timeout 2s).
     cluster.kubectl(
-        &["-n", &ns, "delete", "rolebinding", "authgate:revocation"],
+        &["-n", ns, "delete", "rolebinding", "authgate:revocation"],
         None,
     );
     let body = wait_ready(r.admin, 503, "forbidden", Duration::from_secs(15));
@@ -248,14 +268,14 @@ async fn a_replica_whose_watch_breaks_is_not_ready_until_it_recovers() {
     let (code, body) = admin(r.admin, "POST", "/cache/flush?user=bob");
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("flushed on this replica only"), "{body}");
-    cluster.kubectl(&["apply", "-f", "-"], Some(&revocation_rbac(&ns)));
+    cluster.kubectl(&["apply", "-f", "-"], Some(&revocation_rbac(ns)));
     wait_ready(r.admin, 200, "fleet_revocation ok", Duration::from_secs(30));
 
     // The object deleted: at once; re-created: ready again.
-    cluster.kubectl(&["-n", &ns, "delete", "configmap", OBJECT], None);
+    cluster.kubectl(&["-n", ns, "delete", "configmap", OBJECT], None);
     let body = wait_ready(r.admin, 503, "does not exist", Duration::from_secs(5));
     assert!(body.contains("[-]fleet_revocation failed"), "{body}");
-    cluster.kubectl(&["apply", "-f", "-"], Some(&revocation_object(&ns)));
+    cluster.kubectl(&["apply", "-f", "-"], Some(&revocation_object(ns)));
     wait_ready(r.admin, 200, "fleet_revocation ok", Duration::from_secs(10));
 }
 
@@ -295,27 +315,23 @@ fn the_flowcontrol_component_passes_a_server_side_dry_run() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real kube-apiserver (scripts/e2e.sh)"]
 async fn review_b_a_replica_with_a_broken_watch_refuses_a_flushed_user() {
-    let cluster = Cluster::from_env();
-    let ns = setup_namespace(&cluster);
-    setup_revocation(&cluster, &ns);
-    let pki = Pki::new();
-    let upstream = Upstream::start().await;
-    let r = replica(&cluster, &pki, &upstream, &ns);
-    wait_ready(r.admin, 200, "fleet_revocation ok", Duration::from_secs(20));
-    let c = Client::new(([127, 0, 0, 1], r.gate.port).into(), &pki.ca_der);
-    let bot = cluster.token(&ns, "bot", None);
+    let f = Fleet::setup().await;
+    let (cluster, ns) = (&f.cluster, &f.ns);
+    let r = f.ready_replica();
+    let c = f.client(&r);
+    let bot = cluster.token(ns, "bot", None);
     let user = format!("system:serviceaccount:{ns}:bot");
     assert_eq!(status(&c, &bot).await, 200, "allowed and cached");
 
     // The replica's watch breaks (its RBAC on the object goes).
     cluster.kubectl(
-        &["-n", &ns, "delete", "rolebinding", "authgate:revocation"],
+        &["-n", ns, "delete", "rolebinding", "authgate:revocation"],
         None,
     );
     wait_ready(r.admin, 503, "forbidden", Duration::from_secs(15));
     // bot is revoked and flushed fleet-wide; the write succeeds.
-    cluster.kubectl(&["-n", &ns, "delete", "rolebinding", "bot-web-proxy"], None);
-    flush_user(&cluster, &ns, &user);
+    cluster.kubectl(&["-n", ns, "delete", "rolebinding", "bot-web-proxy"], None);
+    flush_user(cluster, ns, &user);
     assert_eq!(
         status(&c, &bot).await,
         403,
@@ -330,13 +346,8 @@ async fn review_b_a_replica_with_a_broken_watch_refuses_a_flushed_user() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real kube-apiserver (scripts/e2e.sh)"]
 async fn review_b_an_idle_healthy_watch_keeps_the_replica_ready() {
-    let cluster = Cluster::from_env();
-    let ns = setup_namespace(&cluster);
-    setup_revocation(&cluster, &ns);
-    let pki = Pki::new();
-    let upstream = Upstream::start().await;
-    let a = replica(&cluster, &pki, &upstream, &ns);
-    wait_ready(a.admin, 200, "fleet_revocation ok", Duration::from_secs(20));
+    let f = Fleet::setup().await;
+    let a = f.ready_replica();
     // watch_timeout 2s: the bound is 12 s; watch 20 s of an idle object.
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
