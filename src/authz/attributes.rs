@@ -78,16 +78,17 @@ pub struct Bound {
 }
 
 /// The checks of a request on `route`: its resources (each rewrite value
-/// in each templated one) or its path.
+/// in each templated one) or its path. `body`: whether it carries one.
 pub fn bind(
     route: &RouteConfig,
     method: &Method,
     path: &str,
     query: Option<&str>,
     headers: &HeaderMap,
+    body: bool,
 ) -> Result<Bound, Refused> {
     let values = match &route.rewrites {
-        Some(rw) => rewrite::values(rw, query, headers)?,
+        Some(rw) => rewrite::values(rw, query, headers, body)?,
         None => Values::default(),
     };
     let checks = checks(route, method, path, &values)?;

@@ -144,17 +144,24 @@ const VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// The values of the rewrite sources of `rw` in a request.
-pub fn values(rw: &Rewrites, query: Option<&str>, headers: &HeaderMap) -> Result<Values, Refused> {
+/// The values of the rewrite sources of `rw` in a request; `body`:
+/// whether the request carries a body.
+pub fn values(
+    rw: &Rewrites,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: bool,
+) -> Result<Values, Refused> {
     let keep = rw.consume == Consume::Keep;
     let mut v = Values::default();
     if let Some(name) = &rw.query_parameter {
         // Go's `FormValue`, PHP and Rack read a form body's fields as
-        // parameters too, and the body is not read here.
-        if is_form(headers) {
+        // parameters too, Rack a body without a type, Rails a JSON one,
+        // and the body is not read here.
+        if is_form(headers) || (body && may_hold_parameters(headers)) {
             return Err(Refused::Ambiguous {
                 from: query_source(name),
-                why: "a form body can carry the parameter too, and it is not read here",
+                why: "a form, multipart, JSON or untyped body can carry the parameter too, and it is not read here",
             });
         }
         v.query = query_values(name, query.unwrap_or_default(), keep)?;
@@ -192,6 +199,21 @@ fn is_form(headers: &HeaderMap) -> bool {
         let media = v.split(';').next().unwrap_or_default().trim().to_owned();
         media == "application/x-www-form-urlencoded" || media == "multipart/form-data"
     })
+}
+
+/// Whether a body with these headers is one some framework reads
+/// parameters from: no `Content-Type` (Rack takes it for a form), any
+/// `multipart/*` (Rack), or JSON (Rails merges it into `params`).
+fn may_hold_parameters(headers: &HeaderMap) -> bool {
+    let types = headers.get_all(http::header::CONTENT_TYPE);
+    types.iter().next().is_none()
+        || types.iter().any(|v| {
+            let v = String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase();
+            let media = v.split(';').next().unwrap_or_default().trim().to_owned();
+            media.starts_with("multipart/")
+                || media == "application/json"
+                || media.ends_with("+json")
+        })
 }
 
 /// Whether a `Connection` header lists `name`.
@@ -330,13 +352,22 @@ fn spelled_like(key: &str, name: &str) -> bool {
 }
 
 /// A parameter name as the most forgiving frameworks compare it: trimmed,
-/// lower-cased, `.`, `-` and space read as `_`, a trailing `[]` dropped.
+/// lower-cased, `.`, `-` and space read as `_`, a trailing `[]` dropped;
+/// and as PHP reads brackets: what follows the first `[...]` group is
+/// dropped, and a `[` that no `]` closes reads as `_`.
 fn fold(name: &str) -> String {
     let t = name.trim();
+    let t = match (t.find('['), t.find(']')) {
+        // `a[b]x` is `a[b]` to PHP.
+        (Some(open), Some(close)) if close > open => &t[..=close],
+        _ => t,
+    };
     let t = t.strip_suffix("[]").unwrap_or(t);
-    t.chars()
-        .map(|c| match c {
+    let unclosed = t.find('[').filter(|&i| !t[i..].contains(']'));
+    t.char_indices()
+        .map(|(i, c)| match c {
             '.' | '-' | ' ' => '_',
+            '[' if Some(i) == unclosed => '_',
             c => c.to_ascii_lowercase(),
         })
         .collect()

@@ -189,7 +189,7 @@ impl<F> Gate<F> {
     pub async fn handle<B>(&self, conn: &ConnInfo, req: Request<B>) -> Response<Body>
     where
         F: Forward<B>,
-        B: Send,
+        B: hyper::body::Body + Send,
     {
         let start = Instant::now();
         let method = req.method().clone();
@@ -275,6 +275,7 @@ impl<F> Gate<F> {
     ) -> Result<Response<Body>, Error>
     where
         F: Forward<B>,
+        B: hyper::body::Body,
     {
         // 1. Which route? The path is normalised once; authorization and the
         //    upstream both see the normalised form.
@@ -298,8 +299,10 @@ impl<F> Gate<F> {
                 //      rewrite value), who is asking, may they use this
                 //      credential here, may they do all of it?
                 let (method, query) = (req.method(), req.uri().query());
-                let bound = attributes::bind(&route.config, method, &path, query, req.headers())
-                    .map_err(|e| Error::BadRequest(e.to_string()))?;
+                let body = !hyper::body::Body::is_end_stream(req.body());
+                let bound =
+                    attributes::bind(&route.config, method, &path, query, req.headers(), body)
+                        .map_err(|e| Error::BadRequest(e.to_string()))?;
                 let permit = self
                     .admit(
                         conn,

@@ -31,6 +31,7 @@ fn q(query: &str) -> Result<Vec<String>, Refused> {
         &rw(Some("namespace"), None, Consume::Pin),
         Some(query),
         &HeaderMap::new(),
+        false,
     )
     .map(|v| v.query)
 }
@@ -112,6 +113,7 @@ fn every_line_and_element_of_the_header_is_read_or_refused() {
             &rw(None, Some("x-scope-orgid"), consume),
             None,
             &headers(pairs),
+            false,
         )
         .map(|v| v.header)
     };
@@ -166,6 +168,7 @@ fn keep_refuses_spellings_the_upstream_could_read_otherwise() {
             &rw(Some("namespace"), None, Consume::Keep),
             Some(query),
             &HeaderMap::new(),
+            false,
         )
     };
     assert!(k("namespace=a&namespace=b").is_ok());
@@ -198,7 +201,7 @@ fn one_check_per_value_and_resource_and_invalid_values_are_refused() {
     let r = route(
         "    resource:\n      - {resource: pods, namespace: \"{{ .Value }}\"}\n      - {resource: namespaces, verb: get}\n    rewrites: {query_parameter: namespace}\n",
     );
-    let bind = |q: &str| bind(&r, &Method::DELETE, "/x", Some(q), &HeaderMap::new());
+    let bind = |q: &str| bind(&r, &Method::DELETE, "/x", Some(q), &HeaderMap::new(), false);
     let b = bind("namespace=a&namespace=b").unwrap();
     assert_eq!(
         namespaces(&b),
@@ -229,7 +232,7 @@ fn one_check_per_value_and_resource_and_invalid_values_are_refused() {
 fn consumed(r: &RouteConfig, pq: &str, h: &[(&str, &str)]) -> (String, HeaderMap) {
     let mut hm = headers(h);
     let uri: http::Uri = pq.parse().unwrap();
-    let b = bind(r, &Method::GET, "/x", uri.query(), &hm).unwrap();
+    let b = bind(r, &Method::GET, "/x", uri.query(), &hm, false).unwrap();
     let pq = b
         .consume(r, uri.path_and_query().unwrap().clone(), &mut hm)
         .unwrap();
@@ -270,3 +273,74 @@ fn the_upstream_gets_exactly_the_authorized_values() {
     assert_eq!(h.get("x-tenant").unwrap(), "c");
 }
 mod review_a;
+
+/// Review: bodies some framework reads parameters from, beside forms.
+#[test]
+fn a_body_some_framework_reads_parameters_from_is_refused() {
+    let with = |types: &[&str], body| {
+        let pairs: Vec<(&str, &str)> = types.iter().map(|t| ("content-type", *t)).collect();
+        values(
+            &rw(Some("namespace"), None, Consume::Pin),
+            Some("namespace=allowed"),
+            &headers(&pairs),
+            body,
+        )
+    };
+    let ambiguous = |r: Result<Values, Refused>| matches!(r, Err(Refused::Ambiguous { .. }));
+    // Rack reads an untyped body as a form, and any multipart; Rails a JSON one.
+    for types in [
+        &[][..],
+        &["multipart/mixed; boundary=x"],
+        &["Multipart/Related"],
+        &["application/json"],
+        &["application/merge-patch+json; charset=utf-8"],
+        &["text/plain", "application/json"],
+    ] {
+        assert!(ambiguous(with(types, true)), "{types:?}");
+    }
+    // A type no framework reads parameters from, or no body at all.
+    for types in [
+        &["application/yaml"][..],
+        &["application/vnd.kubernetes.protobuf"],
+    ] {
+        assert_eq!(
+            with(types, true).map(|v| v.query),
+            Ok(vec!["allowed".to_owned()])
+        );
+    }
+    for types in [&[][..], &["application/json"]] {
+        assert_eq!(
+            with(types, false).map(|v| v.query),
+            Ok(vec!["allowed".to_owned()])
+        );
+    }
+}
+
+/// Review: PHP reads `org[id` as `org_id`, and `filter[ns]x` as `filter[ns]`.
+#[test]
+fn php_bracket_spellings_are_refused() {
+    let read = |name: &str, query: &str| {
+        values(
+            &rw(Some(name), None, Consume::Pin),
+            Some(query),
+            &HeaderMap::new(),
+            false,
+        )
+    };
+    let ambiguous = |r: Result<Values, Refused>| matches!(r, Err(Refused::Ambiguous { .. }));
+    assert!(ambiguous(read("org_id", "org[id=evil&org_id=a")));
+    assert!(ambiguous(read("org_id", "org_id=a&org[id=evil")));
+    assert!(ambiguous(read(
+        "filter[ns]",
+        "filter[ns]x=evil&filter[ns]=a"
+    )));
+    assert!(ambiguous(read(
+        "namespace",
+        "namespace[x]y=evil&namespace=a"
+    )));
+    // Unrelated names stay unrelated.
+    assert_eq!(
+        read("org_id", "org[idx]=1&org_id=a").map(|v| v.query),
+        Ok(vec!["a".to_owned()])
+    );
+}

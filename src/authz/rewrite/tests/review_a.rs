@@ -34,6 +34,7 @@ fn review_a_fragment_probe() {
         &rw(Some("namespace"), None, Consume::Pin),
         query,
         &HeaderMap::new(),
+        false,
     );
     let got = v.map(|v| v.query);
     // Either both values are read (and checked) or the fragment is gone
