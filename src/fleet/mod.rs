@@ -213,6 +213,12 @@ impl Fleet {
         let mut state = self.lock();
         let Some(cm) = cm else {
             state.watch = Watch::Missing;
+            drop(state);
+            // Nobody can flush this replica through a missing object: as
+            // with a broken watch, it keeps nothing cached from before, at
+            // each list or delete that finds it missing.
+            (self.flush)(None);
+            warn!(object = %self.object(), "revocation object missing; every cache flushed; this replica is not ready until it exists");
             return;
         };
         let seen = object::read(

@@ -183,3 +183,27 @@ fn review_b_a_repeated_user_flush_after_a_huge_serial_is_still_applied() {
         "the second flush of alice is applied by no replica"
     );
 }
+
+/// Review: a missing object flushes every cache, as a broken watch does.
+#[tokio::test]
+async fn a_missing_object_flushes_everything() {
+    use std::sync::{Arc, Mutex};
+    let flushed: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let seen = flushed.clone();
+    // Never contacted: `observe` is what the watch calls with each version.
+    let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+    let client = kube::Client::try_from(config).expect("client");
+    let cfg = crate::config::FleetConfig {
+        namespace: Some("ns".into()),
+        name: "authgate-revocation".into(),
+        watch_timeout: std::time::Duration::from_secs(60),
+    };
+    let flush: super::Flusher = Box::new(move |u| {
+        seen.lock().expect("lock").push(u.map(str::to_owned));
+    });
+    let fleet =
+        super::Fleet::new(&cfg, client, std::time::Duration::from_secs(1), flush).expect("fleet");
+    fleet.observe(None, super::Watch::Synced);
+    assert_eq!(*flushed.lock().expect("lock"), [None]);
+    assert!(!fleet.check(0).0, "not ready while missing");
+}
