@@ -194,26 +194,26 @@ pub fn values(
 
 /// Whether the request says its body is a form.
 fn is_form(headers: &HeaderMap) -> bool {
-    headers.get_all(http::header::CONTENT_TYPE).iter().any(|v| {
-        let v = String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase();
-        let media = v.split(';').next().unwrap_or_default().trim().to_owned();
-        media == "application/x-www-form-urlencoded" || media == "multipart/form-data"
-    })
+    media_types(headers)
+        .any(|m| m == "application/x-www-form-urlencoded" || m == "multipart/form-data")
 }
 
 /// Whether a body with these headers is one some framework reads
 /// parameters from: no `Content-Type` (Rack takes it for a form), any
 /// `multipart/*` (Rack), or JSON (Rails merges it into `params`).
 fn may_hold_parameters(headers: &HeaderMap) -> bool {
-    let types = headers.get_all(http::header::CONTENT_TYPE);
-    types.iter().next().is_none()
-        || types.iter().any(|v| {
-            let v = String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase();
-            let media = v.split(';').next().unwrap_or_default().trim().to_owned();
-            media.starts_with("multipart/")
-                || media == "application/json"
-                || media.ends_with("+json")
-        })
+    let mut types = media_types(headers).peekable();
+    types.peek().is_none()
+        || types
+            .any(|m| m.starts_with("multipart/") || m == "application/json" || m.ends_with("+json"))
+}
+
+/// The media type of each `Content-Type`, lower-cased, without parameters.
+fn media_types(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+    headers.get_all(http::header::CONTENT_TYPE).iter().map(|v| {
+        let v = String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase();
+        v.split(';').next().unwrap_or_default().trim().to_owned()
+    })
 }
 
 /// Whether a `Connection` header lists `name`.

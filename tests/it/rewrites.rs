@@ -113,9 +113,18 @@ async fn kube_rbac_proxys_rewrites_example_loads_and_behaves_as_documented() {
     let r = as_sa(&c, "/metrics?namespace=default&namespace=kube-system").await;
     assert_eq!(r.status, 403);
     assert_eq!(upstream.count(), n);
-    // Review: a body an upstream framework could read the parameter from
-    // (untyped: Rack; JSON: Rails) is 400 before any review; a YAML one is
-    // reviewed and served.
+    bodies_that_could_carry_the_parameter_are_refused(&api, &c, &upstream).await;
+}
+
+/// Review: a body an upstream framework could read the parameter from
+/// (untyped: Rack; JSON: Rails) is 400 before any review; a YAML one is
+/// reviewed and served.
+async fn bodies_that_could_carry_the_parameter_are_refused(
+    api: &FakeApi,
+    c: &Client,
+    upstream: &Upstream,
+) {
+    let n = upstream.count();
     api.allow(
         Rule::user(DEFAULT_SA)
             .verb("create")
